@@ -1,0 +1,39 @@
+# tessellum — developer entry points. Every target is idempotent.
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: all setup system venv demo test lint bench clean-world
+
+all: test
+
+system:            ## Debian packages the test servers need (nginx, PostgreSQL+PostGIS, redis)
+	@bash scripts/setup-system.sh
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON)"; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -U pip
+	$(PY) -m pip install -q -e ".[dev]"
+	@touch $(STAMP)
+
+venv: $(STAMP)     ## the virtual environment with tessellum and its test dependencies
+
+setup: system venv
+
+demo: setup        ## the main job end to end on the demo world
+	$(PY) -m tessellum.demo
+
+test: setup        ## the whole test suite
+	$(PY) -m pytest -q
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+bench: setup       ## benchmarks side by side against the peers (prints ratios)
+	$(PY) -m benchmarks.run
+
+clean-world:
+	rm -rf .cache/world

@@ -1,0 +1,30 @@
+"""The ``tessellum`` command line (typer + rich).
+
+Each command group lives in its own module and is registered here; heavy imports
+happen inside the commands, so ``tessellum --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="tessellum",
+    help="An index-first raster engine for Cloud-Optimized GeoTIFFs.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+
+
+def _register() -> None:
+    from . import world
+
+    app.add_typer(world.app, name="world")
+
+
+_register()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
