@@ -1,0 +1,317 @@
+"""Collection builders: STAC API / static catalog, record tables, file listings and
+GDAL GTI tile indexes. Each turns its source into records, reads every asset header
+once, and returns a :class:`Collection` (cached on disk when a workspace is used)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .._sync import run_sync
+from ..errors import ValidationError
+from .cache import cache_path
+from .core import Collection
+from .headers import DEFAULT_PREFIX, read_headers_async, records_to_table
+from .records import Record
+
+
+async def _records_to_collection(
+    records: Sequence[Record],
+    *,
+    name: str,
+    data_source: str | None,
+    max_concurrent: int,
+    cloud_config: Any,
+    signer: Any,
+    prefix_size: int,
+    progress: bool | None,
+) -> Collection:
+    if max_concurrent < 1:
+        raise ValidationError(f"max_concurrent must be >= 1, got {max_concurrent}")
+    hrefs = [a.href for r in records for a in r.assets.values()]
+    headers = await read_headers_async(
+        hrefs,
+        prefix_size=prefix_size,
+        max_concurrent=max_concurrent,
+        cloud_config=cloud_config,
+        signer=signer,
+        progress=progress,
+    )
+    table = records_to_table(records, headers)
+    if table.num_rows:
+        table = table.sort_by([("datetime", "ascending"), ("id", "ascending")])
+    return Collection(table, name=name, data_source=data_source)
+
+
+def _cached(
+    workspace_dir: Any, name: str, params: dict[str, Any], force: bool
+) -> tuple[Path | None, Collection | None]:
+    if workspace_dir is None:
+        return None, None
+    path = cache_path(workspace_dir, name, params)
+    if path.exists() and not force:
+        return path, Collection.load(path)
+    return path, None
+
+
+async def build_from_stac_async(
+    *,
+    name: str,
+    stac_api: str,
+    collection: str,
+    data_source: str | None = None,
+    band_map: Mapping[str, str] | None = None,
+    band_index_map: Mapping[str, int] | None = None,
+    bbox: Any = None,
+    date_range: Sequence[Any] | None = None,
+    workspace_dir: str | os.PathLike | None = None,
+    force: bool = False,
+    max_concurrent: int = 50,
+    cloud_config: Any = None,
+    query: Mapping[str, Any] | None = None,
+    backend: Any = None,
+    static_catalog: bool = False,
+    filter: Mapping[str, Any] | str | None = None,
+    max_items: int | None = None,
+    signer: Any = None,
+    prefix_size: int = DEFAULT_PREFIX,
+    progress: bool | None = None,
+) -> Collection:
+    """Async form of :func:`build_from_stac`."""
+    from .stac import stac_records
+
+    if not name:
+        raise ValidationError("name must be a non-empty string")
+    if backend is not None:
+        raise ValidationError(
+            "backend: pass stores through cloud_config; custom backends are not supported yet"
+        )
+    params = {
+        "stac_api": stac_api, "collection": collection, "data_source": data_source,
+        "band_map": band_map, "band_index_map": band_index_map,
+        "bbox": list(bbox) if isinstance(bbox, Sequence) else bbox,
+        "date_range": [str(d) for d in date_range] if date_range else None,
+        "query": query, "filter": filter, "static_catalog": static_catalog, "max_items": max_items,
+        "cloud_config": repr(cloud_config),
+    }  # fmt: skip
+    path, hit = _cached(workspace_dir, name, params, force)
+    if hit is not None:
+        return hit
+    import asyncio
+
+    records = await asyncio.to_thread(
+        stac_records,
+        stac_api=stac_api,
+        collection=collection,
+        data_source=data_source,
+        band_map=band_map,
+        band_index_map=band_index_map,
+        bbox=bbox,
+        date_range=date_range,
+        query=query,
+        filter=filter,
+        static_catalog=static_catalog,
+        max_items=max_items,
+    )
+    coll = await _records_to_collection(
+        records,
+        name=name,
+        data_source=data_source or collection,
+        max_concurrent=max_concurrent,
+        cloud_config=cloud_config,
+        signer=signer,
+        prefix_size=prefix_size,
+        progress=progress,
+    )
+    if path is not None:
+        coll.export(path)
+    return coll
+
+
+def build_from_stac(**kwargs: Any) -> Collection:
+    """Build a collection from a STAC API search (or a static catalog) with one header
+    read per asset.
+
+    Keyword Args:
+        name: collection name (cache key part).
+        stac_api: STAC API root URL, or the root ``catalog.json`` with ``static_catalog=True``.
+        collection: STAC collection id.
+        data_source: source id for built-in band maps (defaults to ``collection``).
+        band_map: band code -> asset key; selects and names bands.
+        band_index_map: band code -> sample index inside a multi-sample asset.
+        bbox: (west, south, east, north) in lon/lat; west > east crosses the antimeridian.
+        date_range: (start, end); a date-only end includes that whole day (UTC).
+        workspace_dir: where built collections are cached; None disables the cache.
+        force: rebuild even when a cached build with the same parameters exists.
+        max_concurrent: header reads in flight at once.
+        cloud_config: ``tessellum.store.CloudConfig`` (URL rewriting, requester pays).
+        query: STAC API ``query`` extension filter, e.g. ``{"eo:cloud_cover": {"lt": 10}}``.
+        backend: reserved (seed compatibility).
+        static_catalog: walk a static catalog instead of calling /search.
+        filter: CQL2 filter (JSON dict or text).
+        max_items: stop after this many items (default: all, never silently truncated).
+        signer: a ``UrlSigner`` (e.g. Planetary Computer SAS tokens).
+        prefix_size: bytes of the speculative header read.
+        progress: progress bar (None: on a TTY).
+
+    Returns:
+        The :class:`Collection`; failed assets are kept with an error (see ``errors()``).
+
+    Async form: :func:`build_from_stac_async`.
+    """
+    return run_sync(build_from_stac_async(**kwargs))
+
+
+async def build_from_records_async(
+    records: Sequence[Record],
+    *,
+    name: str,
+    data_source: str | None = None,
+    max_concurrent: int = 50,
+    cloud_config: Any = None,
+    signer: Any = None,
+    prefix_size: int = DEFAULT_PREFIX,
+    progress: bool | None = None,
+) -> Collection:
+    """Build from already-made :class:`Record` objects (the shared last step)."""
+    return await _records_to_collection(
+        records, name=name, data_source=data_source, max_concurrent=max_concurrent,
+        cloud_config=cloud_config, signer=signer, prefix_size=prefix_size, progress=progress,
+    )  # fmt: skip
+
+
+async def build_from_table_async(
+    table: Any,
+    *,
+    name: str,
+    href_column: str | None = "href",
+    assets_column: str | None = None,
+    id_column: str | None = "id",
+    datetime_column: str | None = "datetime",
+    geometry_column: str | None = "geometry",
+    band: str = "data",
+    band_index_map: Mapping[str, int] | None = None,
+    collection: str | None = None,
+    **kwargs: Any,
+) -> Collection:
+    """Async form of :func:`build_from_table`."""
+    from .sources import records_from_table
+
+    records = records_from_table(
+        table,
+        href_column=href_column,
+        assets_column=assets_column,
+        id_column=id_column,
+        datetime_column=datetime_column,
+        geometry_column=geometry_column,
+        band=band,
+        band_index_map=band_index_map,
+        collection=collection,
+    )
+    return await build_from_records_async(records, name=name, data_source=collection, **kwargs)
+
+
+def build_from_table(table: Any, **kwargs: Any) -> Collection:
+    """Build from a record table: an Arrow table, a Parquet/GeoParquet path, a
+    (Geo)DataFrame, or anything exporting the Arrow PyCapsule stream.
+
+    Each row needs an id and either an ``href_column`` (one raster per row, band name
+    ``band``, or several bands of it via ``band_index_map``) or an ``assets_column``
+    (a mapping band -> href or -> {"href": ..., "band_index": ...}). Other columns are
+    kept as properties (labels, splits, AOI ids ...). Without a geometry column, the
+    footprint comes from the header.
+
+    Async form: :func:`build_from_table_async`.
+    """
+    return run_sync(build_from_table_async(table, **kwargs))
+
+
+async def build_from_files_async(
+    source: str | os.PathLike | Sequence[str],
+    *,
+    name: str,
+    pattern: str = "*.tif",
+    band: str = "data",
+    collection: str | None = None,
+    **kwargs: Any,
+) -> Collection:
+    """Async form of :func:`build_from_files`."""
+    from .sources import list_files_async, records_from_hrefs
+
+    hrefs = await list_files_async(source, pattern=pattern)
+    if not hrefs:
+        raise ValidationError(f"no files matching {pattern!r} under {source!r}")
+    return await build_from_records_async(
+        records_from_hrefs(hrefs, band=band, collection=collection),
+        name=name,
+        data_source=collection,
+        **kwargs,
+    )
+
+
+def build_from_files(source: str | os.PathLike | Sequence[str], **kwargs: Any) -> Collection:
+    """Build from a file listing: a local folder, a list of URLs/paths, or an object
+    store prefix (``s3://bucket/prefix/``) listed with obstore; one record per file.
+
+    Async form: :func:`build_from_files_async`.
+    """
+    return run_sync(build_from_files_async(source, **kwargs))
+
+
+async def build_from_gti_async(
+    index: str | os.PathLike | Any,
+    *,
+    name: str,
+    location_column: str = "location",
+    datetime_column: str | None = None,
+    band: str = "data",
+    collection: str | None = None,
+    query: str | None = None,
+    **kwargs: Any,
+) -> Collection:
+    """Async form of :func:`build_from_gti`."""
+    from .sources import read_vector_table
+
+    gdf = read_vector_table(index)
+    if query:
+        gdf = gdf.query(query)
+    if location_column not in gdf.columns:
+        raise ValidationError(
+            f"GTI index has no {location_column!r} column (columns: {list(gdf.columns)})"
+        )
+    gdf = gdf.rename(columns={location_column: "__href"})
+    gdf["__href"] = [_gdal_to_url(h) for h in gdf["__href"]]
+    if "id" not in gdf.columns:
+        gdf["id"] = [Path(str(h).split("?")[0]).stem for h in gdf["__href"]]
+    return await build_from_table_async(
+        gdf, name=name, href_column="__href", datetime_column=datetime_column,
+        geometry_column=None, band=band, collection=collection, **kwargs,
+    )  # fmt: skip
+
+
+def build_from_gti(index: str | os.PathLike | Any, **kwargs: Any) -> Collection:
+    """Build from a GDAL GTI tile index (GeoPackage, GeoParquet, FlatGeobuf or a
+    GeoDataFrame) with a ``location`` column of raster paths/URLs (``/vsicurl/``,
+    ``/vsis3/`` prefixes are understood). ``query`` filters it with ``DataFrame.query``.
+
+    Async form: :func:`build_from_gti_async`.
+    """
+    return run_sync(build_from_gti_async(index, **kwargs))
+
+
+_VSI = {
+    "/vsicurl/": "",
+    "/vsis3/": "s3://",
+    "/vsigs/": "gs://",
+    "/vsiaz/": "az://",
+    "/vsiadls/": "az://",
+}
+
+
+def _gdal_to_url(href: str) -> str:
+    for prefix, scheme in _VSI.items():
+        if href.startswith(prefix):
+            return scheme + href[len(prefix) :]
+    return href

@@ -1,0 +1,183 @@
+"""Read every asset's COG header once (one speculative prefix read, rarely a second) and
+assemble records + headers into the collection table."""
+
+from __future__ import annotations
+
+import asyncio
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import pyarrow as pa
+
+from .._progress import progress_bar
+from ..errors import TessellumError, TessellumWarning
+from .records import Record
+from .schema import ASSETS_TYPE, BBOX_TYPE, DATETIME_TYPE, band_column
+
+DEFAULT_PREFIX = 65536
+
+
+async def read_headers_async(
+    hrefs: Sequence[str],
+    *,
+    prefix_size: int = DEFAULT_PREFIX,
+    max_concurrent: int = 50,
+    cloud_config: Any = None,
+    signer: Any = None,
+    progress: bool | None = None,
+) -> dict[str, Any]:
+    """Parse the header of every distinct href; failures are returned as exceptions.
+
+    Each href costs one prefix GET (a second one only when IFDs or tag arrays lie
+    beyond the prefix); at most ``max_concurrent`` headers are in flight at once.
+    """
+    from ..store import open_store, read_range_async
+    from ..tiff import read_header_async
+
+    unique = list(dict.fromkeys(hrefs))
+    sem = asyncio.Semaphore(max_concurrent)
+    bar = progress_bar(len(unique), "headers", progress, unit="asset")
+    out: dict[str, Any] = {}
+
+    async def one(href: str) -> None:
+        async with sem:
+            try:
+                url = await signer.sign(href) if signer is not None else href
+                store, path = open_store(url, cloud_config=cloud_config)
+
+                async def fetch(start: int, end: int) -> bytes:
+                    return await read_range_async(store, path, start, end, url=href, clip=True)
+
+                out[href] = await read_header_async(fetch, href, prefix_size=prefix_size)
+            except TessellumError as exc:
+                out[href] = exc
+            except Exception as exc:  # a bad asset is recorded per row, never aborts a build
+                out[href] = TessellumError(f"{href}: {type(exc).__name__}: {exc}")
+            finally:
+                bar.update(1)
+
+    try:
+        await asyncio.gather(*(one(h) for h in unique))
+    finally:
+        bar.close()
+    return out
+
+
+def records_to_table(
+    records: Sequence[Record], headers: dict[str, Any], *, warn: bool = True
+) -> pa.Table:
+    """Assemble the collection table from records and their parsed headers."""
+    import shapely
+
+    from ..geo.crs import crs_epsg, crs_to_code
+    from ..geo.geometry import footprint_lonlat, lonlat_bbox
+    from ..tiff import headers_to_arrow
+
+    bands = list(dict.fromkeys(b for r in records for b in r.assets))
+    n = len(records)
+    geoms, crs_codes, epsgs = [], [], []
+    for r in records:
+        hdr = _first_header(r, headers)
+        code = None
+        if hdr is not None and (hdr.geo.crs_epsg or hdr.geo.crs_wkt):
+            code = f"EPSG:{hdr.geo.crs_epsg}" if hdr.geo.crs_epsg else crs_to_code(hdr.geo.crs_wkt)
+        elif r.proj_code:
+            code = crs_to_code(r.proj_code)
+        crs_codes.append(code)
+        epsgs.append(crs_epsg(code) if code else None)
+        geom = r.geometry
+        if geom is None and hdr is not None and code is not None:
+            lvl = hdr.levels[0]
+            geom = footprint_lonlat(hdr.geo.transform, lvl.width, lvl.height, code)
+        geoms.append(geom)
+
+    bbox_rows = [lonlat_bbox(g) if g is not None else (None,) * 4 for g in geoms]
+    wkb = [shapely.to_wkb(g) if g is not None else None for g in geoms]
+    when = [r.datetime for r in records]
+    cols: dict[str, pa.Array] = {
+        "id": pa.array([r.id for r in records], pa.string()),
+        "datetime": pa.array(when, DATETIME_TYPE),
+        "collection": pa.array([r.collection for r in records], pa.string()),
+        "geometry": pa.array(wkb, pa.binary()),
+        "bbox": pa.array(
+            [
+                None
+                if b[0] is None
+                else dict(zip(("xmin", "ymin", "xmax", "ymax"), b, strict=True))
+                for b in bbox_rows
+            ],
+            BBOX_TYPE,
+        ),
+        "assets": pa.array(
+            [
+                [
+                    (
+                        k,
+                        {
+                            "href": a.href,
+                            "asset_key": a.asset_key,
+                            "band_index": a.band_index,
+                            "type": a.type,
+                        },
+                    )
+                    for k, a in r.assets.items()
+                ]
+                for r in records
+            ],
+            ASSETS_TYPE,
+        ),
+        "proj:epsg": pa.array(epsgs, pa.int32()),
+        "proj:code": pa.array([f"EPSG:{e}" if e else None for e in epsgs], pa.string()),
+        "crs": pa.array(crs_codes, pa.string()),
+    }
+    for key in _property_keys(records):
+        if key in cols:
+            continue
+        values = [r.properties.get(key) for r in records]
+        try:
+            cols[key] = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            cols[key] = pa.array([None if v is None else str(v) for v in values], pa.string())
+    failures: list[tuple[str, str, str]] = []
+    for band in bands:
+        hdrs, idx, errs = [], [], []
+        for r in records:
+            ref = r.assets.get(band)
+            res = headers.get(ref.href) if ref else None
+            if ref is None:
+                hdrs.append(None), idx.append(None), errs.append(f"band {band!r} missing in record")
+            elif isinstance(res, BaseException) or res is None:
+                msg = str(res) if res is not None else "header not read"
+                hdrs.append(None), idx.append(ref.band_index), errs.append(msg)
+                failures.append((r.id, band, msg))
+            else:
+                hdrs.append(res), idx.append(ref.band_index), errs.append(None)
+        cols[band_column(band)] = headers_to_arrow(hdrs, band_index=idx, errors=errs)
+    years = [w.year if w else None for w in when]
+    months = [w.month if w else None for w in when]
+    cols["year"] = pa.array(years, pa.int16())
+    cols["month"] = pa.array(months, pa.int8())
+    table = pa.table(cols)
+    if warn and failures:
+        shown = "; ".join(f"{i}/{b}: {m}" for i, b, m in failures[:5])
+        more = f" (and {len(failures) - 5} more)" if len(failures) > 5 else ""
+        warnings.warn(
+            f"{len(failures)} of {n * max(len(bands), 1)} band assets failed: {shown}{more}. "
+            "They are kept with an error in their header column; drop them with Collection.valid().",
+            TessellumWarning,
+            stacklevel=3,
+        )
+    return table
+
+
+def _first_header(r: Record, headers: dict[str, Any]):
+    for ref in r.assets.values():
+        h = headers.get(ref.href)
+        if h is not None and not isinstance(h, BaseException):
+            return h
+    return None
+
+
+def _property_keys(records: Sequence[Record]) -> list[str]:
+    return list(dict.fromkeys(k for r in records for k in r.properties))

@@ -1,0 +1,93 @@
+"""Save and load collections as GeoParquet 1.1 (zstd), partitioned by year/month.
+
+The files are plain GeoParquet: GeoPandas, DuckDB and pyarrow read them without
+tessellum installed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+
+from ..errors import CollectionError
+from .schema import PARTITION_COLUMNS, geoparquet_metadata
+
+COLLECTION_META_KEY = b"tessellum"
+
+
+def write_collection(
+    table: pa.Table, path: str | os.PathLike, *, name: str | None = None, extra: dict | None = None
+) -> Path:
+    """Write ``table`` as a partitioned GeoParquet dataset at ``path`` atomically
+    (written to a temp directory beside it, then renamed over any previous one)."""
+    dest = Path(path)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    meta = dict(table.schema.metadata or {})
+    meta[b"geo"] = geoparquet_metadata(table)
+    meta[COLLECTION_META_KEY] = json.dumps({"name": name, **(extra or {})}).encode()
+    table = table.replace_schema_metadata(meta)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        part_schema = pa.schema([table.schema.field(c) for c in PARTITION_COLUMNS])
+        pads.write_dataset(
+            table,
+            tmp,
+            format="parquet",
+            partitioning=pads.partitioning(part_schema, flavor="hive"),
+            file_options=pads.ParquetFileFormat().make_write_options(compression="zstd"),
+            basename_template=f"part-{uuid.uuid4().hex[:8]}-{{i}}.parquet",
+            existing_data_behavior="overwrite_or_ignore",
+        )
+        if dest.exists():
+            old = dest.with_name(f".{dest.name}.old-{uuid.uuid4().hex[:8]}")
+            dest.rename(old)
+            tmp.rename(dest)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dest
+
+
+def read_collection(path: str | os.PathLike) -> tuple[pa.Table, dict]:
+    """Read a collection written by :func:`write_collection` (or any GeoParquet file or
+    directory with the collection columns). Returns the table and its tessellum metadata."""
+    src = Path(path)
+    if not src.exists():
+        raise CollectionError(f"no collection at {src}")
+    try:
+        dataset = pads.dataset(src, format="parquet", partitioning="hive")
+        table = dataset.to_table()
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise CollectionError(f"cannot read collection at {src}: {exc}") from exc
+    first = next(iter(dataset.files), None)
+    meta: dict = {}
+    schema_meta = pq.read_schema(first).metadata if first else None
+    if schema_meta and COLLECTION_META_KEY in schema_meta:
+        meta = json.loads(schema_meta[COLLECTION_META_KEY])
+    if schema_meta:
+        table = table.replace_schema_metadata(
+            {k: v for k, v in schema_meta.items() if k != b"ARROW:schema"}
+        )
+    # hive partitions come back as dictionary-encoded int32; restore the written types
+    for col, typ in (("year", pa.int16()), ("month", pa.int8())):
+        if col in table.column_names:
+            i = table.column_names.index(col)
+            table = table.set_column(i, col, table.column(col).cast(typ))
+    if "id" in table.column_names:
+        table = (
+            table.sort_by([("datetime", "ascending"), ("id", "ascending")])
+            if "datetime" in table.column_names
+            else table
+        )
+    return table, meta

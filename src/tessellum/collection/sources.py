@@ -1,0 +1,177 @@
+"""Turn record tables, file listings and tile indexes into :class:`Record` objects."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import ValidationError
+from .dates import parse_datetime
+from .records import AssetRef, Record
+
+
+def _to_arrow(table: Any):
+    import pyarrow as pa
+
+    if isinstance(table, str | os.PathLike):
+        p = Path(table)
+        if p.suffix.lower() in (".parquet", ".geoparquet") or p.is_dir():
+            import pyarrow.parquet as pq
+
+            return pq.read_table(p)
+        return _to_arrow(read_vector_table(p))
+    if isinstance(table, pa.Table):
+        return table
+    if hasattr(table, "geometry") and hasattr(table, "to_wkb"):  # GeoDataFrame
+        df = table.to_wkb()
+        return pa.Table.from_pandas(df, preserve_index=False)
+    if hasattr(table, "columns") and hasattr(table, "to_dict"):  # pandas
+        return pa.Table.from_pandas(table, preserve_index=False)
+    if hasattr(table, "__arrow_c_stream__"):
+        return pa.table(table)
+    raise ValidationError(f"cannot read a record table from {type(table).__name__}")
+
+
+def records_from_table(
+    table: Any,
+    *,
+    href_column: str | None,
+    assets_column: str | None,
+    id_column: str | None,
+    datetime_column: str | None,
+    geometry_column: str | None,
+    band: str,
+    band_index_map: Mapping[str, int] | None,
+    collection: str | None,
+) -> list[Record]:
+    """Records from a table with an href column (one raster per row) or an assets column."""
+    import shapely
+
+    t = _to_arrow(table)
+    cols = t.column_names
+    if assets_column is None and (href_column is None or href_column not in cols):
+        raise ValidationError(
+            f"record table needs an href column ({href_column!r}) or assets_column; columns: {cols}"
+        )
+    if assets_column is not None and assets_column not in cols:
+        raise ValidationError(
+            f"record table has no assets column {assets_column!r}; columns: {cols}"
+        )
+    rows = t.to_pylist(maps_as_pydicts="strict") if hasattr(t, "to_pylist") else list(t)
+    skip = {href_column, assets_column, id_column, datetime_column, geometry_column}
+    out = []
+    for i, row in enumerate(rows):
+        rid = (
+            str(row[id_column])
+            if id_column and id_column in row and row[id_column] is not None
+            else str(i)
+        )
+        if assets_column is not None:
+            assets = {}
+            for b, a in (row[assets_column] or {}).items():
+                if isinstance(a, str):
+                    assets[b] = AssetRef(a, b)
+                else:
+                    assets[b] = AssetRef(
+                        a["href"], a.get("asset_key") or b, a.get("band_index"), a.get("type")
+                    )
+        else:
+            href = row[href_column]
+            if not href:
+                raise ValidationError(f"row {rid!r}: empty {href_column!r}")
+            if band_index_map:
+                assets = {b: AssetRef(href, band, int(ix)) for b, ix in band_index_map.items()}
+            else:
+                assets = {band: AssetRef(href, band)}
+        geom = None
+        if geometry_column and geometry_column in row and row[geometry_column] is not None:
+            g = row[geometry_column]
+            geom = (
+                shapely.from_wkb(g)
+                if isinstance(g, bytes)
+                else shapely.from_wkt(g)
+                if isinstance(g, str)
+                else g
+            )
+        when = row.get(datetime_column) if datetime_column else None
+        out.append(
+            Record(
+                id=rid,
+                assets=assets,
+                datetime=parse_datetime(when, name=f"row {rid} datetime")
+                if when is not None
+                else None,
+                collection=collection or row.get("collection"),
+                geometry=geom,
+                properties={k: v for k, v in row.items() if k not in skip and _scalar(v)},
+            )
+        )
+    return out
+
+
+def _scalar(v: Any) -> bool:
+    return v is None or isinstance(v, str | int | float | bool)
+
+
+def records_from_hrefs(hrefs: Sequence[str], *, band: str, collection: str | None) -> list[Record]:
+    """One record per file, id = file stem (made unique with the parent folder if needed)."""
+    stems = [Path(h.split("?")[0]).stem for h in hrefs]
+    dup = {s for s in stems if stems.count(s) > 1}
+    out = []
+    for h, s in zip(hrefs, stems, strict=True):
+        rid = f"{Path(h.split('?')[0]).parent.name}/{s}" if s in dup else s
+        out.append(Record(id=rid, assets={band: AssetRef(h, band)}, collection=collection))
+    return out
+
+
+async def list_files_async(
+    source: str | os.PathLike | Sequence[str], *, pattern: str = "*.tif"
+) -> list[str]:
+    """List raster files: a local folder (recursive glob), an explicit list of URLs/paths,
+    or an object store prefix (s3://, gs://, az://, memory://) listed with obstore."""
+    import fnmatch
+
+    if isinstance(source, Sequence) and not isinstance(source, str):
+        return [str(s) for s in source]
+    text = str(source)
+    if "://" in text and not text.startswith("file://"):
+        import obstore
+
+        from ..store import open_store
+
+        store, prefix = open_store(text.rstrip("/") + "/")
+        base = (
+            text[: len(text) - len(prefix)]
+            if prefix and text.endswith(prefix)
+            else text.rstrip("/") + "/"
+        )
+        out = []
+        async for batch in obstore.list(store, prefix=prefix or None):
+            for meta in batch:
+                if fnmatch.fnmatch(Path(meta["path"]).name, pattern):
+                    out.append(
+                        base.rstrip("/") + "/" + meta["path"][len(prefix) :].lstrip("/")
+                        if prefix
+                        else base + meta["path"]
+                    )
+        return sorted(out)
+    root = Path(text.removeprefix("file://"))
+    if root.is_file():
+        return [str(root)]
+    if not root.is_dir():
+        raise ValidationError(f"no such folder or file: {root}")
+    return sorted(str(p) for p in root.rglob(pattern) if p.is_file())
+
+
+def read_vector_table(source: Any):
+    """A GeoDataFrame from a path (GeoPackage, FlatGeobuf, GeoJSON, GeoParquet) or a frame."""
+    import geopandas as gpd
+
+    if hasattr(source, "geometry"):
+        return source
+    p = Path(source)
+    if p.suffix.lower() in (".parquet", ".geoparquet"):
+        return gpd.read_parquet(p)
+    return gpd.read_file(p)

@@ -1,0 +1,149 @@
+"""Build collections from a STAC API (full pagination) or a static STAC catalog."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from ..errors import ProtocolError, ValidationError
+from ..geo.bbox import BBox, as_bbox, bbox_intersects
+from .bandmaps import builtin_band_index_map, builtin_band_map
+from .dates import parse_date_range, parse_datetime, stac_interval
+from .records import Record, record_from_stac_item
+
+PAGE_SIZE = 100
+
+
+def search_items(
+    stac_api: str,
+    collection: str,
+    *,
+    bbox: BBox | None = None,
+    date_range: tuple[dt.datetime, dt.datetime] | None = None,
+    query: Mapping[str, Any] | None = None,
+    filter: Mapping[str, Any] | str | None = None,
+    max_items: int | None = None,
+    page_size: int = PAGE_SIZE,
+) -> list[dict[str, Any]]:
+    """All items of ``collection`` matching the search, following every ``next`` page.
+
+    Antimeridian-crossing boxes are searched as two boxes and deduplicated.
+
+    Raises:
+        ProtocolError: naming the API URL when the search fails.
+    """
+    from pystac_client import Client
+    from pystac_client.exceptions import APIError
+
+    try:
+        client = Client.open(stac_api)
+    except Exception as exc:
+        raise ProtocolError(f"cannot open STAC API {stac_api}: {exc}", url=stac_api) from exc
+    boxes = bbox.split() if bbox is not None else [None]
+    seen: dict[str, dict[str, Any]] = {}
+    for box in boxes:
+        kwargs: dict[str, Any] = {
+            "collections": [collection],
+            "method": "POST",
+            "limit": page_size,
+            "max_items": max_items,
+        }
+        if box is not None:
+            kwargs["bbox"] = list(box.as_tuple())
+        if date_range is not None:
+            kwargs["datetime"] = stac_interval(date_range)
+        if query:
+            kwargs["query"] = dict(query)
+        if filter is not None:
+            kwargs["filter"] = filter
+            kwargs["filter_lang"] = "cql2-text" if isinstance(filter, str) else "cql2-json"
+        try:
+            for item in client.search(**kwargs).items_as_dicts():
+                seen.setdefault(item["id"], item)
+        except APIError as exc:
+            raise ProtocolError(f"STAC search failed at {stac_api}: {exc}", url=stac_api) from exc
+        except Exception as exc:  # network errors surface from requests inside pystac-client
+            raise ProtocolError(
+                f"STAC search failed at {stac_api}: {type(exc).__name__}: {exc}", url=stac_api
+            ) from exc
+    return list(seen.values())
+
+
+def walk_static_catalog(
+    root: str,
+    collection: str | None,
+    *,
+    bbox: BBox | None = None,
+    date_range: tuple[dt.datetime, dt.datetime] | None = None,
+) -> Iterator[tuple[dict[str, Any], str]]:
+    """Items of a static catalog (no /search), filtered client-side; yields
+    ``(item_dict, item_self_href)`` so relative asset hrefs can be resolved."""
+    import pystac
+
+    try:
+        cat = pystac.read_file(root)
+    except Exception as exc:
+        raise ProtocolError(f"cannot read static STAC catalog {root}: {exc}", url=root) from exc
+    for item in cat.get_items(recursive=True):
+        if collection and item.collection_id != collection:
+            continue
+        if (
+            bbox is not None
+            and item.bbox is not None
+            and not bbox_intersects(item.bbox, bbox.as_tuple())
+        ):
+            continue
+        if date_range is not None:
+            when = item.datetime or item.common_metadata.start_datetime
+            if when is None or not (date_range[0] <= parse_datetime(when) <= date_range[1]):
+                continue
+        yield item.to_dict(transform_hrefs=False), item.get_self_href() or root
+
+
+def stac_records(
+    *,
+    stac_api: str,
+    collection: str,
+    data_source: str | None,
+    band_map: Mapping[str, str] | None,
+    band_index_map: Mapping[str, int] | None,
+    bbox: Any,
+    date_range: Any,
+    query: Mapping[str, Any] | None,
+    filter: Any,
+    static_catalog: bool,
+    max_items: int | None,
+) -> list[Record]:
+    """Search (or walk) and turn items into records with resolved bands."""
+    box = as_bbox(bbox) if bbox is not None else None
+    rng = parse_date_range(date_range)
+    bmap = dict(band_map) if band_map else builtin_band_map(collection, data_source)
+    imap = (
+        dict(band_index_map) if band_index_map else builtin_band_index_map(collection, data_source)
+    )
+    if static_catalog:
+        if query or filter:
+            raise ValidationError(
+                "query/filter need a STAC API; a static catalog is filtered by bbox/date_range only"
+            )
+        items = list(walk_static_catalog(stac_api, collection, bbox=box, date_range=rng))
+        if max_items is not None:
+            items = items[:max_items]
+        return [
+            record_from_stac_item(i, band_map=bmap, band_index_map=imap, base_href=h)
+            for i, h in items
+        ]
+    items = search_items(
+        stac_api,
+        collection,
+        bbox=box,
+        date_range=rng,
+        query=query,
+        filter=filter,
+        max_items=max_items,
+    )
+    return [record_from_stac_item(i, band_map=bmap, band_index_map=imap) for i in items]
+
+
+__all__ = ["search_items", "stac_records", "walk_static_catalog"]

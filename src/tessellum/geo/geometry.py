@@ -1,0 +1,241 @@
+"""Coerce user geometries (GeoJSON, shapely, GeoPandas, GeoArrow, WKB) and compute
+lon/lat footprints of raster grids, splitting at the antimeridian."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import ValidationError
+from .crs import CRS84, to_crs, transformer
+
+
+@dataclass(frozen=True)
+class Geometries:
+    """Geometries with their CRS and, for table input, the attribute columns to carry."""
+
+    geoms: np.ndarray  # object array of shapely geometries
+    crs: Any  # pyproj.CRS
+    attributes: Any = None  # pandas.DataFrame (non-geometry columns) or None
+    ids: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+
+    def __len__(self) -> int:
+        return len(self.geoms)
+
+
+def coerce_geometries(value: Any, *, crs: Any = None, name: str = "geometries") -> Geometries:
+    """Coerce one geometry or a collection of geometries into :class:`Geometries`.
+
+    Accepts a shapely geometry or a sequence of them, a GeoJSON geometry / Feature /
+    FeatureCollection (dict), a GeoSeries / GeoDataFrame (their CRS is used), a
+    GeoArrow/WKB pyarrow array, WKB bytes, or a (west, south, east, north) tuple.
+
+    Args:
+        value: the geometries.
+        crs: the CRS of the input when it does not carry one; defaults to OGC:CRS84.
+        name: argument name for error messages.
+    """
+    import shapely
+
+    attrs = None
+    src_crs = crs
+    if hasattr(value, "geometry") and hasattr(value, "columns"):  # GeoDataFrame
+        src_crs = src_crs or value.crs
+        attrs = value.drop(columns=value.geometry.name).reset_index(drop=True)
+        geoms = np.asarray(value.geometry.values, dtype=object)
+    elif (
+        hasattr(value, "geom_type") and hasattr(value, "crs") and hasattr(value, "values")
+    ):  # GeoSeries
+        src_crs = src_crs or value.crs
+        geoms = np.asarray(value.values, dtype=object)
+    elif isinstance(value, shapely.Geometry):
+        geoms = np.array([value], dtype=object)
+    elif isinstance(value, Mapping):
+        geoms = np.array(_from_geojson(value, name), dtype=object)
+    elif isinstance(value, bytes | bytearray | memoryview):
+        geoms = np.array([shapely.from_wkb(bytes(value))], dtype=object)
+    elif _is_arrow(value):
+        geoms, arrow_crs = _from_arrow(value)
+        src_crs = src_crs or arrow_crs
+    elif isinstance(value, Sequence) and not isinstance(value, str):
+        if len(value) == 4 and all(isinstance(v, int | float) for v in value):
+            from .bbox import as_bbox
+
+            geoms = np.array(
+                [as_bbox(value, geographic=False, name=name).to_polygon()], dtype=object
+            )
+        else:
+            geoms = np.array([_one(v, name) for v in value], dtype=object)
+    elif isinstance(value, Iterable) and not isinstance(value, str):
+        geoms = np.array([_one(v, name) for v in value], dtype=object)
+    else:
+        raise ValidationError(f"cannot interpret {type(value).__name__} as {name}")
+    if len(geoms) == 0:
+        raise ValidationError(f"{name} is empty")
+    bad = [i for i, g in enumerate(geoms) if g is None or shapely.is_empty(g)]
+    if bad:
+        raise ValidationError(f"{name} has empty or missing geometries at positions {bad[:10]}")
+    invalid = ~shapely.is_valid(geoms.astype(object))
+    if invalid.any():
+        geoms = geoms.copy()
+        geoms[invalid] = shapely.make_valid(geoms[invalid])
+    return Geometries(
+        geoms=geoms,
+        crs=to_crs(src_crs if src_crs is not None else CRS84),
+        attributes=attrs,
+        ids=np.arange(len(geoms), dtype=np.int64),
+    )
+
+
+def _one(v: Any, name: str):
+    import shapely
+
+    if isinstance(v, shapely.Geometry):
+        return v
+    if isinstance(v, Mapping):
+        parts = _from_geojson(v, name)
+        if len(parts) != 1:
+            raise ValidationError(f"{name}: expected one geometry per element, got {len(parts)}")
+        return parts[0]
+    if isinstance(v, bytes | bytearray):
+        return shapely.from_wkb(bytes(v))
+    if isinstance(v, str):
+        return shapely.from_wkt(v)
+    raise ValidationError(f"cannot interpret element {v!r} of {name} as a geometry")
+
+
+def _from_geojson(obj: Mapping, name: str) -> list:
+    import shapely.geometry
+
+    kind = obj.get("type")
+    if kind == "FeatureCollection":
+        return [shapely.geometry.shape(f["geometry"]) for f in obj.get("features", [])]
+    if kind == "Feature":
+        return [shapely.geometry.shape(obj["geometry"])]
+    if kind in {
+        "Point",
+        "MultiPoint",
+        "LineString",
+        "MultiLineString",
+        "Polygon",
+        "MultiPolygon",
+        "GeometryCollection",
+    }:
+        return [shapely.geometry.shape(obj)]
+    raise ValidationError(
+        f"{name}: not a GeoJSON geometry, Feature or FeatureCollection (type={kind!r})"
+    )
+
+
+def _is_arrow(value: Any) -> bool:
+    return type(value).__module__.startswith("pyarrow") or hasattr(value, "__arrow_c_array__")
+
+
+def _from_arrow(value: Any):
+    import pyarrow as pa
+    import shapely
+
+    arr = value.combine_chunks() if isinstance(value, pa.ChunkedArray) else pa.array(value)
+    crs = None
+    storage = arr
+    if isinstance(arr.type, pa.ExtensionType):
+        try:
+            meta = arr.type.crs
+            crs = meta.to_json() if hasattr(meta, "to_json") else meta
+        except AttributeError:
+            crs = None
+        storage = arr.storage
+    if pa.types.is_binary(storage.type) or pa.types.is_large_binary(storage.type):
+        return np.asarray(
+            shapely.from_wkb(storage.to_numpy(zero_copy_only=False)), dtype=object
+        ), crs
+    if pa.types.is_string(storage.type):
+        return np.asarray(
+            shapely.from_wkt(storage.to_numpy(zero_copy_only=False)), dtype=object
+        ), crs
+    import geoarrow.pyarrow as ga
+
+    wkb = ga.as_wkb(arr)
+    return np.asarray(
+        shapely.from_wkb(wkb.storage.to_numpy(zero_copy_only=False)), dtype=object
+    ), crs
+
+
+def grid_boundary(
+    transform: Sequence[float], width: int, height: int, *, densify: int = 16
+) -> np.ndarray:
+    """Densified boundary ring (N, 2) of a raster in its own CRS.
+
+    Args:
+        transform: GDAL geotransform (x0, dx, rx, y0, ry, dy).
+    """
+    x0, dx, rx, y0, ry, dy = transform
+    t = np.linspace(0.0, 1.0, densify + 1)[:-1]
+    cols = np.concatenate([t * width, np.full_like(t, width), (1 - t) * width, np.zeros_like(t)])
+    rows = np.concatenate([np.zeros_like(t), t * height, np.full_like(t, height), (1 - t) * height])
+    xs = x0 + cols * dx + rows * rx
+    ys = y0 + cols * ry + rows * dy
+    return np.column_stack([xs, ys])
+
+
+def footprint_lonlat(
+    transform: Sequence[float], width: int, height: int, crs: Any, *, densify: int = 16
+):
+    """The raster's footprint as a CRS84 (Multi)Polygon, split at the antimeridian."""
+    ring = grid_boundary(transform, width, height, densify=densify)
+    src = to_crs(crs)
+    if src.is_geographic and _is_lonlat_degrees(src):
+        lon, lat = ring[:, 0], ring[:, 1]
+    else:
+        lon, lat = transformer(src, CRS84).transform(ring[:, 0], ring[:, 1])
+        lon, lat = np.asarray(lon), np.asarray(lat)
+    ok = np.isfinite(lon) & np.isfinite(lat)
+    if not ok.all():
+        lon, lat = lon[ok], lat[ok]
+        if len(lon) < 3:
+            raise ValidationError("raster footprint cannot be transformed to lon/lat")
+    return lonlat_ring_to_polygon(lon, lat)
+
+
+def _is_lonlat_degrees(crs) -> bool:
+    return crs.to_epsg() in (4326, 4269, 4258) or crs.name in ("WGS 84 (CRS84)",)
+
+
+def lonlat_ring_to_polygon(lon: np.ndarray, lat: np.ndarray):
+    """Build a lon/lat polygon from a ring, unwrapping longitudes that jump across
+    ±180 and splitting the result at the antimeridian (RFC 7946)."""
+    import shapely
+    from shapely.geometry import MultiPolygon, Polygon, box
+
+    lon = np.asarray(lon, dtype=float).copy()
+    # also treat rings that extend past ±180 in their native numbers (e.g. 179.5..180.5)
+    jumps = np.abs(np.diff(np.concatenate([lon, lon[:1]]))) > 180
+    if jumps.any():
+        lon = np.where(lon < 0, lon + 360.0, lon)
+    poly = shapely.make_valid(Polygon(np.column_stack([lon, lat])))
+    minx, _, maxx, _ = poly.bounds
+    if minx >= -180 and maxx <= 180:
+        return poly
+    parts = []
+    for lo, hi, shift in ((-540, -180, 360), (-180, 180, 0), (180, 540, -360)):
+        piece = poly.intersection(box(lo, -90, hi, 90))
+        if not piece.is_empty:
+            piece = shapely.affinity.translate(piece, xoff=shift)
+            parts.extend(getattr(piece, "geoms", [piece]))
+    polys = [p for p in parts if p.geom_type == "Polygon" and p.area > 0]
+    return polys[0] if len(polys) == 1 else MultiPolygon(polys)
+
+
+def lonlat_bbox(geom) -> tuple[float, float, float, float]:
+    """(west, south, east, north) of a CRS84 geometry; west > east when a MultiPolygon
+    is split at the antimeridian (parts touching both +180 and -180)."""
+    minx, miny, maxx, maxy = geom.bounds
+    if geom.geom_type == "MultiPolygon" and minx <= -180 + 1e-9 and maxx >= 180 - 1e-9:
+        east_parts = [g.bounds for g in geom.geoms if g.bounds[0] >= 0]
+        west_parts = [g.bounds for g in geom.geoms if g.bounds[2] <= 0]
+        if east_parts and west_parts:
+            return (min(b[0] for b in east_parts), miny, max(b[2] for b in west_parts), maxy)
+    return (minx, miny, maxx, maxy)

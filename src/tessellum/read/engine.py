@@ -1,0 +1,265 @@
+"""The read engine: many targets (output grids), each filled from one or more band
+sources (records), planned together so every tile is fetched and decoded once.
+
+Per source and target, pixels are pasted when the target grid shares the source
+level's pixels, and warped with GDAL's kernel otherwise (nearest for integer data
+unless asked). Sources fill a target in priority order: the first valid pixel wins.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import ValidationError
+from ..geo.grid import Grid, transform_bounds
+from .fetch import FetchOptions, fetch_tiles_async
+from .plan import SourceRead, pick_overview, unique_tiles
+
+RESAMPLING = (
+    "nearest",
+    "bilinear",
+    "cubic",
+    "cubic_spline",
+    "lanczos",
+    "average",
+    "mode",
+    "min",
+    "max",
+    "med",
+    "q1",
+    "q3",
+    "sum",
+    "rms",
+)
+
+
+@dataclass(frozen=True)
+class BandSource:
+    """One band of one record: the file, the sample inside it and its parsed header."""
+
+    href: str
+    header: Any  # tessellum.tiff.TiffHeader
+    sample: int = 0
+    record_id: str = ""
+    band: str = ""
+
+    @property
+    def grid(self) -> Grid:
+        lvl = self.header.levels[0]
+        return Grid.from_gdal(
+            self.header.geo.transform, lvl.width, lvl.height, _crs_of(self.header)
+        )
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self.header.levels[0].dtype)
+
+    @property
+    def nodata(self) -> Any:
+        return self.header.nodata_value() if self.header.nodata_raw is not None else None
+
+    def level_grid(self, level: int) -> Grid:
+        full = self.grid
+        lvl = self.header.levels[level]
+        if level == 0:
+            return full
+        return Grid(
+            lvl.height,
+            lvl.width,
+            full.transform * _scale(full.width / lvl.width, full.height / lvl.height),
+            full.crs,
+        )
+
+
+def _scale(fx: float, fy: float):
+    from affine import Affine
+
+    return Affine.scale(fx, fy)
+
+
+def _crs_of(header: Any) -> str:
+    from ..geo.crs import crs_to_code
+
+    geo = header.geo
+    if geo.crs_epsg:
+        return f"EPSG:{geo.crs_epsg}"
+    if geo.crs_wkt:
+        return crs_to_code(geo.crs_wkt)
+    raise ValidationError(f"{header.url}: raster has no CRS")
+
+
+@dataclass
+class Target:
+    """One output array: ``grid`` filled from ``sources`` (priority order)."""
+
+    grid: Grid
+    sources: Sequence[BandSource]
+    resampling: str = "nearest"
+    dtype: Any = None  # default: the first source's dtype
+    nodata: Any = None  # default: the first source's nodata (0 / NaN when none)
+    mask: np.ndarray | None = None  # pixels to keep (others set to nodata), e.g. a geometry
+    reads: list[tuple[BandSource, SourceRead, Grid, bool]] = field(default_factory=list, repr=False)
+
+
+def _resolution_in_source(src: BandSource, dst: Grid) -> float:
+    """The target's pixel size expressed in the source CRS units (for overview choice)."""
+    if src.grid.crs == dst.crs:
+        return min(dst.resolution)
+    b = transform_bounds(dst.bounds, dst.crs, src.grid.crs)
+    return min((b[2] - b[0]) / dst.width, (b[3] - b[1]) / dst.height)
+
+
+def plan_target(t: Target) -> None:
+    """Fill ``t.reads``: per source, the level, the window to read and paste/warp mode."""
+    t.reads.clear()
+    pad = {"nearest": 1, "mode": 1, "average": 1}.get(t.resampling, 3)
+    for src in t.sources:
+        level = pick_overview(src.header, _resolution_in_source(src, t.grid))
+        lgrid = src.level_grid(level)
+        if lgrid.same_pixels(t.grid):
+            r0, c0 = lgrid.offset_of(t.grid)
+            window = (r0, c0, r0 + t.grid.height, c0 + t.grid.width)
+            if r0 >= lgrid.height or c0 >= lgrid.width or window[2] <= 0 or window[3] <= 0:
+                continue
+            t.reads.append(
+                (src, SourceRead(src.href, src.header, level, src.sample, window), lgrid, True)
+            )
+            continue
+        try:
+            b = transform_bounds(t.grid.bounds, t.grid.crs, lgrid.crs)
+        except ValidationError:
+            continue
+        r0, c0, r1, c1 = lgrid.snap_bounds(b)
+        r0, c0 = max(r0 - pad, 0), max(c0 - pad, 0)
+        r1, c1 = min(r1 + pad, lgrid.height), min(c1 + pad, lgrid.width)
+        if r1 <= r0 or c1 <= c0:
+            continue
+        t.reads.append(
+            (
+                src,
+                SourceRead(src.href, src.header, level, src.sample, (r0, c0, r1, c1)),
+                lgrid,
+                False,
+            )
+        )
+
+
+def _fill_value(dtype: np.dtype, nodata: Any) -> Any:
+    if nodata is not None:
+        return nodata
+    return np.nan if dtype.kind == "f" else 0
+
+
+def _valid(arr: np.ndarray, inside: np.ndarray, nodata: Any) -> np.ndarray:
+    if nodata is None:
+        return inside
+    if isinstance(nodata, float) and math.isnan(nodata):
+        return inside & ~np.isnan(arr)
+    return inside & (arr != nodata)
+
+
+async def read_targets_async(
+    targets: Sequence[Target], opts: FetchOptions | None = None
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Fill every target; returns ``(array, valid_mask)`` per target.
+
+    All tiles of all targets are deduplicated, fetched and decoded once.
+    """
+    import asyncio
+
+    for t in targets:
+        if t.resampling not in RESAMPLING:
+            raise ValidationError(f"resampling must be one of {RESAMPLING}, got {t.resampling!r}")
+        plan_target(t)
+    tiles = unique_tiles([rd for t in targets for _, rd, _, _ in t.reads])
+    decoded = await fetch_tiles_async(tiles, opts)
+    return await asyncio.to_thread(lambda: [_assemble(t, decoded) for t in targets])
+
+
+def _assemble(t: Target, decoded: dict) -> tuple[np.ndarray, np.ndarray]:
+    from .plan import paste
+
+    first = t.sources[0] if t.sources else None
+    dtype = (
+        np.dtype(t.dtype)
+        if t.dtype is not None
+        else (first.dtype if first else np.dtype("float32"))
+    )
+    nodata = t.nodata if t.nodata is not None else (first.nodata if first else None)
+    fill = _fill_value(dtype, nodata)
+    out = np.full(t.grid.shape, fill, dtype=dtype)
+    have = np.zeros(t.grid.shape, dtype=bool)
+    for src, rd, lgrid, direct in t.reads:
+        buf = np.empty(rd.shape, dtype=src.dtype)
+        src_fill = _fill_value(src.dtype, src.nodata)
+        buf.fill(src_fill)
+        inside = paste(buf, rd, decoded)
+        valid = _valid(buf, inside, src.nodata)
+        if not direct:
+            buf, valid = _warp(
+                buf,
+                valid,
+                lgrid.window(rd.window[0], rd.window[1], *rd.shape),
+                t.grid,
+                t.resampling,
+                src_fill,
+            )
+        take = valid & ~have
+        if take.any():
+            out[take] = buf[take].astype(dtype, copy=False)
+            have |= take
+        if have.all():
+            break
+    if t.mask is not None:
+        have &= t.mask
+        out[~t.mask] = fill
+    return out, have
+
+
+def _warp(
+    arr: np.ndarray, valid: np.ndarray, src: Grid, dst: Grid, resampling: str, fill: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """Reproject ``arr`` onto ``dst`` with GDAL's warp kernel; invalid source pixels
+    never contribute (they are given an alpha of 0 through a nodata value)."""
+    from rasterio.crs import CRS
+    from rasterio.enums import Resampling
+    from rasterio.warp import reproject
+
+    from ..geo.crs import to_crs
+
+    src_crs = CRS.from_wkt(to_crs(src.crs).to_wkt())
+    dst_crs = CRS.from_wkt(to_crs(dst.crs).to_wkt())
+    work = arr
+    nodata = fill
+    if arr.dtype.kind == "f":
+        work = np.where(valid, arr, np.nan).astype(arr.dtype, copy=False)
+        nodata = np.nan
+    elif not valid.all():
+        # pick a nodata value that no valid pixel uses, else widen to float
+        candidates = [fill] if fill is not None and not np.any(arr[valid] == fill) else []
+        if not candidates:
+            work, nodata = np.where(valid, arr, np.nan).astype("float64"), np.nan
+        else:
+            work = np.where(valid, arr, fill).astype(arr.dtype, copy=False)
+    out = np.full(dst.shape, nodata, dtype=work.dtype)
+    reproject(
+        work, out,
+        src_transform=src.transform, src_crs=src_crs, src_nodata=nodata,
+        dst_transform=dst.transform, dst_crs=dst_crs, dst_nodata=nodata,
+        resampling=Resampling[resampling],
+        init_dest_nodata=True,
+    )  # fmt: skip
+    if out.dtype.kind == "f" and (
+        nodata is None or (isinstance(nodata, float) and math.isnan(nodata))
+    ):
+        ok = ~np.isnan(out)
+    else:
+        ok = out != nodata
+    if work.dtype != arr.dtype:
+        out = np.where(ok, out, 0).astype(arr.dtype)
+    return out, ok

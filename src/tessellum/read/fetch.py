@@ -1,0 +1,131 @@
+"""Fetch and decode tiles: every tile once per call, coalesced byte ranges, decoding
+pipelined with fetching on a thread pool (imagecodecs releases the GIL)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .cache import TileCache, default_tile_cache
+from .plan import TileKey
+
+_executor: ThreadPoolExecutor | None = None
+
+
+def decode_executor() -> ThreadPoolExecutor:
+    """The shared decode pool (one thread per core)."""
+    global _executor
+    if _executor is None:
+        _executor = ThreadPoolExecutor(
+            max_workers=os.cpu_count() or 2, thread_name_prefix="tessellum-decode"
+        )
+    return _executor
+
+
+@dataclass(frozen=True)
+class FetchOptions:
+    """How tiles are fetched: coalescing, concurrency, retries, URL rewriting/signing."""
+
+    policy: Any = None  # tessellum.store.CoalescePolicy
+    limiter: Any = None  # tessellum.store.Limiter (default: the process-wide one)
+    retry: Any = None  # tessellum.store.RetryPolicy
+    cloud_config: Any = None
+    signer: Any = None
+    cache: TileCache | bool | None = True  # True: the process-wide cache; False/None: no cache
+    stats: Any = None
+
+
+def _cache(opts: FetchOptions) -> TileCache | None:
+    if opts.cache is True:
+        return default_tile_cache()
+    return opts.cache or None
+
+
+async def fetch_tiles_async(
+    tiles: dict[TileKey, tuple[Any, int]], opts: FetchOptions | None = None
+) -> dict[TileKey, np.ndarray]:
+    """Decoded arrays (tile_h, tile_w, samples) for every key, each fetched at most once.
+
+    Args:
+        tiles: key -> (header, level index), e.g. from :func:`plan.unique_tiles`.
+        opts: fetch options.
+    """
+    from ..store import coalesce_ranges, open_store, read_range_async
+    from ..tiff import decode_tile
+
+    opts = opts or FetchOptions()
+    cache = _cache(opts)
+    out: dict[TileKey, np.ndarray] = {}
+    by_href: dict[str, list[TileKey]] = defaultdict(list)
+    for key in tiles:
+        hit = cache.get(key) if cache is not None else None
+        if hit is not None:
+            out[key] = hit
+        else:
+            by_href[key.href].append(key)
+    loop = asyncio.get_running_loop()
+    pool = decode_executor()
+
+    def decode_one(key: TileKey, data: Any) -> None:
+        header, level = tiles[key]
+        lvl = header.levels[level]
+        arr = decode_tile(
+            lvl, data, byte_order=header.byte_order, url=key.href, plane=_plane(lvl, key.index)
+        )
+        out[key] = arr
+        if cache is not None:
+            cache.put(key, arr)
+
+    async def one_file(href: str, keys: list[TileKey]) -> None:
+        url = await opts.signer.sign(href) if opts.signer is not None else href
+        store, path = open_store(url, cloud_config=opts.cloud_config)
+        ranged, sparse = [], []
+        for key in keys:
+            header, level = tiles[key]
+            lvl = header.levels[level]
+            off, cnt = int(lvl.tile_offsets[key.index]), int(lvl.tile_byte_counts[key.index])
+            (sparse if off == 0 or cnt == 0 else ranged).append((key, off, cnt))
+        jobs = [loop.run_in_executor(pool, decode_one, key, None) for key, _, _ in sparse]
+        if ranged:
+            merged = coalesce_ranges(
+                [o for _, o, _ in ranged], [o + c for _, o, c in ranged], opts.policy
+            )
+
+            async def serve(m) -> None:
+                data = await read_range_async(
+                    store,
+                    path,
+                    m.start,
+                    m.end,
+                    limiter=opts.limiter,
+                    retry=opts.retry,
+                    url=href,
+                    stats=opts.stats,
+                )
+                await asyncio.gather(*(
+                    loop.run_in_executor(pool, decode_one, ranged[i][0], data[off : off + ranged[i][2]])
+                    for i, off in zip(m.members, m.offsets, strict=True)
+                ))  # fmt: skip
+
+            jobs.extend(serve(m) for m in merged)
+        await asyncio.gather(*jobs)
+
+    await asyncio.gather(*(one_file(h, ks) for h, ks in by_href.items()))
+    return out
+
+
+def _plane(level: Any, index: int) -> int:
+    if level.planar_config != 2:
+        return 0
+    import math
+
+    per_plane = math.ceil(level.width / level.tile_width) * math.ceil(
+        level.height / level.tile_height
+    )
+    return index // per_plane

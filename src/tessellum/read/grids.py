@@ -1,0 +1,98 @@
+"""Choosing output grids for geometries: the source pixel grid is the truth."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..geo.crs import crs_to_code, to_crs, transformer
+from ..geo.grid import Grid, grid_for_bounds, transform_bounds
+from .engine import BandSource
+
+
+def reference_source(sources: Sequence[BandSource], target_crs: Any = None) -> BandSource:
+    """The source whose grid defines the output: the most common CRS among sources (or
+    ``target_crs``), then the finest resolution."""
+    if target_crs is not None:
+        code = crs_to_code(target_crs)
+        same = [s for s in sources if s.grid.crs == code]
+        pool = same or list(sources)
+    else:
+        top = Counter(s.grid.crs for s in sources).most_common(1)[0][0]
+        pool = [s for s in sources if s.grid.crs == top]
+    return min(pool, key=lambda s: min(s.grid.resolution))
+
+
+def geometry_bounds(geom: Any, geom_crs: Any, dst_crs: Any) -> tuple[float, float, float, float]:
+    """Bounds of a geometry in ``dst_crs`` (densified through its boundary)."""
+    import shapely
+
+    if to_crs(geom_crs).equals(to_crs(dst_crs)):
+        return tuple(shapely.bounds(geom).tolist())  # type: ignore[return-value]
+    seg = _segment_length(geom)
+    dense = shapely.segmentize(geom, seg) if seg > 0 else geom
+    coords = shapely.get_coordinates(dense)
+    xs, ys = transformer(geom_crs, dst_crs).transform(coords[:, 0], coords[:, 1])
+    xs, ys = np.asarray(xs), np.asarray(ys)
+    ok = np.isfinite(xs) & np.isfinite(ys)
+    return (float(xs[ok].min()), float(ys[ok].min()), float(xs[ok].max()), float(ys[ok].max()))
+
+
+def _segment_length(geom: Any) -> float:
+    minx, miny, maxx, maxy = geom.bounds
+    span = max(maxx - minx, maxy - miny)
+    return span / 32 if span > 0 else 0.0
+
+
+def output_grid(
+    geom: Any,
+    geom_crs: Any,
+    ref: BandSource,
+    *,
+    target_crs: Any = None,
+    resolution: float | tuple[float, float] | None = None,
+) -> Grid:
+    """The grid covering ``geom``: the reference source's own pixel grid (snapped
+    outward, never shifted) unless another CRS or resolution is asked for."""
+    src_grid = ref.grid
+    crs = crs_to_code(target_crs) if target_crs is not None else src_grid.crs
+    b = geometry_bounds(geom, geom_crs, crs)
+    if b[0] == b[2] or b[1] == b[3]:  # points / lines: one pixel around them
+        b = (b[0] - 1e-9, b[1] - 1e-9, b[2] + 1e-9, b[3] + 1e-9)
+    if crs == src_grid.crs and src_grid.is_axis_aligned:
+        if resolution is None:
+            return src_grid.covering(b)
+        t = src_grid.transform
+        return grid_for_bounds(b, resolution, crs, anchor=(t.c, t.f))
+    if resolution is None:
+        sb = transform_bounds(b, crs, src_grid.crs)
+        res_src = min(src_grid.resolution)
+        w = max(1.0, (sb[2] - sb[0]) / res_src)
+        resolution = min((b[2] - b[0]) / w, (b[3] - b[1]) / max(1.0, (sb[3] - sb[1]) / res_src))
+    return grid_for_bounds(b, resolution, crs)
+
+
+def geometry_mask(geom: Any, geom_crs: Any, grid: Grid, *, all_touched: bool = False) -> np.ndarray:
+    """True for pixels of ``grid`` inside ``geom`` (rasterized in the grid's CRS)."""
+    import shapely
+    from rasterio.features import geometry_mask as _gm
+
+    if geom.geom_type in ("Point", "MultiPoint", "LineString", "MultiLineString"):
+        all_touched = True
+    g = geom
+    if not to_crs(geom_crs).equals(to_crs(grid.crs)):
+        seg = _segment_length(geom)
+        dense = shapely.segmentize(geom, seg) if seg > 0 else geom
+        t = transformer(geom_crs, grid.crs)
+        g = shapely.transform(dense, lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1])))
+    return _gm(
+        [g], out_shape=grid.shape, transform=grid.transform, all_touched=all_touched, invert=True
+    )
+
+
+def pad_to(grid: Grid, height: int, width: int) -> Grid:
+    """Extend a grid right/down to ``height x width`` (equal-size chips)."""
+    return Grid(height, width, grid.transform, grid.crs)

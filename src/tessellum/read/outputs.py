@@ -1,0 +1,195 @@
+"""Output surfaces of the read engine: xarray, numpy, GeoDataFrame and mosaics.
+
+Each public function takes a collection first and has an ``_async`` twin; the
+``Collection`` methods of the same names delegate here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+import pyarrow as pa
+
+from .._interop import require
+from ..errors import ValidationError
+from .stacks import GeometryStack, fetch_options, read_stacks_async
+
+_FILTER_KEYS = ("cloud_cover_lt", "date_range", "bbox", "split")
+
+
+def _filtered(collection: Any, filters: dict[str, Any]) -> Any:
+    bad = sorted(set(filters) - set(_FILTER_KEYS))
+    if bad:
+        raise ValidationError(f"unknown filter(s) {bad}; use one of {list(_FILTER_KEYS)}")
+    return collection.subset(**filters) if filters else collection
+
+
+def _spatial_ref(crs: str) -> tuple[Any, dict[str, Any]]:
+    from ..geo.crs import to_crs
+
+    c = to_crs(crs)
+    attrs = c.to_cf()
+    attrs["spatial_ref"] = attrs.get("crs_wkt", c.to_wkt())
+    return 0, attrs
+
+
+def stack_to_xarray(st: GeometryStack) -> Any:
+    """One geometry's stack as an ``xarray.Dataset`` with dims (time, y, x)."""
+    import xarray as xr
+
+    x, y = st.grid.xy_coords()
+    times = np.array(
+        [
+            np.datetime64(t.replace(tzinfo=None), "ns") if t else np.datetime64("NaT")
+            for t in st.datetimes
+        ]
+    )
+    _, sref = _spatial_ref(st.grid.crs)
+    sref["GeoTransform"] = " ".join(str(v) for v in st.grid.transform.to_gdal())
+    data_vars = {}
+    for band, arr in st.data.items():
+        nod = st.nodata[band]
+        da = xr.DataArray(arr, dims=("time", "y", "x"))
+        da.attrs["grid_mapping"] = "spatial_ref"
+        if nod is not None:
+            da.attrs["_FillValue"] = nod.item() if hasattr(nod, "item") else nod
+            da.attrs["nodata"] = da.attrs["_FillValue"]
+        data_vars[band] = da
+    ds = xr.Dataset(
+        data_vars,
+        coords={
+            "time": times,
+            "id": ("time", np.array(st.record_ids, dtype=object)),
+            "y": y,
+            "x": x,
+            "spatial_ref": xr.DataArray(0, attrs=sref),
+        },
+        attrs={"geometry_id": st.geometry_id, "crs": st.grid.crs},
+    )
+    return ds
+
+
+async def get_xarray_async(
+    collection: Any,
+    geometries: Any,
+    bands: Sequence[str],
+    *,
+    target_crs: Any = None,
+    resolution: Any = None,
+    resampling: str = "nearest",
+    all_touched: bool = False,
+    max_concurrent: int | None = None,
+    geometry_crs: Any = None,
+    **filters: Any,
+) -> Any:
+    """Async form of :meth:`Collection.get_xarray`."""
+    require("xarray", "xarray")
+    coll = _filtered(collection, filters)
+    stacks = await read_stacks_async(
+        coll.table, geometries, bands, geometry_crs=geometry_crs, target_crs=target_crs,
+        resolution=resolution, resampling=resampling, all_touched=all_touched,
+        opts=fetch_options(max_concurrent),
+    )  # fmt: skip
+    out = [stack_to_xarray(st) if st.grid is not None else None for st in stacks]
+    return out[0] if len(out) == 1 else out
+
+
+class NumpyResult(NamedTuple):
+    """Chips ``data`` [N, C, H, W] and ``labels`` (geometry_id, record_id, datetime) per N."""
+
+    data: np.ndarray
+    labels: pa.Table
+
+
+async def get_numpy_async(
+    collection: Any,
+    geometries: Any,
+    bands: Sequence[str],
+    *,
+    target_crs: Any = None,
+    resolution: Any = None,
+    resampling: str = "nearest",
+    all_touched: bool = False,
+    max_concurrent: int | None = None,
+    geometry_crs: Any = None,
+    **filters: Any,
+) -> NumpyResult:
+    """Async form of :meth:`Collection.get_numpy`."""
+    if isinstance(bands, str):
+        bands = [bands]
+    coll = _filtered(collection, filters)
+    stacks = await read_stacks_async(
+        coll.table, geometries, bands, geometry_crs=geometry_crs, target_crs=target_crs,
+        resolution=resolution, resampling=resampling, all_touched=all_touched, equal_size=True,
+        opts=fetch_options(max_concurrent),
+    )  # fmt: skip
+    chips, gids, rids, whens = [], [], [], []
+    for st in stacks:
+        if st.grid is None:
+            continue
+        for k, rid in enumerate(st.record_ids):
+            chips.append(np.stack([st.data[b][k] for b in bands]))
+            gids.append(st.geometry_id), rids.append(rid), whens.append(st.datetimes[k])
+    if not chips:
+        raise ValidationError("no record of the collection intersects the geometries")
+    dtypes = {c.dtype for c in chips}
+    dtype = np.result_type(*dtypes) if len(dtypes) > 1 else chips[0].dtype
+    data = np.stack([c.astype(dtype, copy=False) for c in chips])
+    labels = pa.table({
+        "geometry_id": pa.array(gids, pa.int64()),
+        "record_id": pa.array(rids, pa.string()),
+        "datetime": pa.array(whens, pa.timestamp("us", tz="UTC")),
+    })  # fmt: skip
+    return NumpyResult(data, labels)
+
+
+async def get_gdf_async(
+    collection: Any,
+    geometries: Any,
+    bands: Sequence[str],
+    *,
+    target_crs: Any = None,
+    resolution: Any = None,
+    resampling: str = "nearest",
+    all_touched: bool = False,
+    max_concurrent: int | None = None,
+    geometry_crs: Any = None,
+    **filters: Any,
+) -> Any:
+    """Async form of :meth:`Collection.get_gdf`: one row per (geometry, record, band)
+    with the pixel array, its transform and CRS, keeping the AOI table's columns."""
+    require("geopandas", "xarray")
+    import geopandas as gpd
+
+    from ..geo.geometry import coerce_geometries
+
+    if isinstance(bands, str):
+        bands = [bands]
+    g = coerce_geometries(geometries, crs=geometry_crs)
+    coll = _filtered(collection, filters)
+    stacks = await read_stacks_async(
+        coll.table, geometries, bands, geometry_crs=geometry_crs, target_crs=target_crs,
+        resolution=resolution, resampling=resampling, all_touched=all_touched,
+        opts=fetch_options(max_concurrent),
+    )  # fmt: skip
+    rows = []
+    for st in stacks:
+        if st.grid is None:
+            continue
+        attrs = g.attributes.iloc[st.geometry_id].to_dict() if g.attributes is not None else {}
+        for k, rid in enumerate(st.record_ids):
+            for b in bands:
+                rows.append({
+                    **attrs,
+                    "geometry_id": st.geometry_id, "record_id": rid, "datetime": st.datetimes[k], "band": b,
+                    "data": st.data[b][k], "valid": st.valid[b][k], "nodata": st.nodata[b],
+                    "transform": tuple(st.grid.transform)[:6], "crs": st.grid.crs,
+                    "geometry": st.geometry,
+                })  # fmt: skip
+    return (
+        gpd.GeoDataFrame(rows, geometry="geometry", crs=g.crs)
+        if rows
+        else gpd.GeoDataFrame({"geometry": []}, geometry="geometry", crs=g.crs)
+    )

@@ -1,0 +1,118 @@
+"""Read planning: pure functions from a request to the tiles it needs (no I/O).
+
+A :class:`SourceRead` is one band of one file, one overview level and one pixel window
+of that level; the tiles of all SourceReads of a call are deduplicated before fetching.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True, slots=True)
+class TileKey:
+    """One stored tile: file, level and linear tile index (planes included)."""
+
+    href: str
+    level: int
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRead:
+    """Read ``window`` (row0, col0, row1, col1; may extend past the image) of sample
+    ``sample`` of ``level`` of the file at ``href``."""
+
+    href: str
+    header: Any  # tessellum.tiff.TiffHeader
+    level: int
+    sample: int
+    window: tuple[int, int, int, int]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        r0, c0, r1, c1 = self.window
+        return (r1 - r0, c1 - c0)
+
+
+def level_resolutions(header: Any) -> list[float]:
+    """Pixel size (x, in CRS units) of every level, full resolution first."""
+    gt = header.geo.transform
+    base = math.hypot(gt[1], gt[4])
+    full_w = header.levels[0].width
+    return [base * full_w / lvl.width for lvl in header.levels]
+
+
+def pick_overview(header: Any, target_resolution: float | None, *, tolerance: float = 0.01) -> int:
+    """The coarsest level whose resolution is at least as fine as ``target_resolution``.
+
+    ``None`` (native) picks the full resolution. A level counts as fine enough when its
+    pixel is no more than ``tolerance`` (relative) larger than the target.
+    """
+    if target_resolution is None:
+        return 0
+    best = 0
+    for i, res in enumerate(level_resolutions(header)):
+        if res <= target_resolution * (1 + tolerance):
+            best = i
+    return best
+
+
+def tiles_in_window(level: Any, window: tuple[int, int, int, int], sample: int = 0) -> list[int]:
+    """Linear indexes of the tiles of ``level`` overlapping ``window`` (clipped to the
+    image). Planar-separate files keep each sample's tiles in its own plane."""
+    r0, c0, r1, c1 = window
+    r0, c0 = max(r0, 0), max(c0, 0)
+    r1, c1 = min(r1, level.height), min(c1, level.width)
+    if r1 <= r0 or c1 <= c0:
+        return []
+    th, tw = level.tile_height, level.tile_width
+    across = math.ceil(level.width / tw)
+    down = math.ceil(level.height / th)
+    plane = sample if level.planar_config == 2 else 0
+    rows = range(r0 // th, (r1 - 1) // th + 1)
+    cols = range(c0 // tw, (c1 - 1) // tw + 1)
+    base = plane * across * down
+    return [base + r * across + c for r in rows for c in cols]
+
+
+def unique_tiles(reads: Sequence[SourceRead]) -> dict[TileKey, tuple[Any, int]]:
+    """Every tile needed by ``reads`` once: key -> (header, level)."""
+    out: dict[TileKey, tuple[Any, int]] = {}
+    for rd in reads:
+        lvl = rd.header.levels[rd.level]
+        for idx in tiles_in_window(lvl, rd.window, rd.sample):
+            out.setdefault(TileKey(rd.href, rd.level, idx), (rd.header, rd.level))
+    return out
+
+
+def paste(dst: np.ndarray, rd: SourceRead, tiles: dict[TileKey, np.ndarray]) -> np.ndarray:
+    """Copy the decoded tiles of ``rd`` into ``dst`` (shape ``rd.shape``); returns a
+    boolean array marking pixels that came from the image (False outside it)."""
+    lvl = rd.header.levels[rd.level]
+    r0, c0, r1, c1 = rd.window
+    th, tw = lvl.tile_height, lvl.tile_width
+    across = math.ceil(lvl.width / tw)
+    down = math.ceil(lvl.height / th)
+    plane = rd.sample if lvl.planar_config == 2 else 0
+    chan = 0 if lvl.planar_config == 2 else rd.sample
+    inside = np.zeros(rd.shape, dtype=bool)
+    for idx in tiles_in_window(lvl, rd.window, rd.sample):
+        local = idx - plane * across * down
+        tr, tc = divmod(local, across)
+        tile = tiles[TileKey(rd.href, rd.level, idx)]
+        # intersection of the tile (in level pixels) with the window and the image
+        y0, x0 = max(tr * th, r0, 0), max(tc * tw, c0, 0)
+        y1 = min((tr + 1) * th, r1, lvl.height)
+        x1 = min((tc + 1) * tw, c1, lvl.width)
+        if y1 <= y0 or x1 <= x0:
+            continue
+        src = tile[y0 - tr * th : y1 - tr * th, x0 - tc * tw : x1 - tc * tw, chan]
+        dst[y0 - r0 : y1 - r0, x0 - c0 : x1 - c0] = src
+        inside[y0 - r0 : y1 - r0, x0 - c0 : x1 - c0] = True
+    return inside

@@ -1,0 +1,151 @@
+"""Read every (geometry, record, band) of a request in one planned pass."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import ValidationError
+from .engine import Target, read_targets_async
+from .fetch import FetchOptions
+from .grids import geometry_mask, output_grid, pad_to, reference_source
+from .sources import RecordBands, record_bands
+
+
+@dataclass
+class GeometryStack:
+    """All records over one geometry, on one grid: ``data[band]`` is (T, H, W)."""
+
+    geometry_id: int
+    geometry: Any
+    grid: Any  # Grid
+    record_ids: list[str]
+    datetimes: list[dt.datetime | None]
+    data: dict[str, np.ndarray]
+    valid: dict[str, np.ndarray]
+    nodata: dict[str, Any]
+
+
+def fetch_options(max_concurrent: int | None = None, **kw: Any) -> FetchOptions:
+    """Fetch options with a per-call concurrency limit when asked."""
+    limiter = None
+    if max_concurrent is not None:
+        if max_concurrent < 1:
+            raise ValidationError(f"max_concurrent must be >= 1, got {max_concurrent}")
+        from ..store import Limiter
+
+        limiter = Limiter(max_concurrent)
+    return FetchOptions(limiter=limiter, **kw)
+
+
+def candidates(table: Any, geoms: np.ndarray, geom_crs: Any) -> list[np.ndarray]:
+    """Row indexes whose footprint intersects each geometry (STRtree over footprints)."""
+    import shapely
+
+    from ..geo.crs import CRS84, to_crs, transformer
+
+    g = geoms
+    if not to_crs(geom_crs).equals(to_crs(CRS84)):
+        t = transformer(geom_crs, CRS84)
+        g = np.array(
+            [
+                shapely.transform(x, lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1])))
+                for x in geoms
+            ],
+            dtype=object,
+        )
+    fps = shapely.from_wkb(table.column("geometry").to_numpy(zero_copy_only=False))
+    tree = shapely.STRtree(fps)
+    gi, ri = tree.query(g, predicate="intersects")
+    return [np.sort(ri[gi == i]) for i in range(len(g))]
+
+
+async def read_stacks_async(
+    table: Any,
+    geometries: Any,
+    bands: Sequence[str],
+    *,
+    geometry_crs: Any = None,
+    target_crs: Any = None,
+    resolution: Any = None,
+    resampling: str = "nearest",
+    all_touched: bool = False,
+    mask: bool = True,
+    equal_size: bool = False,
+    opts: FetchOptions | None = None,
+) -> list[GeometryStack]:
+    """Plan and read all geometries x records x bands together (each tile once)."""
+    from ..geo.geometry import coerce_geometries
+
+    if isinstance(bands, str):
+        bands = [bands]
+    if not bands:
+        raise ValidationError("bands must name at least one band")
+    g = coerce_geometries(geometries, crs=geometry_crs)
+    recs = record_bands(table, bands)
+    by_row = {r.row: r for r in recs}
+    cand = candidates(table, g.geoms, g.crs)
+    plans: list[tuple[int, list[RecordBands], Any]] = []
+    for gid, rows in enumerate(cand):
+        rs = sorted(
+            (by_row[i] for i in rows if i in by_row),
+            key=lambda r: (r.datetime or dt.datetime.min.replace(tzinfo=dt.UTC), r.id),
+        )
+        if not rs:
+            plans.append((gid, [], None))
+            continue
+        ref = reference_source([s for r in rs for s in r.bands.values()], target_crs)
+        plans.append(
+            (
+                gid,
+                rs,
+                output_grid(g.geoms[gid], g.crs, ref, target_crs=target_crs, resolution=resolution),
+            )
+        )
+    if equal_size:
+        shapes = [p[2].shape for p in plans if p[2] is not None]
+        if shapes:
+            h, w = max(s[0] for s in shapes), max(s[1] for s in shapes)
+            plans = [
+                (gid, rs, pad_to(grid, h, w) if grid is not None else None)
+                for gid, rs, grid in plans
+            ]
+    targets: list[Target] = []
+    index: list[tuple[int, int, str]] = []
+    for gid, rs, grid in plans:
+        if grid is None:
+            continue
+        keep = None
+        if mask and g.geoms[gid].geom_type in ("Polygon", "MultiPolygon"):
+            keep = geometry_mask(g.geoms[gid], g.crs, grid, all_touched=all_touched)
+        for k, r in enumerate(rs):
+            for b in bands:
+                src = r.bands[b]
+                rs_method = (
+                    resampling
+                    if src.dtype.kind == "f" or resampling in ("nearest", "mode")
+                    else "nearest"
+                )
+                targets.append(Target(grid, [src], resampling=rs_method, mask=keep))
+                index.append((gid, k, b))
+    results = await read_targets_async(targets, opts)
+    stacks: dict[int, GeometryStack] = {}
+    for gid, rs, grid in plans:
+        stacks[gid] = GeometryStack(
+            gid, g.geoms[gid], grid, [r.id for r in rs], [r.datetime for r in rs],
+            {b: None for b in bands}, {b: None for b in bands},
+            {b: (rs[0].bands[b].nodata if rs else None) for b in bands},
+        )  # fmt: skip
+    for (gid, k, b), (arr, ok), t in zip(index, results, targets, strict=True):
+        st = stacks[gid]
+        if st.data[b] is None:
+            n = len(st.record_ids)
+            st.data[b] = np.empty((n, *t.grid.shape), dtype=arr.dtype)
+            st.valid[b] = np.zeros((n, *t.grid.shape), dtype=bool)
+        st.data[b][k] = arr
+        st.valid[b][k] = ok
+    return [stacks[i] for i in range(len(g.geoms))]
