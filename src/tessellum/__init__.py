@@ -21,7 +21,20 @@ from .errors import (
 __version__ = "0.1.0"
 
 # public name -> module that defines it (imported on first access)
-_LAZY: dict[str, str] = {}
+_LAZY: dict[str, str] = {
+    **dict.fromkeys(["configure", "get_settings", "settings_override"], ".config"),
+    **dict.fromkeys(
+        ["Catalog", "DatasetEntry", "default_catalog", "get_dataset", "list_datasets",
+         "list_providers", "register_dataset"],
+        ".catalog",
+    ),
+    **dict.fromkeys(
+        ["Collection", "RasterAccessor", "build_from_stac", "build_from_stac_async", "build_from_table",
+         "build_from_table_async", "build_from_files", "build_from_files_async", "build_from_gti",
+         "build_from_gti_async", "load"],
+        ".collection",
+    ),
+}
 
 __all__ = [
     "DataFormatError",

@@ -17,9 +17,11 @@ app = typer.Typer(
 
 
 def _register() -> None:
+    from . import datasets as datasets_cli
     from . import world
 
     app.add_typer(world.app, name="world")
+    app.command("datasets")(datasets_cli.datasets)
 
 
 _register()
