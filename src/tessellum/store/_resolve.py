@@ -1,0 +1,360 @@
+"""Resolve URLs to (store, path), one cached store per scheme + bucket/host + options.
+
+A build over 10,000 assets in one bucket must make one store (one connection pool),
+not 10,000: :func:`open_store` keys a small LRU cache on :class:`StoreSpec`, a
+hashable description of the store that also carries the environment it was built
+from (endpoint, region, ...), so changing ``AWS_ENDPOINT_URL`` yields a new store.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+from urllib.parse import quote, unquote, urlsplit
+
+from obstore.store import AzureStore, GCSStore, HTTPStore, LocalStore, MemoryStore, S3Store
+
+from .. import __version__
+from ..errors import ValidationError
+
+__all__ = [
+    "DEFAULT_CLIENT_OPTIONS",
+    "CloudConfig",
+    "StoreSpec",
+    "UrlSigner",
+    "clear_store_cache",
+    "describe_url",
+    "https_to_s3",
+    "open_store",
+    "open_store_async",
+    "resolve_url",
+    "s3_to_https",
+]
+
+DEFAULT_CLIENT_OPTIONS: Mapping[str, Any] = {
+    "connect_timeout": "5s",
+    "timeout": "60s",  # whole request, body included: a 16 MiB range on a slow link
+    "read_timeout": "20s",  # a stalled body fails fast and is retried by RetryPolicy
+    "user_agent": f"tessellum/{__version__}",
+}
+"""obstore client options used unless a :class:`CloudConfig` overrides them."""
+
+# obstore must not retry: tessellum's RetryPolicy counts attempts (see _retry.py)
+_NO_RETRY = {"max_retries": 0, "retry_timeout": timedelta(minutes=3)}
+_CACHE_SIZE = 256
+_REGION = r"[a-z]{2}(?:-[a-z]+)+-\d+"
+_S3_VHOST = re.compile(
+    rf"^(?P<bucket>[a-z0-9][a-z0-9.\-]*?)\.s3(?:[.-](?P<region>{_REGION}))?\.amazonaws\.com$"
+)
+_S3_PATH = re.compile(rf"^s3(?:[.-](?P<region>{_REGION}))?\.amazonaws\.com$")
+_AZURE = ("az", "azure", "adl", "abfs", "abfss")
+_TRUE = ("1", "true", "yes", "on")
+
+
+@runtime_checkable
+class UrlSigner(Protocol):
+    """Turns a URL into one the store accepts (e.g. appends a SAS token)."""
+
+    async def sign(self, url: str) -> str:
+        """Return the signed URL."""
+        ...
+
+
+@dataclass(frozen=True)
+class CloudConfig:
+    """How URLs are rewritten and stores are configured."""
+
+    rewrites: Mapping[str, str] = field(default_factory=dict)
+    """URL prefix -> replacement prefix, applied first; the longest matching prefix wins
+    (e.g. ``{"https://data.example.com/": "s3://example-data/"}``)."""
+    requester_pays: bool = False
+    """Send ``x-amz-request-payer: requester`` (also set by ``AWS_REQUEST_PAYER``)."""
+    client_options: Mapping[str, Any] = field(default_factory=dict)
+    """obstore ``ClientConfig`` keys merged over :data:`DEFAULT_CLIENT_OPTIONS`."""
+    s3_https_as_s3: bool = True
+    """Read ``https://bucket.s3.region.amazonaws.com/key`` as ``s3://bucket/key``
+    (signed S3 requests, the bucket's region). Presigned URLs (with a query) stay HTTP."""
+    skip_signature: bool | None = None
+    """Unsigned S3/GCS requests. ``None``: only when no credentials are configured in the
+    environment. Set ``False`` when credentials come from an instance role."""
+
+    def rewrite(self, url: str) -> str:
+        """Apply :attr:`rewrites` to ``url``."""
+        best = max((p for p in self.rewrites if url.startswith(p)), key=len, default=None)
+        return url if best is None else self.rewrites[best] + url[len(best) :]
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSpec:
+    """A hashable recipe for one store; equal specs share one cached store."""
+
+    scheme: str
+    """``http``, ``https``, ``s3``, ``gs``, ``az``..., ``file`` or ``memory``."""
+    root: str
+    """Bucket, container, HTTP origin (or a full signed URL), memory name; ``""`` for files."""
+    config: tuple[tuple[str, Any], ...] = ()
+    """Store-specific keyword arguments (``S3Config`` etc.), sorted."""
+    client_options: tuple[tuple[str, Any], ...] = ()
+    """obstore ``ClientConfig``, sorted."""
+
+    def build(self) -> Any:
+        """Create a new obstore store (uncached; :func:`open_store` caches)."""
+        config = dict(self.config)
+        client = dict(self.client_options)
+        if self.scheme == "file":
+            return LocalStore()
+        if self.scheme == "memory":
+            return MemoryStore()
+        if self.scheme in ("http", "https"):
+            return HTTPStore(self.root, client_options=client, retry_config=_NO_RETRY)
+        if self.scheme == "s3":
+            return S3Store(self.root, client_options=client, retry_config=_NO_RETRY, **config)
+        if self.scheme == "gs":
+            return GCSStore(self.root, client_options=client, retry_config=_NO_RETRY, **config)
+        if self.scheme in _AZURE:
+            return AzureStore.from_url(
+                f"{self.scheme}://{self.root}",
+                client_options=client,
+                retry_config=_NO_RETRY,
+                **config,
+            )
+        raise ValidationError(f"unsupported store scheme {self.scheme!r}")
+
+
+def _freeze(mapping: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    items = tuple(sorted(mapping.items()))
+    try:
+        hash(items)
+    except TypeError as exc:
+        raise ValidationError(f"store options must be hashable values: {exc}") from None
+    return items
+
+
+def https_to_s3(url: str) -> tuple[str, str | None] | None:
+    """``(s3://bucket/key, region)`` for an S3 HTTPS URL, else ``None``.
+
+    Recognises virtual-hosted (``bucket.s3.region.amazonaws.com/key``) and path-style
+    (``s3.region.amazonaws.com/bucket/key``) URLs; presigned URLs are left alone.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or parts.query:
+        return None
+    host = (parts.hostname or "").lower()
+    key = unquote(parts.path).lstrip("/")
+    if m := _S3_VHOST.match(host):
+        return f"s3://{m['bucket']}/{key}", m["region"]
+    if (m := _S3_PATH.match(host)) and "/" in key:
+        bucket, _, key = key.partition("/")
+        return f"s3://{bucket}/{key}", m["region"]
+    return None
+
+
+def s3_to_https(url: str, region: str | None = None) -> str:
+    """``https://bucket.s3.region.amazonaws.com/key`` for ``s3://bucket/key``."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("s3", "s3a"):
+        raise ValidationError(f"not an s3:// URL: {url!r}")
+    host = (
+        f"{parts.netloc}.s3.{region}.amazonaws.com"
+        if region
+        else f"{parts.netloc}.s3.amazonaws.com"
+    )
+    return f"https://{host}/{quote(parts.path.lstrip('/'))}"
+
+
+def _env(*names: str) -> str | None:
+    for name in names:
+        if value := os.environ.get(name):
+            return value
+    return None
+
+
+def _aws_has_credentials() -> bool:
+    return bool(
+        _env(
+            "AWS_ACCESS_KEY_ID",
+            "AWS_PROFILE",
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        )
+    )
+
+
+def _s3_spec(
+    bucket: str, region: str | None, cfg: CloudConfig, options: Mapping[str, Any], client: dict
+) -> StoreSpec:
+    config: dict[str, Any] = {}
+    # explicit, so the cache key follows the environment and client_options keep allow_http
+    if endpoint := _env("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ENDPOINT"):
+        config["endpoint"] = endpoint
+        if endpoint.startswith("http://"):
+            client.setdefault("allow_http", True)
+    if (_env("AWS_ALLOW_HTTP") or "").lower() in _TRUE:
+        client.setdefault("allow_http", True)
+    if region or (region := _env("AWS_REGION", "AWS_DEFAULT_REGION")):
+        config["region"] = region
+    payer = (_env("AWS_REQUEST_PAYER", "AWS_REQUESTER_PAYS") or "").lower()
+    if cfg.requester_pays or payer in (*_TRUE, "requester"):
+        config["request_payer"] = True
+    skip = cfg.skip_signature
+    if skip is None:
+        env_skip = _env("AWS_SKIP_SIGNATURE")
+        skip = env_skip.lower() in _TRUE if env_skip else not _aws_has_credentials()
+    if skip:
+        config["skip_signature"] = True
+    config.update(options)
+    return StoreSpec("s3", bucket, _freeze(config), _freeze(client))
+
+
+def _gcs_spec(bucket: str, cfg: CloudConfig, options: Mapping[str, Any], client: dict) -> StoreSpec:
+    config: dict[str, Any] = {}
+    skip = cfg.skip_signature
+    if skip is None:
+        skip = not _env(
+            "GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_SERVICE_ACCOUNT", "GOOGLE_SERVICE_ACCOUNT_KEY"
+        )
+    if skip:
+        config["skip_signature"] = True
+    config.update(options)
+    return StoreSpec("gs", bucket, _freeze(config), _freeze(client))
+
+
+def resolve_url(
+    url: str | os.PathLike[str],
+    *,
+    cloud_config: CloudConfig | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> tuple[StoreSpec, str]:
+    """Describe the store for ``url`` and the path inside it, without building anything.
+
+    Args:
+        url: ``http(s)://``, ``s3://``, ``gs://``, ``az://``/``abfs://``, ``file://``,
+            ``memory://name/key`` or a local path.
+        cloud_config: URL rewrites and store settings.
+        options: Store-specific settings (e.g. ``{"region": "eu-central-1"}``), passed
+            to the store constructor; part of the cache key.
+
+    Returns:
+        ``(spec, path)``.
+    """
+    cfg = cloud_config or CloudConfig()
+    options = options or {}
+    if isinstance(url, os.PathLike):
+        url = os.fspath(url)
+    url = cfg.rewrite(url)
+    client = {**DEFAULT_CLIENT_OPTIONS, **cfg.client_options}
+    if "://" not in url:
+        return StoreSpec("file", ""), str(Path(url).expanduser().resolve())
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme == "file":
+        return StoreSpec("file", ""), unquote(parts.path)
+    if scheme == "memory":
+        return StoreSpec("memory", parts.netloc), parts.path.lstrip("/")
+    if scheme in ("s3", "s3a"):
+        return _s3_spec(parts.netloc, None, cfg, options, client), parts.path.lstrip("/")
+    if scheme in ("gs", "gcs"):
+        return _gcs_spec(parts.netloc, cfg, options, client), parts.path.lstrip("/")
+    if scheme in _AZURE:
+        spec = StoreSpec(scheme, parts.netloc, _freeze(dict(options)), _freeze(client))
+        return spec, parts.path.lstrip("/")
+    if scheme in ("http", "https"):
+        if cfg.s3_https_as_s3 and (s3 := https_to_s3(url)):
+            s3_url, region = s3
+            bucket, _, key = s3_url[len("s3://") :].partition("/")
+            return _s3_spec(bucket, region, cfg, options, client), key
+        if scheme == "http":
+            client.setdefault("allow_http", True)
+        if parts.query:  # signed URL: obstore keeps the query only on the store's base URL
+            return StoreSpec(scheme, url, _freeze(dict(options)), _freeze(client)), ""
+        origin = f"{scheme}://{parts.netloc}"
+        return StoreSpec(scheme, origin, _freeze(dict(options)), _freeze(client)), unquote(
+            parts.path
+        ).lstrip("/")
+    raise ValidationError(f"unsupported URL scheme {scheme!r} in {url!r}")
+
+
+_cache: OrderedDict[StoreSpec, Any] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def open_store(
+    url: str | os.PathLike[str],
+    *,
+    cloud_config: CloudConfig | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> tuple[Any, str]:
+    """The (cached) obstore store serving ``url`` and the object's path inside it.
+
+    S3 reads ``AWS_ENDPOINT_URL``, ``AWS_REGION``, ``AWS_ACCESS_KEY_ID``/
+    ``AWS_SECRET_ACCESS_KEY``, ``AWS_ALLOW_HTTP``, ``AWS_REQUEST_PAYER`` and
+    ``AWS_SKIP_SIGNATURE`` from the environment, uses path-style requests, and sends
+    unsigned requests when no credentials are configured. Stores retry nothing on their
+    own: the read functions apply a :class:`~tessellum.store.RetryPolicy`.
+
+    Args:
+        url: See :func:`resolve_url`.
+        cloud_config: URL rewrites and store settings.
+        options: Store-specific settings passed to the store constructor.
+
+    Returns:
+        ``(store, path)``; stores are shared by every URL with the same spec.
+    """
+    spec, path = resolve_url(url, cloud_config=cloud_config, options=options)
+    with _cache_lock:
+        store = _cache.get(spec)
+        if store is not None:
+            _cache.move_to_end(spec)
+            return store, path
+    store = spec.build()  # outside the lock: building may read files or the environment
+    with _cache_lock:
+        store = _cache.setdefault(spec, store)
+        while len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
+    return store, path
+
+
+async def open_store_async(
+    url: str | os.PathLike[str],
+    *,
+    cloud_config: CloudConfig | None = None,
+    options: Mapping[str, Any] | None = None,
+    signer: UrlSigner | None = None,
+) -> tuple[Any, str]:
+    """:func:`open_store` after signing ``url`` with ``signer`` (e.g. a SAS-token signer)."""
+    if signer is not None:
+        url = await signer.sign(os.fspath(url))
+    return open_store(url, cloud_config=cloud_config, options=options)
+
+
+def clear_store_cache() -> None:
+    """Forget every cached store (e.g. after credentials changed)."""
+    with _cache_lock:
+        _cache.clear()
+
+
+def describe_url(store: Any, path: str) -> str:
+    """A URL naming ``path`` in ``store``, for error messages (best effort)."""
+    if isinstance(store, HTTPStore):
+        base = store.url
+        return f"{base.rstrip('/')}/{path}" if path else base
+    if isinstance(store, S3Store):
+        return f"s3://{store.config.get('bucket', '')}/{path}"
+    if isinstance(store, GCSStore):
+        return f"gs://{store.config.get('bucket', '')}/{path}"
+    if isinstance(store, AzureStore):
+        return f"az://{store.config.get('container_name', '')}/{path}"
+    if isinstance(store, LocalStore):
+        prefix = store.prefix
+        return (prefix / path).as_uri() if prefix else Path("/", path).as_uri()
+    if isinstance(store, MemoryStore):
+        return f"memory:///{path}"
+    return f"{type(store).__name__}:{path}"
