@@ -1,0 +1,214 @@
+"""Decode one tile (or strip) of a TIFF image level into a writable numpy array.
+
+imagecodecs does the work and releases the GIL, so a thread pool scales across cores.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import imagecodecs
+import numpy as np
+
+from ..errors import DataFormatError, RasterUnsupportedError
+from .header import ImageLevel
+
+__all__ = ["CODECS", "decode_tile", "supported_compressions"]
+
+_NATIVE = "<" if sys.byteorder == "little" else ">"
+
+
+def _jpegxl_available() -> bool:
+    return bool(getattr(getattr(imagecodecs, "JPEGXL", None), "available", False))
+
+
+#: Byte-stream codecs: compression code -> decode(data, out) where ``out`` is a uint8
+#: buffer of the expected size (the codec may return a shorter view of it).
+CODECS: dict[int, Callable[..., Any]] = {
+    5: imagecodecs.lzw_decode,
+    8: imagecodecs.deflate_decode,
+    32946: imagecodecs.deflate_decode,
+    32773: imagecodecs.packbits_decode,
+    34925: imagecodecs.lzma_decode,
+    50000: imagecodecs.zstd_decode,
+}
+_IMAGE_CODECS = {7, 34887, 50001, 50002, 52546}
+
+
+def supported_compressions() -> set[int]:
+    """TIFF compression codes :func:`decode_tile` can decode here."""
+    codes = {1, 7, 34887, 50001, *CODECS}
+    if _jpegxl_available():
+        codes |= {50002, 52546}
+    return codes
+
+
+def _fill_value(dtype: np.dtype, nodata: Any) -> Any:
+    if nodata is None:
+        return 0
+    try:
+        return np.asarray(nodata).astype(dtype)
+    except (ValueError, OverflowError):
+        return 0
+
+
+def decode_tile(
+    level: ImageLevel,
+    data: bytes | bytearray | memoryview | None,
+    *,
+    byte_order: str = "<",
+    plane: int = 0,
+    nodata: Any = None,
+    url: str = "",
+    offset: int | None = None,
+) -> np.ndarray:
+    """Decode one stored tile/strip of ``level`` into a native-endian, writable array.
+
+    Args:
+        level: the image level the bytes belong to.
+        data: the tile's bytes; None or empty for a sparse tile.
+        byte_order: the file's byte order (``TiffHeader.byte_order``).
+        plane: the plane, for planar (band-separate) files (used for shape only).
+        nodata: fill value for sparse tiles and strip padding (0 when None).
+        url: named in errors.
+        offset: the tile's file offset, named in errors.
+
+    Returns:
+        ``(tile_height, tile_width, samples)`` for pixel-interleaved files,
+        ``(tile_height, tile_width, 1)`` for one plane of a planar file. Edge tiles are
+        full size (as stored); a short last strip is padded with ``nodata``. 1-bit masks
+        are returned as 0/255 like GDAL.
+
+    Raises:
+        DataFormatError: the bytes do not decode (names ``url`` and ``offset``).
+        RasterUnsupportedError: the compression or sample layout is not supported.
+    """
+    h, w, spp = level.tile_shape()
+    dtype = np.dtype(level.dtype)
+    if data is None or len(data) == 0:
+        return np.full((h, w, spp), _fill_value(dtype, nodata), dtype=dtype)
+    try:
+        arr = _decode(level, data, byte_order, (h, w, spp), dtype)
+    except (RasterUnsupportedError, DataFormatError):
+        raise
+    except Exception as exc:  # imagecodecs raises RuntimeError/ValueError subclasses
+        where = f" at offset {offset}" if offset is not None else ""
+        raise DataFormatError(
+            f"cannot decode tile{where} of {url or 'buffer'}: {exc}", url=url, offset=offset
+        ) from exc
+    if arr.shape[0] < h:  # short last strip
+        out = np.full((h, w, spp), _fill_value(dtype, nodata), dtype=dtype)
+        out[: arr.shape[0]] = arr
+        arr = out
+    if level.is_mask and level.bits_per_sample[0] == 1:
+        np.multiply(arr, 255, out=arr)
+    if not arr.flags.writeable:
+        arr = arr.copy()
+    return arr
+
+
+def _decode(
+    level: ImageLevel, data: Any, byte_order: str, shape: tuple[int, int, int], dtype: np.dtype
+) -> np.ndarray:
+    comp = level.compression
+    if comp in _IMAGE_CODECS:
+        return _decode_image(level, data, shape, dtype)
+    h, w, spp = shape
+    bits = level.bits_per_sample[0]
+    packed = bits not in (8, 16, 32, 64, 128)
+    row_bytes = (w * spp * bits + 7) // 8 if packed else w * spp * dtype.itemsize
+    nbytes = row_bytes * h
+    if comp == 1:
+        raw = np.frombuffer(data, np.uint8)[:nbytes]
+    else:
+        codec = CODECS.get(comp)
+        if codec is None:
+            raise RasterUnsupportedError(f"TIFF compression {comp} is not supported")
+        raw = codec(data, out=np.empty(nbytes, np.uint8))
+        raw = np.frombuffer(raw, np.uint8) if not isinstance(raw, np.ndarray) else raw
+    rows = min(h, len(raw) // row_bytes)
+    if rows < h and not (not level.tiled and rows > 0):
+        raise DataFormatError(f"tile decodes to {len(raw)} bytes, {nbytes} expected")
+    raw = raw[: rows * row_bytes]
+    if packed:
+        if level.predictor != 1:
+            raise RasterUnsupportedError(f"predictor {level.predictor} with {bits}-bit samples")
+        out = imagecodecs.packints_decode(raw, dtype, bits, runlen=w * spp)
+        return out.reshape(rows, w, spp)
+    predictor = level.predictor
+    if predictor == 3:
+        # the floating-point predictor's byte shuffle is independent of the file byte order
+        arr = raw.view(dtype.newbyteorder("=")).reshape(rows, w, spp)
+        return imagecodecs.floatpred_decode(arr, axis=-2)
+    if comp == 1:
+        raw = raw.copy()  # frombuffer over bytes is read-only
+    arr = raw.view(dtype.newbyteorder(byte_order)).reshape(rows, w, spp)
+    if byte_order != _NATIVE and dtype.itemsize > 1:
+        arr = arr.byteswap().view(dtype.newbyteorder("="))  # swap before un-predicting
+    else:
+        arr = arr.view(dtype.newbyteorder("="))
+    if predictor == 2:
+        imagecodecs.delta_decode(arr, axis=-2, out=arr)
+    elif predictor != 1:
+        raise RasterUnsupportedError(f"TIFF predictor {predictor} is not supported")
+    return arr
+
+
+def _decode_image(
+    level: ImageLevel, data: Any, shape: tuple[int, int, int], dtype: np.dtype
+) -> np.ndarray:
+    h, w, spp = shape
+    comp = level.compression
+    if comp == 7:
+        colorspace, outcolorspace = _jpeg_colorspace(level)
+        arr = imagecodecs.jpeg_decode(
+            data,
+            tables=level.jpeg_tables,
+            colorspace=colorspace,
+            outcolorspace=outcolorspace,
+            bitspersample=level.bits_per_sample[0],
+        )
+    elif comp == 50001:
+        arr = imagecodecs.webp_decode(data, hasalpha=spp == 4)
+    elif comp == 34887:
+        arr = _decode_lerc(level, data, dtype)
+    elif _jpegxl_available():
+        arr = imagecodecs.jpegxl_decode(data)
+    else:
+        raise RasterUnsupportedError(f"TIFF compression {comp} (JPEG-XL) is not available")
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.shape[1] != w or arr.shape[2] != spp or arr.shape[0] > h:
+        raise DataFormatError(f"tile decodes to shape {arr.shape}, {shape} expected")
+    if arr.dtype != dtype:
+        arr = arr.astype(dtype)
+    return arr
+
+
+def _decode_lerc(level: ImageLevel, data: Any, dtype: np.dtype) -> np.ndarray:
+    extra = level.lerc_params[1] if level.lerc_params and len(level.lerc_params) > 1 else 0
+    if extra == 1:
+        data = imagecodecs.zlib_decode(data)
+    elif extra == 2:
+        data = imagecodecs.zstd_decode(data)
+    arr, mask = imagecodecs.lerc_decode(data, masks=True)
+    if mask is not None and dtype.kind == "f":
+        # LERC stores NaN as invalid pixels; GDAL restores NaN
+        valid = np.asarray(mask, dtype=bool)
+        if valid.ndim < arr.ndim:
+            valid = valid.reshape(valid.shape + (1,) * (arr.ndim - valid.ndim))
+        arr = np.where(valid, arr, np.nan).astype(arr.dtype)
+    return arr
+
+
+def _jpeg_colorspace(level: ImageLevel) -> tuple[Any, Any]:
+    """libjpeg colour spaces as GDAL uses them (YCbCr is converted to RGB)."""
+    if level.planar_config == 2:
+        return None, "GRAYSCALE"
+    if level.photometric == 6:
+        return "YCBCR", "RGB"
+    if level.photometric == 2 and level.samples_per_pixel == 3:
+        return "RGB", "RGB"
+    return None, None
