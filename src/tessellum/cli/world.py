@@ -1,7 +1,83 @@
-"""``tessellum world ...``: generate and serve the fixture world."""
+"""``tessellum world ...``: generate and list the fixture world."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
-app = typer.Typer(help="Generate, list and serve the synthetic fixture world.", no_args_is_help=True)
+app = typer.Typer(
+    help="Generate, list and serve the synthetic fixture world.", no_args_is_help=True
+)
+
+SizeOption = Annotated[str, typer.Option("--size", help="World size: small or bench.")]
+
+
+def _codec(spec: dict) -> str:
+    codec = spec["compression"].lower()
+    if spec["predictor"] > 1:
+        codec += f"+p{spec['predictor']}"
+    if spec["photometric"] == "YCBCR":
+        codec += " ycbcr"
+    if spec["corrupt"]:
+        codec += f" ({spec['corrupt']})"
+    return codec
+
+
+def _human(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+@app.command()
+def generate(
+    size: SizeOption = "small",
+    force: Annotated[bool, typer.Option("--force", help="Regenerate even if cached.")] = False,
+) -> None:
+    """Generate the world (cached; instant when it exists) and print its root."""
+    import time
+
+    from ..testing import get_world
+
+    t0 = time.perf_counter()
+    world = get_world(size, force=force, progress=True)
+    total = sum(f.path.stat().st_size for f in world.files)
+    typer.echo(f"root: {world.root}")
+    typer.echo(
+        f"{len(world.files)} files ({_human(total)}), {len(world.items())} items, "
+        f"{len(world.datasets)} collections in {time.perf_counter() - t0:.1f} s"
+    )
+    typer.echo(f"static catalog: {world.static_catalog}")
+
+
+@app.command("list")
+def list_files(size: SizeOption = "small") -> None:
+    """Print a table of the world's files (generating the world if needed)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..testing import get_world
+
+    world = get_world(size)
+    table = Table(title=f"tessellum world ({size}) at {world.root}")
+    for col in ("key", "dataset", "dtype", "bands", "size px", "codec", "block", "file size"):
+        table.add_column(col, justify="right" if col in ("file size", "bands") else "left")
+    for f in world.files:
+        s = f.spec
+        block = f"{s['blocksize']}" if s["blocksize"] else f"strip {s['rows_per_strip']}"
+        dtype = s.get("tiff_dtype", s["dtype"]) + (f" nbits={s['nbits']}" if s["nbits"] else "")
+        table.add_row(
+            f.key,
+            f.dataset,
+            dtype,
+            str(s["count"]),
+            f"{s['width']}x{s['height']}",
+            _codec(s),
+            block,
+            _human(f.path.stat().st_size),
+        )
+    Console().print(table)

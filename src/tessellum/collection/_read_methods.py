@@ -95,3 +95,12 @@ class ReadMethods:
             bounds, bands, record_ids, res, target_crs, group_by, resampling, max_concurrent.
         """
         return run_sync(self.read_window_async(**kwargs))
+
+    def to_torchgeo_dataset(self, bands: Sequence[str], chip_size: int = 256, **kwargs: Any) -> Any:
+        """A torch Dataset of chips read through this engine (see
+        ``tessellum.read.dataset.ChipDataset``: ``geometries``, ``time_series``,
+        ``res``, ``target_crs``, ``stride``, ``transforms``). Works with a ``DataLoader``
+        and worker processes; torchgeo is not required."""
+        from ..read.dataset import to_torchgeo_dataset
+
+        return to_torchgeo_dataset(self, bands, chip_size, **kwargs)

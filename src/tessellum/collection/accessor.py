@@ -74,6 +74,34 @@ class RasterAccessor:
             return None, None, None
         return header_from_arrow(meta), asset["href"], asset.get("band_index")
 
+    async def load_bands(
+        self,
+        geometries: Any,
+        band_codes: list[str],
+        max_concurrent: int = 50,
+        for_xarray: bool = True,
+        backend: Any = None,
+        target_crs: Any = None,
+    ) -> Any:
+        """Load bands of this record under ``geometries``.
+
+        Args:
+            geometries: AOIs (GeoArrow array, shapely, GeoJSON, GeoDataFrame ...).
+            band_codes: bands to load.
+            max_concurrent: requests in flight.
+            for_xarray: ``xarray.Dataset`` (one geometry) / list of them; else a
+                GeoDataFrame (one row per geometry and band).
+            backend: reserved (seed compatibility).
+            target_crs: reproject the result to this CRS.
+
+        Returns:
+            Data in the native COG dtype (integer data keeps its dtype and nodata).
+        """
+        return await _load_bands(
+            self, geometries, band_codes, max_concurrent=max_concurrent, for_xarray=for_xarray,
+            backend=backend, target_crs=target_crs,
+        )  # fmt: skip
+
     def intersects(self, geometry: Any) -> bool:
         """True if this record's bbox overlaps ``geometry``'s bbox (lon/lat)."""
         from ..geo.bbox import bbox_intersects
@@ -85,3 +113,17 @@ class RasterAccessor:
         import shapely
 
         return bbox_intersects(self.bbox, lonlat_bbox(shapely.union_all(g.geoms)))
+
+
+async def _load_bands(accessor: RasterAccessor, geometries: Any, band_codes: list[str], **kwargs: Any) -> Any:
+    import pyarrow.compute as pc
+
+    parent = accessor._parent
+    if parent is None:
+        raise ValueError("this RasterAccessor is not attached to a collection")
+    one = parent.where(pc.field("id") == accessor.id)
+    for_xarray = kwargs.pop("for_xarray", True)
+    kwargs.pop("backend", None)
+    if for_xarray:
+        return await one.get_xarray_async(geometries, band_codes, **kwargs)
+    return await one.get_gdf_async(geometries, band_codes, **kwargs)

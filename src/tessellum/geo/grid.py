@@ -62,7 +62,7 @@ class Grid:
 
     def window(self, row_off: int, col_off: int, height: int, width: int) -> Grid:
         """The sub-grid starting at (row_off, col_off) (may extend beyond this grid)."""
-        return Grid(height, width, self.transform * Affine.translation(col_off, row_off), self.crs)
+        return Grid(height, width, self.transform @ Affine.translation(col_off, row_off), self.crs)
 
     def zoom_out(self, factor_x: float, factor_y: float | None = None) -> Grid:
         """A coarser grid with the same origin (overview levels: sizes rounded up)."""
@@ -70,7 +70,7 @@ class Grid:
         return Grid(
             max(1, math.ceil(self.height / fy)),
             max(1, math.ceil(self.width / factor_x)),
-            self.transform * Affine.scale(factor_x, fy),
+            self.transform @ Affine.scale(factor_x, fy),
             self.crs,
         )
 
@@ -100,8 +100,8 @@ class Grid:
             raise ValidationError("snap_bounds needs an axis-aligned grid")
         left, bottom, right, top = bounds
         inv = ~self.transform
-        c0, r0 = inv * (left, top)
-        c1, r1 = inv * (right, bottom)
+        c0, r0 = inv @ (left, top)
+        c1, r1 = inv @ (right, bottom)
         c0, c1 = sorted((c0, c1))
         r0, r1 = sorted((r0, r1))
         return (

@@ -71,7 +71,7 @@ class BandSource:
         return Grid(
             lvl.height,
             lvl.width,
-            full.transform * _scale(full.width / lvl.width, full.height / lvl.height),
+            full.transform @ _scale(full.width / lvl.width, full.height / lvl.height),
             full.crs,
         )
 

@@ -72,12 +72,13 @@ async def fetch_tiles_async(
     loop = asyncio.get_running_loop()
     pool = decode_executor()
 
-    def decode_one(key: TileKey, data: Any) -> None:
+    def decode_one(key: TileKey, data: Any, offset: int | None) -> None:
         header, level = tiles[key]
         lvl = header.levels[level]
         arr = decode_tile(
-            lvl, data, byte_order=header.byte_order, url=key.href, plane=_plane(lvl, key.index)
-        )
+            lvl, data, byte_order=header.byte_order, plane=_plane(lvl, key.index),
+            nodata=header.nodata_value(), url=key.href, offset=offset,
+        )  # fmt: skip
         out[key] = arr
         if cache is not None:
             cache.put(key, arr)
@@ -91,7 +92,7 @@ async def fetch_tiles_async(
             lvl = header.levels[level]
             off, cnt = int(lvl.tile_offsets[key.index]), int(lvl.tile_byte_counts[key.index])
             (sparse if off == 0 or cnt == 0 else ranged).append((key, off, cnt))
-        jobs = [loop.run_in_executor(pool, decode_one, key, None) for key, _, _ in sparse]
+        jobs = [loop.run_in_executor(pool, decode_one, key, None, None) for key, _, _ in sparse]
         if ranged:
             merged = coalesce_ranges(
                 [o for _, o, _ in ranged], [o + c for _, o, c in ranged], opts.policy
@@ -108,10 +109,11 @@ async def fetch_tiles_async(
                     url=href,
                     stats=opts.stats,
                 )
-                await asyncio.gather(*(
-                    loop.run_in_executor(pool, decode_one, ranged[i][0], data[off : off + ranged[i][2]])
+                pieces = [
+                    (ranged[i][0], data[off : off + ranged[i][2]], ranged[i][1])
                     for i, off in zip(m.members, m.offsets, strict=True)
-                ))  # fmt: skip
+                ]
+                await asyncio.gather(*(loop.run_in_executor(pool, decode_one, *p) for p in pieces))
 
             jobs.extend(serve(m) for m in merged)
         await asyncio.gather(*jobs)

@@ -1,0 +1,541 @@
+"""The attribute engine: geometries x catalog datasets -> QC'd, cached statistics.
+
+Per dataset, every geometry not in the result cache is read in **one**
+``read_stacks_async`` call (each tile fetched and decoded once for all geometries),
+then reduced with exact coverage fractions (:mod:`.zonal`) and flagged (:mod:`.qc`).
+Datasets run concurrently, each under the per-provider timeout; the whole request runs
+under the per-request timeout. A dataset that fails or times out becomes a warning and
+an entry of ``failed_datasets``; the other datasets still return.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import ExtractionError, TessellumError
+from .cache import ResultCache, cache_from_settings, geometry_hash, result_key
+from .models import (
+    AggregationMethod,
+    AttributeRequest,
+    AttributeResponse,
+    AttributeResult,
+    BatchAttributeRequest,
+    BatchAttributeResponse,
+    BoundingBox,
+)
+from .qc import QCConfig, consistency_warnings, quality_flag
+from .sources import CollectionSource, StacCollectionSource
+from .zonal import ZonalOutcome, first_valid, method_note, zonal_point, zonal_polygon
+
+__all__ = ["AttributeEngine", "Job"]
+
+_CRS84 = "OGC:CRS84"
+
+
+@dataclass
+class Job:
+    """One extraction over already-parsed shapely geometries (any number of them)."""
+
+    geometries: list[Any]
+    dataset_ids: list[str]
+    crs: Any = _CRS84
+    aggregation: AggregationMethod = AggregationMethod.mean
+    time_range: tuple[str, str] | None = None
+    point_method: str = "nearest"
+    ids: list[Any] | None = None
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+
+@dataclass
+class _Part:
+    geom_index: int
+    read_geom: Any  # what is read (request CRS)
+    kind: str  # "polygon" | "point"
+
+
+class AttributeEngine:
+    """Statistics of catalog datasets under geometries (a thin shell over functions).
+
+    Args:
+        catalog: the dataset catalog (default: :func:`tessellum.catalog.default_catalog`).
+        cache: a :class:`~tessellum.attributes.cache.ResultCache` (default: per settings).
+        collections: a collection source (default: :class:`StacCollectionSource`).
+        qc: quality thresholds.
+        settings: :class:`tessellum.config.Settings` (default: the current ones, read
+            at call time).
+        request_timeout_s: wall-clock limit of one request (None: no limit beyond the
+            per-provider timeout).
+    """
+
+    def __init__(
+        self,
+        *,
+        catalog: Any = None,
+        cache: ResultCache | None = None,
+        collections: CollectionSource | None = None,
+        qc: QCConfig | None = None,
+        settings: Any = None,
+        request_timeout_s: float | None = None,
+    ) -> None:
+        self._catalog = catalog
+        self.cache = cache if cache is not None else cache_from_settings(settings)
+        self.collections = collections if collections is not None else StacCollectionSource()
+        self.qc = qc or QCConfig()
+        self._settings = settings
+        self.request_timeout_s = request_timeout_s
+
+    @property
+    def catalog(self) -> Any:
+        """The catalog in use."""
+        if self._catalog is None:
+            from ..catalog import default_catalog
+
+            return default_catalog()
+        return self._catalog
+
+    @property
+    def settings(self) -> Any:
+        """The settings in use (current settings unless given)."""
+        if self._settings is None:
+            from ..config import get_settings
+
+            return get_settings()
+        return self._settings
+
+    # --- public -----------------------------------------------------------------------
+    async def extract(self, request: AttributeRequest) -> AttributeResponse:
+        """Statistics of ``request.dataset_ids`` under one geometry."""
+        job = Job(
+            geometries=[_to_shapely(request.geometry)],
+            dataset_ids=list(request.dataset_ids),
+            crs=_request_crs(request),
+            aggregation=request.aggregation,
+            time_range=request.time_range.as_tuple() if request.time_range else None,
+            point_method=request.point_method,
+        )
+        batch = await self.run(job)
+        item = batch.items[0]
+        item.warnings = [*batch.warnings, *item.warnings]
+        item.failed_datasets = batch.failed_datasets
+        return item
+
+    async def batch_extract(self, request: BatchAttributeRequest) -> BatchAttributeResponse:
+        """Statistics under every geometry of ``request``; tiles are read once."""
+        job = Job(
+            geometries=[_to_shapely(g) for g in request.geometries],
+            dataset_ids=list(request.dataset_ids),
+            crs=_request_crs(request),
+            aggregation=request.aggregation,
+            time_range=request.time_range.as_tuple() if request.time_range else None,
+            point_method=request.point_method,
+            ids=request.ids,
+        )
+        return await self.run(job)
+
+    async def run(self, job: Job) -> BatchAttributeResponse:
+        """Run a :class:`Job` (no geometry-count limit; the HTTP API enforces one).
+
+        Raises:
+            DatasetNotFoundError: an unknown dataset id (before any reading).
+        """
+        t0 = time.perf_counter()
+        entries = [self.catalog.get(d) for d in job.dataset_ids]
+        hashes = [geometry_hash(g, job.crs) for g in job.geometries]
+        timeout = self.settings.provider_timeout_s
+        tasks = {
+            e.id: asyncio.create_task(
+                asyncio.wait_for(self._dataset(e, job, hashes), timeout), name=e.id
+            )
+            for e in entries
+        }
+        _done, pending = await asyncio.wait(tasks.values(), timeout=self.request_timeout_s)
+        for task in pending:
+            task.cancel()
+        warnings: list[str] = []
+        failed: list[str] = []
+        per_dataset: dict[str, list[AttributeResult | None]] = {}
+        for ds, task in tasks.items():
+            if task in pending:
+                failed.append(ds)
+                warnings.append(f"{ds}: request timeout ({self.request_timeout_s:g} s) elapsed")
+                continue
+            exc = task.exception()
+            if exc is None:
+                per_dataset[ds] = task.result()
+            else:
+                failed.append(ds)
+                warnings.append(_describe_failure(ds, exc, timeout))
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        items = []
+        for i, h in enumerate(hashes):
+            results = [r for ds in job.dataset_ids if (r := per_dataset.get(ds, [None])[i])]
+            items.append(
+                AttributeResponse(
+                    request_id=job.request_id,
+                    geometry_hash=h,
+                    results=results,
+                    warnings=[
+                        *_categorical_warnings(results),
+                        *consistency_warnings(results, self.qc),
+                    ],
+                    geometry_id=job.ids[i] if job.ids is not None else None,
+                    elapsed_ms=(time.perf_counter() - t0) * 1000,
+                )
+            )
+        return BatchAttributeResponse(
+            request_id=job.request_id,
+            items=items,
+            warnings=warnings,
+            failed_datasets=failed,
+            elapsed_ms=(time.perf_counter() - t0) * 1000,
+        )
+
+    # --- one dataset ------------------------------------------------------------------
+    async def _dataset(
+        self, entry: Any, job: Job, hashes: Sequence[str]
+    ) -> list[AttributeResult | None]:
+        t0 = time.perf_counter()
+        trange = _time_range(entry, job.time_range)
+        keys = [
+            result_key(
+                dataset_id=entry.id, version=entry.version, geom_hash=h,
+                aggregation=job.aggregation.value, time_range=trange,
+                point_method=job.point_method,
+            )
+            for h in hashes
+        ]  # fmt: skip
+        out: list[AttributeResult | None] = [None] * len(keys)
+        for i, raw in enumerate(await self.cache.get_many(keys)):
+            if raw is not None:
+                out[i] = AttributeResult.model_validate_json(raw).model_copy(
+                    update={"cached": True, "elapsed_ms": 0.0}
+                )
+        todo = [i for i, r in enumerate(out) if r is None]
+        if not todo:
+            return out
+        resolved = self.catalog.resolve(entry, self.settings)
+        geoms = [job.geometries[i] for i in todo]
+        bbox = _crs84_bbox(geoms, job.crs)
+        coll = await self.collections(resolved, bbox, trange)
+        computed = await self._compute(entry, coll, geoms, job)
+        elapsed = (time.perf_counter() - t0) * 1000
+        fresh: dict[str, str] = {}
+        for i, res in zip(todo, computed, strict=True):
+            res.elapsed_ms = elapsed
+            out[i] = res
+            if "a record under the geometry could not be read" not in res.qc_notes:
+                fresh[keys[i]] = res.model_dump_json()
+        await self.cache.set_many(fresh)
+        return out
+
+    async def _compute(
+        self, entry: Any, coll: Any, geoms: Sequence[Any], job: Job
+    ) -> list[AttributeResult]:
+        from ..read.stacks import read_stacks_async
+
+        band = entry.variable
+        parts = _parts(geoms, job.crs, entry, job.point_method)
+        stacks = await read_stacks_async(
+            coll.table, [p.read_geom for p in parts], [band], geometry_crs=job.crs, mask=False
+        )
+        failed_fp = _failed_footprints(coll)
+        return await asyncio.to_thread(
+            _reduce_all, entry, coll, geoms, parts, stacks, job, failed_fp, self.qc
+        )
+
+
+# --- pure helpers ------------------------------------------------------------------------
+def _to_shapely(geom: Any) -> Any:
+    return geom.to_geometry() if isinstance(geom, BoundingBox) else geom.to_shapely()
+
+
+def _request_crs(request: Any) -> Any:
+    # a bounding box is always lon/lat, whatever geometry_crs says
+    geoms = getattr(request, "geometries", None) or [getattr(request, "geometry", None)]
+    if all(isinstance(g, BoundingBox) for g in geoms):
+        return _CRS84
+    return request.geometry_crs or _CRS84
+
+
+def _time_range(entry: Any, asked: tuple[str, str] | None) -> tuple[str, str] | None:
+    if not entry.temporal:
+        return None  # also keeps the cache key independent of an irrelevant range
+    if asked is not None:
+        return asked
+    if entry.default_time_range is not None:
+        return tuple(d.isoformat() for d in entry.default_time_range)  # type: ignore[return-value]
+    return None
+
+
+def _describe_failure(ds: str, exc: BaseException, timeout: float) -> str:
+    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+        return f"{ds}: provider timeout ({timeout:g} s) elapsed"
+    if isinstance(exc, TessellumError):
+        return f"{ds}: {type(exc).__name__}: {exc}"
+    return f"{ds}: unexpected {type(exc).__name__}: {exc}"
+
+
+def _categorical_warnings(results: Sequence[AttributeResult]) -> list[str]:
+    return [
+        f"{r.dataset_id}: {note}"
+        for r in results
+        for note in r.qc_notes
+        if "class codes has no physical meaning" in note
+    ]
+
+
+def _same_crs(a: Any, b: Any) -> bool:
+    from ..geo.crs import to_crs
+
+    return bool(to_crs(a).equals(to_crs(b), ignore_axis_order=True))
+
+
+def _reproject(geom: Any, src: Any, dst: Any) -> Any:
+    import shapely
+
+    from ..geo.crs import transformer
+
+    if _same_crs(src, dst):
+        return geom
+    if geom.geom_type != "Point":
+        minx, miny, maxx, maxy = geom.bounds
+        seg = max(maxx - minx, maxy - miny) / 64
+        if seg > 0:
+            geom = shapely.segmentize(geom, seg)
+    t = transformer(src, dst)
+    return shapely.transform(geom, lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1])))
+
+
+def _crs84_bbox(geoms: Sequence[Any], crs: Any) -> tuple[float, float, float, float]:
+    import shapely
+
+    from ..geo.geometry import lonlat_bbox
+
+    ll = [_reproject(g, crs, _CRS84) for g in geoms]
+    union = shapely.union_all(shapely.envelope(np.asarray(ll, dtype=object)))
+    if union.geom_type == "Point":
+        union = union.buffer(1e-6)
+    return lonlat_bbox(union)
+
+
+def _is_lonlat(crs: Any) -> bool:
+    from ..geo.crs import to_crs
+
+    c = to_crs(crs)
+    return bool(c.is_geographic)
+
+
+def _parts(geoms: Sequence[Any], crs: Any, entry: Any, point_method: str) -> list[_Part]:
+    """What to read per geometry: polygons straddling the antimeridian as their east and
+    west halves (so no grid spans 360°), bilinear points as a small box around them."""
+    from shapely.geometry import box
+
+    out: list[_Part] = []
+    lonlat = _is_lonlat(crs)
+    for i, g in enumerate(geoms):
+        if g.geom_type == "Point":
+            # a box, not the point: the read engine's grid for a bare point on a pixel
+            # edge covers no pixel (see the report); bilinear needs the neighbours too
+            bilinear = point_method == "bilinear" and not entry.is_categorical
+            out.append(_Part(i, _point_box(g, crs, entry, 1.5 if bilinear else 0.25), "point"))
+            continue
+        if lonlat and g.geom_type == "MultiPolygon" and g.bounds[2] - g.bounds[0] > 180:
+            east = g.intersection(box(0, -90, 180, 90))
+            west = g.intersection(box(-180, -90, 0, 90))
+            out += [_Part(i, p, "polygon") for p in (east, west) if not p.is_empty and p.area > 0]
+            continue
+        out.append(_Part(i, g, "polygon"))
+    return out
+
+
+def _point_box(pt: Any, crs: Any, entry: Any, pixels: float) -> Any:
+    """A box of ±``pixels`` native pixels around a point, in the point's CRS."""
+    from shapely.geometry import box
+
+    from ..geo.grid import transform_bounds
+
+    native = _reproject(pt, crs, entry.native_crs)
+    d = pixels * entry.native_resolution
+    b = transform_bounds((native.x - d, native.y - d, native.x + d, native.y + d),
+                         entry.native_crs, crs)  # fmt: skip
+    return box(*b)
+
+
+def _failed_footprints(coll: Any) -> Any:
+    """An STRtree of CRS84 footprints of records whose header failed (or None)."""
+    try:
+        errs = coll.errors()
+    except Exception:
+        return None
+    if errs.num_rows == 0:
+        return None
+    import shapely
+
+    bad = set(errs.column("id").to_pylist())
+    ids = coll.table.column("id").to_pylist()
+    wkb = coll.table.column("geometry").to_pylist()
+    fps = [shapely.from_wkb(w) for rid, w in zip(ids, wkb, strict=True) if rid in bad and w]
+    return shapely.STRtree(fps) if fps else None
+
+
+def _reduce_all(
+    entry: Any,
+    coll: Any,
+    geoms: Sequence[Any],
+    parts: Sequence[_Part],
+    stacks: Sequence[Any],
+    job: Job,
+    failed_fp: Any,
+    qc: QCConfig,
+) -> list[AttributeResult]:
+    by_geom: dict[int, list[tuple[_Part, Any]]] = {}
+    for p, st in zip(parts, stacks, strict=True):
+        by_geom.setdefault(p.geom_index, []).append((p, st))
+    band = entry.variable
+    out = []
+    for i, g in enumerate(geoms):
+        pieces = by_geom.get(i, [])
+        outcome, used, grid = _reduce_one(g, pieces, band, job)
+        degraded = False
+        if failed_fp is not None:
+            degraded = len(failed_fp.query(_reproject(g, job.crs, _CRS84), "intersects")) > 0
+        nodata = next((st.nodata[band] for _, st in pieces if st.grid is not None), entry.nodata)
+        note = method_note(job.aggregation, entry.is_categorical)
+        flag, notes = quality_flag(
+            value=outcome.value, coverage=outcome.coverage_fraction, values=outcome.values,
+            method=job.aggregation, entry=entry, nodata=nodata, config=qc,
+            estimated=outcome.estimated, degraded=degraded,
+            extra_suspect=[note] if note and outcome.value is not None else [],
+        )  # fmt: skip
+        out.append(
+            AttributeResult(
+                dataset_id=entry.id,
+                variable=entry.variable,
+                value=outcome.value,
+                units=entry.units,
+                aggregation=job.aggregation,
+                quality=flag,
+                coverage_fraction=round(outcome.coverage_fraction, 6),
+                pixel_count=outcome.pixel_count,
+                provider=entry.provider,
+                provenance=_provenance(coll, used, grid, entry, g.geom_type),
+                valid_range=entry.valid_range,
+                class_names=_class_names(entry, outcome.value),
+                license=entry.license,
+                dataset_version=entry.version,
+                qc_notes=[*outcome.notes, *notes],
+            )
+        )
+    return out
+
+
+def _reduce_one(
+    geom: Any, pieces: Sequence[tuple[_Part, Any]], band: str, job: Job
+) -> tuple[ZonalOutcome, list[str], Any]:
+    from .zonal import pixel_coverage_samples
+
+    used: list[str] = []
+    grid = None
+    if geom.geom_type == "Point":
+        part, st = pieces[0]
+        if st.grid is None or st.data[band] is None:
+            return ZonalOutcome(None, 0.0, 0, notes=["no record covers the point"]), used, None
+        data, valid = first_valid(*_ordered(st, band))
+        used = list(st.record_ids)
+        pt = _reproject(geom, job.crs, st.grid.crs)
+        bil = job.point_method == "bilinear" and not _categorical(st, band)
+        return zonal_point(pt, data, valid, st.grid, job.aggregation, bilinear=bil), used, st.grid
+    samples = []
+    for part, st in pieces:
+        if st.grid is None or st.data[band] is None:
+            # no record here: the part's area counts as invalid
+            samples.append(None)
+            continue
+        data, valid = first_valid(*_ordered(st, band))
+        grid = st.grid
+        used += [r for r in st.record_ids if r not in used]
+        g = _reproject(part.read_geom, job.crs, st.grid.crs)
+        samples.append(
+            pixel_coverage_samples(g, data, valid, st.grid, geographic=_is_lonlat(st.grid.crs))
+        )
+    live = [s for s in samples if s is not None]
+    if not live:
+        return ZonalOutcome(None, 0.0, 0, notes=["no record covers the geometry"]), used, None
+    if len(samples) == 1:
+        return zonal_polygon(live[0], job.aggregation), used, grid
+    missing_area = 0.0
+    if any(s is None for s in samples):  # a half with no data at all: its area is invalid
+        missing_area = sum(
+            _area_m2(p.read_geom, job.crs)
+            for (p, _), s in zip(pieces, samples, strict=True)
+            if s is None
+        )
+    merged = live[0].merge(live[1:], extra_invalid=missing_area)
+    return zonal_polygon(merged, job.aggregation), used, grid
+
+
+def _categorical(st: Any, band: str) -> bool:
+    # integer data is never interpolated either (classes, flags, counts)
+    data = st.data[band]
+    return data is not None and data.dtype.kind in "iub"
+
+
+def _area_m2(geom: Any, crs: Any) -> float:
+    from pyproj import Geod
+
+    g = _reproject(geom, crs, _CRS84)
+    return abs(Geod(ellps="WGS84").geometry_area_perimeter(g)[0])
+
+
+def _ordered(st: Any, band: str) -> tuple[np.ndarray, np.ndarray]:
+    """The stack in mosaic priority: newest first for multi-epoch data, else read order."""
+    data, valid = st.data[band], st.valid[band]
+    dts = st.datetimes
+    if len(dts) > 1 and len({d for d in dts if d is not None}) > 1:
+        order = np.argsort([d.timestamp() if d else 0 for d in dts], kind="stable")[::-1]
+        return data[order], valid[order]
+    return data, valid
+
+
+def _provenance(coll: Any, used: Sequence[str], grid: Any, entry: Any, kind: str) -> str:
+    name = getattr(coll, "data_source", None) or getattr(coll, "name", None) or entry.id
+    recs = ", ".join(used[:4]) + (f", +{len(used) - 4} more" if len(used) > 4 else "")
+    text = f"{entry.id}@{entry.version} from {name} ({len(used)} record(s): {recs})"
+    if grid is not None:
+        rx, ry = grid.resolution
+        text += f"; native grid {grid.crs} {rx:.6g}x{ry:.6g}"
+        if kind != "Point":
+            w = "coverage fraction x cell area" if _is_lonlat(grid.crs) else "coverage fraction"
+            text += f"; weights: {w} (exactextract)"
+    return text
+
+
+def _class_names(entry: Any, value: Any) -> dict[str, str] | None:
+    if not entry.is_categorical or value is None:
+        return None
+    codes = (
+        value.keys() if isinstance(value, dict) else value if isinstance(value, list) else [value]
+    )
+    names = {}
+    for c in codes:
+        try:
+            code = int(float(c))
+        except (TypeError, ValueError):
+            continue
+        if code in entry.classes:
+            names[str(code)] = entry.classes[code]
+    return names
+
+
+def _raise_all_failed(resp: BatchAttributeResponse, dataset_ids: Sequence[str]) -> None:
+    """Raise when every dataset failed (used by callers that want an exception)."""
+    if resp.failed_datasets and set(resp.failed_datasets) >= set(dataset_ids):
+        raise ExtractionError("; ".join(resp.warnings))

@@ -1,0 +1,276 @@
+"""Zonal statistics on arrays the read engine returns: exact pixel coverage fractions
+from exactextract, then every aggregation computed in numpy from (value, weight) pairs.
+
+Weights: a pixel's weight is the fraction of it the geometry covers, times its cell area
+on geographic (lon/lat) grids, where cells shrink towards the poles (spherical area,
+``R² · Δλ · |sin φ₁ − sin φ₂|``). On projected grids every cell has the same area, so the
+fraction alone is the weight. Invalid pixels (nodata, outside every record) never
+contribute a value; they only lower ``coverage_fraction``.
+
+The definitions match exactextract's operations with ``coverage_weight="fraction"``
+(projected grids) or ``"area_spherical_m2"`` (geographic grids): ``mean``, ``median``
+(weighted quantile), ``stdev`` (population), ``majority``/``minority`` (largest/smallest
+total weight), ``unique``, ``frac`` (``distribution``). ``sum`` is always the sum of
+``value × coverage fraction`` (exactextract's default ``sum``): a total over the pixels
+the geometry covers, not an area integral.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import ValidationError
+from .models import AggregationMethod
+
+__all__ = [
+    "EARTH_RADIUS_M",
+    "Samples",
+    "ZonalOutcome",
+    "aggregate",
+    "cell_area_rows",
+    "first_valid",
+    "method_note",
+    "pixel_coverage",
+    "pixel_coverage_samples",
+    "weighted_quantile",
+    "zonal_point",
+    "zonal_polygon",
+]
+
+EARTH_RADIUS_M = 6_371_008.8
+"""Mean Earth radius used for cell areas on geographic grids."""
+
+_NUMERIC_ONLY = {AggregationMethod.mean, AggregationMethod.std, AggregationMethod.sum}
+
+
+@dataclass
+class ZonalOutcome:
+    """One geometry's statistic plus what QC needs to judge it."""
+
+    value: Any
+    coverage_fraction: float
+    pixel_count: int
+    estimated: bool = False
+    """The value is interpolated (bilinear point) or stands for less than one pixel."""
+    values: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)
+    """Valid pixel values that contributed (for QC)."""
+    notes: list[str] = field(default_factory=list)
+
+
+def first_valid(data: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mosaic a (T, H, W) stack: the first record with a valid pixel wins."""
+    if data.shape[0] == 1:
+        return data[0], valid[0]
+    idx = np.argmax(valid, axis=0)  # first True per pixel (0 when none)
+    out = np.take_along_axis(data, idx[None], axis=0)[0]
+    return out, valid.any(axis=0)
+
+
+def cell_area_rows(grid: Any) -> np.ndarray:
+    """Area in m² of one cell of each row of a north-up geographic grid."""
+    t = grid.transform
+    edges = np.radians(t.f + np.arange(grid.height + 1) * t.e)
+    band = np.abs(np.diff(np.sin(np.clip(edges, -math.pi / 2, math.pi / 2))))
+    return EARTH_RADIUS_M**2 * abs(math.radians(t.a)) * band
+
+
+def pixel_coverage(geom: Any, grid: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows, columns and covered fractions of the pixels of ``grid`` under ``geom``
+    (``geom`` in the grid's CRS), computed exactly by exactextract."""
+    import shapely.geometry
+    from exactextract import exact_extract
+    from exactextract.raster import NumPyRasterSource
+
+    if not grid.is_axis_aligned or grid.transform.e >= 0:
+        raise ValidationError("zonal statistics need a north-up grid")
+    left, bottom, right, top = grid.bounds
+    dummy = np.zeros(grid.shape, dtype=np.uint8)
+    src = NumPyRasterSource(dummy, left, bottom, right, top)
+    feat = {"type": "Feature", "properties": {}, "geometry": shapely.geometry.mapping(geom)}
+    props = exact_extract(src, [feat], ["cell_id", "coverage"], output="geojson")[0]["properties"]
+    cells = np.asarray(props["cell_id"], dtype=np.int64)
+    frac = np.asarray(props["coverage"], dtype=np.float64)
+    rows, cols = np.divmod(cells, grid.width)
+    return rows, cols, frac
+
+
+def weighted_quantile(x: np.ndarray, w: np.ndarray, q: float) -> float:
+    """Weighted quantile as exactextract computes it (stats.stackexchange.com/a/13223):
+    ``S_k = k·w_k + (n−1)·Σ_{i<k} w_i`` over sorted values, linear between neighbours."""
+    order = np.argsort(x, kind="stable")
+    xs, ws = x[order].astype(np.float64), w[order].astype(np.float64)
+    n = len(xs)
+    if n == 1:
+        return float(xs[0])
+    prev = np.concatenate([[0.0], np.cumsum(ws)[:-1]])
+    s = np.arange(n) * ws + (n - 1) * prev
+    target = q * s[-1]
+    k = int(np.searchsorted(s, target, side="right"))
+    if k >= n:
+        return float(xs[-1])
+    if k == 0:
+        return float(xs[0])
+    lo = k - 1
+    return float(xs[lo] + (xs[k] - xs[lo]) * (target - s[lo]) / (s[k] - s[lo]))
+
+
+def _scalar(v: Any) -> int | float:
+    item = v.item() if hasattr(v, "item") else v
+    return item if isinstance(item, int) else float(item)
+
+
+def aggregate(
+    values: np.ndarray,
+    weights: np.ndarray,
+    fractions: np.ndarray,
+    method: AggregationMethod | str,
+) -> Any:
+    """Reduce valid pixel ``values`` with their ``weights`` (fraction × cell area) and
+    coverage ``fractions``; ``None`` when there are no values."""
+    method = AggregationMethod(method)
+    if values.size == 0 or float(weights.sum()) <= 0:
+        return None
+    v = values.astype(np.float64) if values.dtype.kind == "f" else values
+    if method is AggregationMethod.mean:
+        return float(np.sum(weights * v) / np.sum(weights))
+    if method is AggregationMethod.sum:
+        return float(np.sum(fractions * v))
+    if method is AggregationMethod.std:
+        mean = np.sum(weights * v) / np.sum(weights)
+        return float(math.sqrt(max(np.sum(weights * (v - mean) ** 2) / np.sum(weights), 0.0)))
+    if method is AggregationMethod.median:
+        return weighted_quantile(np.asarray(v, dtype=np.float64), weights, 0.5)
+    if method is AggregationMethod.min:
+        return _scalar(np.min(v))
+    if method is AggregationMethod.max:
+        return _scalar(np.max(v))
+    classes, inverse = np.unique(v, return_inverse=True)
+    if method is AggregationMethod.unique:
+        return [_scalar(c) for c in classes]
+    totals = np.bincount(inverse.ravel(), weights=weights.ravel(), minlength=len(classes))
+    if method is AggregationMethod.majority:
+        return _scalar(classes[int(np.argmax(totals))])  # ties: the smallest value
+    if method is AggregationMethod.minority:
+        return _scalar(classes[int(np.argmin(totals))])
+    share = totals / totals.sum()
+    return {_class_key(c): float(f) for c, f in zip(classes, share, strict=True)}
+
+
+def _class_key(code: Any) -> str:
+    c = _scalar(code)
+    return str(int(c)) if float(c).is_integer() else repr(float(c))
+
+
+def method_note(method: AggregationMethod, categorical: bool) -> str | None:
+    """A QC note when an aggregation is computed as asked but means little for the data
+    kind (the mean of class codes); ``None`` otherwise."""
+    if categorical and method in _NUMERIC_ONLY:
+        return (
+            f"{method.value!r} of class codes has no physical meaning; use majority, "
+            "minority, unique or distribution"
+        )
+    return None
+
+
+@dataclass
+class Samples:
+    """Covered pixels of one geometry: valid values with their weights and fractions,
+    and the total weight of every covered pixel (valid or not)."""
+
+    values: np.ndarray
+    weights: np.ndarray
+    fractions: np.ndarray
+    total_weight: float
+    total_fraction: float
+
+    def merge(self, others: list[Samples], *, extra_invalid: float = 0.0) -> Samples:
+        """Concatenate pieces of one geometry (e.g. both sides of the antimeridian);
+        ``extra_invalid`` adds area (m²) that no record covers."""
+        parts = [self, *others]
+        return Samples(
+            np.concatenate([p.values for p in parts]),
+            np.concatenate([p.weights for p in parts]),
+            np.concatenate([p.fractions for p in parts]),
+            sum(p.total_weight for p in parts) + extra_invalid,
+            sum(p.total_fraction for p in parts),
+        )
+
+
+def pixel_coverage_samples(
+    geom: Any, data: np.ndarray, valid: np.ndarray, grid: Any, *, geographic: bool
+) -> Samples:
+    """The :class:`Samples` of ``geom`` (in the grid's CRS) over an (H, W) array.
+
+    Weights are coverage fraction × cell area: spherical m² on geographic grids, the
+    constant pixel area (CRS units²) on projected ones.
+    """
+    rows, cols, frac = pixel_coverage(geom, grid)
+    if geographic:
+        area = cell_area_rows(grid)[rows]
+    else:
+        t = grid.transform
+        area = np.full(frac.shape, abs(t.a * t.e - t.b * t.d))
+    w_all = frac * area
+    ok = valid[rows, cols]
+    return Samples(
+        data[rows[ok], cols[ok]], w_all[ok], frac[ok], float(w_all.sum()), float(frac.sum())
+    )
+
+
+def zonal_polygon(samples: Samples, method: AggregationMethod) -> ZonalOutcome:
+    """The statistic of a (Multi)Polygon from its :class:`Samples`."""
+    if samples.total_weight <= 0:
+        return ZonalOutcome(None, 0.0, 0, notes=["geometry covers no pixel"])
+    vals, w, f = samples.values, samples.weights, samples.fractions
+    cov = float(min(1.0, w.sum() / samples.total_weight))
+    out = ZonalOutcome(aggregate(vals, w, f, method), cov, int(vals.size), values=vals)
+    if samples.total_fraction < 1.0 and vals.size:
+        out.estimated = True
+        out.notes.append("geometry is smaller than one pixel")
+    return out
+
+
+def zonal_point(
+    point: Any,
+    data: np.ndarray,
+    valid: np.ndarray,
+    grid: Any,
+    method: AggregationMethod,
+    *,
+    bilinear: bool = False,
+) -> ZonalOutcome:
+    """Value of a Point (in the grid's CRS): its pixel, or bilinear between the four
+    nearest pixel centres (invalid neighbours are left out and weights renormalised)."""
+    inv = ~grid.transform
+    col_f, row_f = inv * (point.x, point.y)
+    h, w = data.shape
+    if bilinear:
+        c0, r0 = math.floor(col_f - 0.5), math.floor(row_f - 0.5)
+        tc, tr = col_f - 0.5 - c0, row_f - 0.5 - r0
+        picks = [
+            (r0, c0, (1 - tr) * (1 - tc)),
+            (r0, c0 + 1, (1 - tr) * tc),
+            (r0 + 1, c0, tr * (1 - tc)),
+            (r0 + 1, c0 + 1, tr * tc),
+        ]
+        use = [(r, c, wt) for r, c, wt in picks if 0 <= r < h and 0 <= c < w and valid[r, c]]
+        if use:
+            wts = np.array([wt for _, _, wt in use])
+            if wts.sum() > 0:
+                vals = np.array([float(data[r, c]) for r, c, _ in use])
+                value = float(np.sum(wts * vals) / wts.sum())
+                out = ZonalOutcome(value, 1.0, len(use), estimated=True, values=vals)
+                out.notes.append("bilinear interpolation")
+                if method not in (AggregationMethod.mean, AggregationMethod.median):
+                    out.value = aggregate(np.array([value]), np.ones(1), np.ones(1), method)
+                return out
+    r, c = math.floor(row_f), math.floor(col_f)
+    r, c = min(max(r, 0), h - 1), min(max(c, 0), w - 1)
+    if not valid[r, c]:
+        return ZonalOutcome(None, 0.0, 0, notes=["the point's pixel is nodata"])
+    vals = data[r : r + 1, c]
+    return ZonalOutcome(aggregate(vals, np.ones(1), np.ones(1), method), 1.0, 1, values=vals)
