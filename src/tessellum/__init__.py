@@ -34,6 +34,7 @@ _LAZY: dict[str, str] = {
          "build_from_gti_async", "load"],
         ".collection",
     ),
+    **dict.fromkeys(["extract", "extract_sync", "batch_extract", "batch_extract_sync"], ".attributes"),
 }
 
 __all__ = [

@@ -58,6 +58,7 @@ class _Part:
     geom_index: int
     read_geom: Any  # what is read (request CRS)
     kind: str  # "polygon" | "point"
+    bilinear: bool = False
 
 
 class AttributeEngine:
@@ -110,7 +111,9 @@ class AttributeEngine:
         return self._settings
 
     # --- public -----------------------------------------------------------------------
-    async def extract(self, request: AttributeRequest) -> AttributeResponse:
+    async def extract(
+        self, request: AttributeRequest, *, request_id: str | None = None
+    ) -> AttributeResponse:
         """Statistics of ``request.dataset_ids`` under one geometry."""
         job = Job(
             geometries=[_to_shapely(request.geometry)],
@@ -120,13 +123,17 @@ class AttributeEngine:
             time_range=request.time_range.as_tuple() if request.time_range else None,
             point_method=request.point_method,
         )
+        if request_id:
+            job.request_id = request_id
         batch = await self.run(job)
         item = batch.items[0]
         item.warnings = [*batch.warnings, *item.warnings]
         item.failed_datasets = batch.failed_datasets
         return item
 
-    async def batch_extract(self, request: BatchAttributeRequest) -> BatchAttributeResponse:
+    async def batch_extract(
+        self, request: BatchAttributeRequest, *, request_id: str | None = None
+    ) -> BatchAttributeResponse:
         """Statistics under every geometry of ``request``; tiles are read once."""
         job = Job(
             geometries=[_to_shapely(g) for g in request.geometries],
@@ -137,6 +144,8 @@ class AttributeEngine:
             point_method=request.point_method,
             ids=request.ids,
         )
+        if request_id:
+            job.request_id = request_id
         return await self.run(job)
 
     async def run(self, job: Job) -> BatchAttributeResponse:
@@ -345,7 +354,8 @@ def _parts(geoms: Sequence[Any], crs: Any, entry: Any, point_method: str) -> lis
             # a box, not the point: the read engine's grid for a bare point on a pixel
             # edge covers no pixel (see the report); bilinear needs the neighbours too
             bilinear = point_method == "bilinear" and not entry.is_categorical
-            out.append(_Part(i, _point_box(g, crs, entry, 1.5 if bilinear else 0.25), "point"))
+            box_ = _point_box(g, crs, entry, 1.5 if bilinear else 0.25)
+            out.append(_Part(i, box_, "point", bilinear))
             continue
         if lonlat and g.geom_type == "MultiPolygon" and g.bounds[2] - g.bounds[0] > 180:
             east = g.intersection(box(0, -90, 180, 90))
@@ -451,8 +461,11 @@ def _reduce_one(
         data, valid = first_valid(*_ordered(st, band))
         used = list(st.record_ids)
         pt = _reproject(geom, job.crs, st.grid.crs)
-        bil = job.point_method == "bilinear" and not _categorical(st, band)
-        return zonal_point(pt, data, valid, st.grid, job.aggregation, bilinear=bil), used, st.grid
+        return (
+            zonal_point(pt, data, valid, st.grid, job.aggregation, bilinear=part.bilinear),
+            used,
+            st.grid,
+        )
     samples = []
     for part, st in pieces:
         if st.grid is None or st.data[band] is None:
@@ -480,12 +493,6 @@ def _reduce_one(
         )
     merged = live[0].merge(live[1:], extra_invalid=missing_area)
     return zonal_polygon(merged, job.aggregation), used, grid
-
-
-def _categorical(st: Any, band: str) -> bool:
-    # integer data is never interpolated either (classes, flags, counts)
-    data = st.data[band]
-    return data is not None and data.dtype.kind in "iub"
 
 
 def _area_m2(geom: Any, crs: Any) -> float:

@@ -246,7 +246,8 @@ def zonal_point(
     """Value of a Point (in the grid's CRS): its pixel, or bilinear between the four
     nearest pixel centres (invalid neighbours are left out and weights renormalised)."""
     inv = ~grid.transform
-    col_f, row_f = inv * (point.x, point.y)
+    col_f = inv.a * point.x + inv.b * point.y + inv.c
+    row_f = inv.d * point.x + inv.e * point.y + inv.f
     h, w = data.shape
     if bilinear:
         c0, r0 = math.floor(col_f - 0.5), math.floor(row_f - 0.5)

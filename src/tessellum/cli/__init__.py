@@ -17,11 +17,15 @@ app = typer.Typer(
 
 
 def _register() -> None:
+    from ..service import cli as service_cli
     from . import datasets as datasets_cli
+    from . import extract as extract_cli
     from . import world
 
     app.add_typer(world.app, name="world")
     app.command("datasets")(datasets_cli.datasets)
+    app.command("extract")(extract_cli.extract)
+    app.command("serve")(service_cli.serve)
 
 
 _register()

@@ -60,8 +60,12 @@ def output_grid(
     src_grid = ref.grid
     crs = crs_to_code(target_crs) if target_crs is not None else src_grid.crs
     b = geometry_bounds(geom, geom_crs, crs)
-    if b[0] == b[2] or b[1] == b[3]:  # points / lines: one pixel around them
-        b = (b[0] - 1e-9, b[1] - 1e-9, b[2] + 1e-9, b[3] + 1e-9)
+    if b[0] == b[2] or b[1] == b[3]:  # points / lines: the pixel(s) under them
+        if crs == src_grid.crs:
+            rx, ry = src_grid.resolution
+        else:
+            rx = ry = (resolution if isinstance(resolution, int | float) else 0.0) or 1e-6
+        b = (b[0] - rx / 2, b[1] - ry / 2, b[2] + rx / 2, b[3] + ry / 2)
     if crs == src_grid.crs and src_grid.is_axis_aligned:
         if resolution is None:
             return src_grid.covering(b)
@@ -96,3 +100,26 @@ def geometry_mask(geom: Any, geom_crs: Any, grid: Grid, *, all_touched: bool = F
 def pad_to(grid: Grid, height: int, width: int) -> Grid:
     """Extend a grid right/down to ``height x width`` (equal-size chips)."""
     return Grid(height, width, grid.transform, grid.crs)
+
+
+def align_longitudes(geom: Any, geom_crs: Any, grid: Grid) -> Any:
+    """Shift the parts of a lon/lat geometry by ±360° to where they overlap ``grid``
+    (a geographic grid may extend past ±180, e.g. 179.5..180.5): an AOI split at the
+    antimeridian then maps to one contiguous window."""
+    import shapely
+    from shapely.affinity import translate
+    from shapely.geometry import box
+
+    crs = to_crs(geom_crs)
+    if not (crs.is_geographic and to_crs(grid.crs).is_geographic):
+        return geom
+    left, bottom, right, top = grid.bounds
+    if left >= -180 and right <= 180 and geom.bounds[2] - geom.bounds[0] <= 180:
+        return geom
+    target = box(left, bottom, right, top)
+    parts = list(getattr(geom, "geoms", [geom]))
+    shifted = []
+    for p in parts:
+        best = max((translate(p, xoff=s) for s in (0.0, 360.0, -360.0)), key=lambda q: q.intersection(target).area if q.area else q.distance(target) * -1)
+        shifted.append(best)
+    return shapely.union_all(shifted) if len(shifted) > 1 else shifted[0]

@@ -12,7 +12,7 @@ import numpy as np
 from ..errors import ValidationError
 from .engine import Target, read_targets_async
 from .fetch import FetchOptions
-from .grids import geometry_mask, output_grid, pad_to, reference_source
+from .grids import align_longitudes, geometry_mask, output_grid, pad_to, reference_source
 from .sources import RecordBands, record_bands
 
 
@@ -89,6 +89,7 @@ async def read_stacks_async(
     recs = record_bands(table, bands)
     by_row = {r.row: r for r in recs}
     cand = candidates(table, g.geoms, g.crs)
+    geoms = g.geoms.copy()
     plans: list[tuple[int, list[RecordBands], Any]] = []
     for gid, rows in enumerate(cand):
         rs = sorted(
@@ -99,11 +100,12 @@ async def read_stacks_async(
             plans.append((gid, [], None))
             continue
         ref = reference_source([s for r in rs for s in r.bands.values()], target_crs)
+        geoms[gid] = align_longitudes(geoms[gid], g.crs, ref.grid)
         plans.append(
             (
                 gid,
                 rs,
-                output_grid(g.geoms[gid], g.crs, ref, target_crs=target_crs, resolution=resolution),
+                output_grid(geoms[gid], g.crs, ref, target_crs=target_crs, resolution=resolution),
             )
         )
     if equal_size:
@@ -120,8 +122,8 @@ async def read_stacks_async(
         if grid is None:
             continue
         keep = None
-        if mask and g.geoms[gid].geom_type in ("Polygon", "MultiPolygon"):
-            keep = geometry_mask(g.geoms[gid], g.crs, grid, all_touched=all_touched)
+        if mask and geoms[gid].geom_type in ("Polygon", "MultiPolygon"):
+            keep = geometry_mask(geoms[gid], g.crs, grid, all_touched=all_touched)
         for k, r in enumerate(rs):
             for b in bands:
                 src = r.bands[b]

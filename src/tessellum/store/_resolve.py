@@ -284,6 +284,24 @@ def resolve_url(
 
 _cache: OrderedDict[StoreSpec, Any] = OrderedDict()
 _cache_lock = threading.Lock()
+_owner_pid: int | None = None  # the process whose obstore (tokio) runtime is in use
+
+
+def _check_not_forked() -> None:
+    """obstore's tokio runtime does not survive ``fork()``: a forked child that reuses
+    it hangs forever. Fail fast with the remedy instead."""
+    global _owner_pid
+    pid = os.getpid()
+    if _owner_pid is None:
+        _owner_pid = pid
+    elif _owner_pid != pid:
+        from ..errors import ConfigurationError
+
+        raise ConfigurationError(
+            "tessellum's I/O runtime (obstore/tokio) was started in a parent process and "
+            "cannot be used after fork(): start worker processes with 'spawn' or "
+            "'forkserver' (e.g. DataLoader(..., multiprocessing_context='spawn'))"
+        )
 
 
 def open_store(
@@ -309,6 +327,7 @@ def open_store(
         ``(store, path)``; stores are shared by every URL with the same spec.
     """
     spec, path = resolve_url(url, cloud_config=cloud_config, options=options)
+    _check_not_forked()
     with _cache_lock:
         store = _cache.get(spec)
         if store is not None:

@@ -1,0 +1,232 @@
+"""Python clients of the attribute service, returning the same models as the engine.
+
+Example::
+
+    from tessellum.client import Client
+
+    with Client("http://127.0.0.1:8000", api_key="secret") as client:
+        resp = client.extract({"type": "Point", "coordinates": [10.15, 46.75]},
+                              ["copernicus_dem:elevation"])
+        print(resp.results[0].value)
+
+:class:`AsyncClient` has the same methods as coroutines. Requests are built and
+responses parsed by shared functions, so the two classes differ only in transport.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+
+from .attributes.models import (
+    AttributeRequest,
+    AttributeResponse,
+    BatchAttributeRequest,
+    BatchAttributeResponse,
+)
+from .errors import TessellumError
+
+__all__ = ["APIError", "AsyncClient", "Client"]
+
+
+class APIError(TessellumError):
+    """The service answered with an error envelope (or not with JSON at all)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        type: str,
+        request_id: str | None = None,
+        detail: Any = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(f"{status} {type}: {message}")
+        self.status = status
+        self.type = type
+        self.request_id = request_id
+        self.detail = detail
+        self.retry_after = retry_after
+
+
+def _extract_body(
+    geometry: Any, dataset_ids: Sequence[str] | str, kwargs: dict[str, Any]
+) -> dict[str, Any]:
+    if isinstance(geometry, AttributeRequest):
+        req = geometry
+    else:
+        ids = dataset_ids.split(",") if isinstance(dataset_ids, str) else list(dataset_ids)
+        req = AttributeRequest(geometry=geometry, dataset_ids=ids, **kwargs)
+    return req.model_dump(mode="json", exclude_none=True)
+
+
+def _batch_body(
+    geometries: Any, dataset_ids: Sequence[str] | str, kwargs: dict[str, Any]
+) -> dict[str, Any]:
+    if isinstance(geometries, BatchAttributeRequest):
+        req = geometries
+    else:
+        ids = dataset_ids.split(",") if isinstance(dataset_ids, str) else list(dataset_ids)
+        if hasattr(geometries, "__geo_interface__") and hasattr(geometries, "crs"):
+            gdf = geometries.to_crs("OGC:CRS84") if geometries.crs else geometries
+            geometries = list(gdf.geometry) if hasattr(gdf, "geometry") else list(gdf)
+        req = BatchAttributeRequest(geometries=list(geometries), dataset_ids=ids, **kwargs)
+    return req.model_dump(mode="json", exclude_none=True)
+
+
+def _check(resp: httpx.Response) -> Any:
+    if resp.is_success:
+        return resp.json()
+    try:
+        err = resp.json()["error"]
+    except Exception:
+        raise APIError(resp.text[:200], status=resp.status_code, type="http_error") from None
+    retry = resp.headers.get("retry-after")
+    raise APIError(
+        err.get("message", ""),
+        status=resp.status_code,
+        type=err.get("type", "error"),
+        request_id=err.get("request_id"),
+        detail=err.get("detail"),
+        retry_after=float(retry) if retry else None,
+    )
+
+
+def _headers(api_key: str | None) -> dict[str, str]:
+    return {"X-API-Key": api_key} if api_key else {}
+
+
+class Client:
+    """Blocking client.
+
+    Args:
+        base_url: the service root, e.g. ``http://127.0.0.1:8000``.
+        api_key: sent as ``X-API-Key`` when given.
+        timeout: seconds per request.
+        transport: an ``httpx`` transport (tests: ``httpx.ASGITransport`` is async-only,
+            use :class:`AsyncClient` for it).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        timeout: float = 120.0,
+        transport: Any = None,
+    ) -> None:
+        self._http = httpx.Client(
+            base_url=base_url, headers=_headers(api_key), timeout=timeout, transport=transport
+        )
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def extract(
+        self, geometry: Any, dataset_ids: Sequence[str] | str = (), **kwargs: Any
+    ) -> AttributeResponse:
+        """``POST /api/v1/extract``; arguments as :func:`tessellum.attributes.extract`."""
+        body = _extract_body(geometry, dataset_ids, kwargs)
+        return AttributeResponse.model_validate(
+            _check(self._http.post("/api/v1/extract", json=body))
+        )
+
+    def batch_extract(
+        self, geometries: Any, dataset_ids: Sequence[str] | str = (), **kwargs: Any
+    ) -> BatchAttributeResponse:
+        """``POST /api/v1/extract/batch`` (at most 1000 geometries per call)."""
+        body = _batch_body(geometries, dataset_ids, kwargs)
+        return BatchAttributeResponse.model_validate(
+            _check(self._http.post("/api/v1/extract/batch", json=body))
+        )
+
+    def datasets(self, **filters: Any) -> dict[str, Any]:
+        """``GET /api/v1/datasets`` (provider, variable, bbox, limit, offset)."""
+        return _check(self._http.get("/api/v1/datasets", params=_params(filters)))
+
+    def providers(self) -> list[dict[str, Any]]:
+        """``GET /api/v1/providers``."""
+        return _check(self._http.get("/api/v1/providers"))["providers"]
+
+    def provider(self, slug: str) -> dict[str, Any]:
+        """``GET /api/v1/providers/{slug}``."""
+        return _check(self._http.get(f"/api/v1/providers/{slug}"))
+
+    def health(self) -> dict[str, Any]:
+        """``GET /health``."""
+        return _check(self._http.get("/health"))
+
+
+class AsyncClient:
+    """Async client; same methods as :class:`Client`, as coroutines."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        timeout: float = 120.0,
+        transport: Any = None,
+    ) -> None:
+        self._http = httpx.AsyncClient(
+            base_url=base_url, headers=_headers(api_key), timeout=timeout, transport=transport
+        )
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._http.aclose()
+
+    async def extract(
+        self, geometry: Any, dataset_ids: Sequence[str] | str = (), **kwargs: Any
+    ) -> AttributeResponse:
+        """``POST /api/v1/extract``."""
+        body = _extract_body(geometry, dataset_ids, kwargs)
+        resp = await self._http.post("/api/v1/extract", json=body)
+        return AttributeResponse.model_validate(_check(resp))
+
+    async def batch_extract(
+        self, geometries: Any, dataset_ids: Sequence[str] | str = (), **kwargs: Any
+    ) -> BatchAttributeResponse:
+        """``POST /api/v1/extract/batch``."""
+        body = _batch_body(geometries, dataset_ids, kwargs)
+        resp = await self._http.post("/api/v1/extract/batch", json=body)
+        return BatchAttributeResponse.model_validate(_check(resp))
+
+    async def datasets(self, **filters: Any) -> dict[str, Any]:
+        """``GET /api/v1/datasets``."""
+        return _check(await self._http.get("/api/v1/datasets", params=_params(filters)))
+
+    async def providers(self) -> list[dict[str, Any]]:
+        """``GET /api/v1/providers``."""
+        return _check(await self._http.get("/api/v1/providers"))["providers"]
+
+    async def provider(self, slug: str) -> dict[str, Any]:
+        """``GET /api/v1/providers/{slug}``."""
+        return _check(await self._http.get(f"/api/v1/providers/{slug}"))
+
+    async def health(self) -> dict[str, Any]:
+        """``GET /health``."""
+        return _check(await self._http.get("/health"))
+
+
+def _params(filters: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in filters.items() if v is not None}
+    if isinstance(out.get("bbox"), list | tuple):
+        out["bbox"] = ",".join(str(v) for v in out["bbox"])
+    return out

@@ -1,0 +1,44 @@
+"""``tessellum serve``: run the attribute service with uvicorn."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+__all__ = ["serve"]
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind (0: any free port).")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes.")] = 1,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    api_key: Annotated[
+        list[str] | None, typer.Option("--api-key", help="Require this API key (repeatable).")
+    ] = None,
+    rate_limit: Annotated[
+        float | None, typer.Option(help="Requests per minute per client (0: off).")
+    ] = None,
+) -> None:
+    """Serve the stats-only attribute API (POST /api/v1/extract, OpenAPI at /docs).
+
+    Keys and limits also come from TESSELLUM_SERVICE_* variables; several workers
+    share results only through Redis (TESSELLUM_REDIS_URL).
+    """
+    import os
+
+    import uvicorn
+
+    if api_key:
+        os.environ["TESSELLUM_SERVICE_API_KEYS"] = ",".join(api_key)
+    if rate_limit is not None:
+        os.environ["TESSELLUM_SERVICE_RATE_LIMIT_PER_MINUTE"] = str(rate_limit)
+    uvicorn.run(
+        "tessellum.service:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+    )

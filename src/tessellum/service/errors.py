@@ -1,0 +1,171 @@
+"""Errors -> HTTP: one status map and one JSON envelope for every error.
+
+``{"error": {"type": ..., "message": ..., "request_id": ..., "detail": ...}}`` is the body
+of every error response (404 and 405 from routing too); no stack trace is ever sent.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..errors import (
+    ConfigurationError,
+    DataFormatError,
+    DatasetNotFoundError,
+    ExtractionError,
+    NotFoundError,
+    ProtocolError,
+    RasterUnsupportedError,
+    ReadError,
+    TessellumError,
+    UpstreamError,
+    ValidationError,
+)
+
+__all__ = ["DEFAULT_STATUS_CODES", "ServiceError", "add_exception_handlers", "error_body"]
+
+log = logging.getLogger("tessellum.service")
+
+
+class ServiceError(TessellumError):
+    """An error raised by the service layer itself (auth, limits), with its status."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        type: str,
+        detail: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.type = type
+        self.detail = detail
+        self.headers = headers or {}
+
+
+# most specific first: the first matching class wins
+DEFAULT_STATUS_CODES: dict[type[BaseException], int] = {
+    DatasetNotFoundError: 404,
+    ValidationError: 422,
+    RasterUnsupportedError: 422,
+    NotFoundError: 502,  # an upstream object is missing: the upstream is at fault
+    UpstreamError: 502,
+    ProtocolError: 502,
+    DataFormatError: 502,
+    ExtractionError: 504,
+    ReadError: 502,
+    ConfigurationError: 500,
+    TessellumError: 500,
+}
+"""Exception class -> HTTP status (titiler's ``DEFAULT_STATUS_CODES`` pattern)."""
+
+_REASONS = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    422: "validation_error",
+    429: "rate_limited",
+    500: "internal_error",
+    502: "upstream_error",
+    504: "timeout",
+}
+
+
+def error_body(type: str, message: str, request_id: str | None, detail: Any = None) -> dict:
+    """The error envelope."""
+    return {"error": {"type": type, "message": message, "request_id": request_id, "detail": detail}}
+
+
+def _rid(request: Request) -> str | None:
+    return getattr(request.state, "request_id", None)
+
+
+def _respond(
+    request: Request,
+    status: int,
+    type: str,
+    message: str,
+    detail: Any = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    rid = _rid(request)
+    hdrs = {**(headers or {}), **({"X-Request-ID": rid} if rid else {})}
+    return JSONResponse(error_body(type, message, rid, detail), status_code=status, headers=hdrs)
+
+
+def _clean_errors(errors: list[dict]) -> list[dict]:
+    # pydantic's ctx may hold exception objects and inputs can be huge: keep it JSON-safe
+    out = []
+    for e in errors[:50]:
+        out.append(
+            {
+                "loc": [str(p) for p in e.get("loc", ())],
+                "msg": str(e.get("msg", "")),
+                "type": str(e.get("type", "")),
+            }
+        )
+    return out
+
+
+def add_exception_handlers(
+    app: FastAPI, status_codes: dict[type[BaseException], int] | None = None
+) -> None:
+    """Install handlers that turn every exception into the envelope.
+
+    Args:
+        app: the application.
+        status_codes: class -> status map (default :data:`DEFAULT_STATUS_CODES`).
+    """
+    codes = status_codes or DEFAULT_STATUS_CODES
+
+    async def service_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ServiceError)
+        return _respond(request, exc.status, exc.type, str(exc), exc.detail, exc.headers)
+
+    async def validation(request: Request, exc: Exception) -> JSONResponse:
+        errors = _clean_errors(exc.errors())  # type: ignore[attr-defined]
+        message = "; ".join(
+            f"{'.'.join(e['loc'][1:]) or 'body'}: {e['msg'].removeprefix('Value error, ')}"
+            for e in errors[:5]
+        )
+        return _respond(request, 422, "validation_error", message or "invalid request", errors)
+
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        status = exc.status_code
+        return _respond(
+            request,
+            status,
+            _REASONS.get(status, "http_error"),
+            str(exc.detail),
+            None,
+            dict(exc.headers or {}),
+        )
+
+    async def tessellum_error(request: Request, exc: Exception) -> JSONResponse:
+        status = next((s for cls, s in codes.items() if isinstance(exc, cls)), 500)
+        if status >= 500:
+            log.warning("request %s failed: %s: %s", _rid(request), type(exc).__name__, exc)
+        return _respond(request, status, type(exc).__name__, str(exc))
+
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("request %s failed", _rid(request))
+        return _respond(request, 500, "internal_error", "internal server error")
+
+    app.add_exception_handler(ServiceError, service_error)
+    app.add_exception_handler(RequestValidationError, validation)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(TessellumError, tessellum_error)
+    app.add_exception_handler(Exception, unexpected)

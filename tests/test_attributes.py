@@ -1,0 +1,368 @@
+"""Attribute engine: values vs exactextract on the same files, batch read sharing, QC,
+timeouts and failing providers."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import numpy as np
+import pytest
+import shapely
+from shapely.geometry import Point, box, mapping
+
+from _attr_world import CLASSES, RES, X0, Y0, build_world, random_polygons
+from tessellum.attributes import (
+    AggregationMethod,
+    AttributeEngine,
+    AttributeRequest,
+    BatchAttributeRequest,
+    MemoryResultCache,
+    NullResultCache,
+    QCConfig,
+    QualityFlag,
+    StaticCollectionSource,
+    TimeRange,
+    batch_extract,
+    extract,
+    extract_sync,
+)
+from tessellum.attributes.zonal import weighted_quantile
+from tessellum.errors import DatasetNotFoundError, UpstreamError
+
+DEM = "copernicus_dem:elevation"
+LC = "esa_worldcover:land_cover"
+
+
+@pytest.fixture(scope="module")
+def aw(tmp_path_factory):
+    return build_world(tmp_path_factory.mktemp("attr_world"))
+
+
+def engine_for(aw, cache=None, **sources):
+    coll = {**aw.collections, **sources}
+    return AttributeEngine(
+        catalog=aw.catalog,
+        cache=cache if cache is not None else NullResultCache(),
+        collections=StaticCollectionSource(coll),
+    )
+
+
+def _reference(path, polys, ops):
+    import rasterio
+    from exactextract import exact_extract
+
+    feats = [
+        {"type": "Feature", "properties": {"i": i}, "geometry": mapping(p)}
+        for i, p in enumerate(polys)
+    ]
+    with rasterio.open(path) as ds:
+        return [f["properties"] for f in exact_extract(ds, feats, ops, output="geojson")]
+
+
+_AREA = "(coverage_weight=area_spherical_m2)"
+_DEM_OPS = {
+    "mean": f"mean{_AREA}",
+    "median": f"median{_AREA}",
+    "std": f"stdev{_AREA}",
+    "sum": "sum",
+    "min": "min",
+    "max": "max",
+}
+
+
+@pytest.mark.parametrize("agg", list(_DEM_OPS))
+async def test_continuous_matches_exactextract(aw, agg):
+    polys = random_polygons(80, seed=3)
+    ref = _reference(aw.dem_full, polys, [_DEM_OPS[agg]])
+    resp = await batch_extract(polys, [DEM], aggregation=agg, engine=engine_for(aw))
+    key = _DEM_OPS[agg].split("(")[0]
+    checked = 0
+    for item, expected in zip(resp.items, ref, strict=True):
+        got = item.results[0].value
+        want = expected[key]
+        if want is None or (isinstance(want, float) and math.isnan(want)):
+            assert got is None
+            continue
+        assert got == pytest.approx(want, rel=2e-5, abs=1e-3), (agg, item.geometry_hash)
+        checked += 1
+    assert checked >= 70
+
+
+@pytest.mark.parametrize("agg", ["majority", "minority", "unique", "distribution"])
+async def test_categorical_matches_exactextract(aw, agg):
+    polys = random_polygons(60, seed=5)
+    ops = {
+        "majority": [f"majority{_AREA}"],
+        "minority": [f"minority{_AREA}"],
+        "unique": ["unique"],
+        "distribution": ["unique", f"frac{_AREA}"],
+    }[agg]
+    ref = _reference(aw.lc_full, polys, ops)
+    resp = await batch_extract(polys, [LC], aggregation=agg, engine=engine_for(aw))
+    for item, expected in zip(resp.items, ref, strict=True):
+        res = item.results[0]
+        if agg in ("majority", "minority"):
+            assert res.value == int(expected[agg])
+            assert res.class_names == {str(res.value): CLASSES[res.value]}
+        elif agg == "unique":
+            assert res.value == sorted(int(v) for v in expected["unique"])
+        else:
+            want = {
+                str(int(c)): f for c, f in zip(expected["unique"], expected["frac"], strict=True)
+            }
+            assert set(res.value) == set(want)
+            for code, frac in want.items():
+                assert res.value[code] == pytest.approx(frac, abs=1e-5)
+            assert sum(res.value.values()) == pytest.approx(1.0)
+            assert set(res.class_names) == set(want)
+
+
+async def test_nodata_never_leaks_and_coverage(aw):
+    # a box exactly over half of the (100:130, 40:70) nodata hole
+    hole = box(X0 + 40 * RES, Y0 - 130 * RES, X0 + 100 * RES, Y0 - 100 * RES)
+    r = (await extract(hole, [DEM], aggregation="min", engine=engine_for(aw))).results[0]
+    assert r.value > 0  # -32767 never appears
+    assert r.coverage_fraction == pytest.approx(0.5, abs=0.01)
+    assert r.quality == QualityFlag.partial
+    inside = box(X0 + 45 * RES, Y0 - 125 * RES, X0 + 65 * RES, Y0 - 105 * RES)
+    r = (await extract(inside, [DEM], engine=engine_for(aw))).results[0]
+    assert r.value is None and r.coverage_fraction == 0 and r.quality == QualityFlag.missing
+
+
+async def test_points_nearest_and_bilinear(aw):
+    import rasterio
+
+    rng = np.random.default_rng(2)
+    pts = [
+        Point(X0 + rng.uniform(0.01, 0.99) * 240 * RES, Y0 - rng.uniform(0.01, 0.99) * 240 * RES)
+        for _ in range(30)
+    ]
+    with rasterio.open(aw.dem_full) as ds:
+        want = [v[0] for v in ds.sample([(p.x, p.y) for p in pts])]
+    resp = await batch_extract(pts, [DEM], engine=engine_for(aw))
+    for item, w in zip(resp.items, want, strict=True):
+        res = item.results[0]
+        if w == -32767.0:
+            assert res.value is None and res.quality == QualityFlag.missing
+        else:
+            assert res.value == pytest.approx(float(w)) and res.pixel_count == 1
+    # bilinear at a pixel centre is that pixel; between two centres it is their mean
+    with rasterio.open(aw.dem_full) as ds:
+        a = ds.read(1)
+    cx, cy = X0 + 10.5 * RES, Y0 - 20.5 * RES
+    r = (
+        await extract(Point(cx, cy), [DEM], point_method="bilinear", engine=engine_for(aw))
+    ).results[0]
+    assert r.value == pytest.approx(float(a[20, 10]), rel=1e-6)
+    r = (
+        await extract(
+            Point(cx + RES / 2, cy), [DEM], point_method="bilinear", engine=engine_for(aw)
+        )
+    ).results[0]
+    assert r.value == pytest.approx((float(a[20, 10]) + float(a[20, 11])) / 2, rel=1e-6)
+    assert r.quality == QualityFlag.estimated
+    # categorical data is never interpolated
+    r = (
+        await extract(
+            Point(cx + RES / 2, cy),
+            [LC],
+            aggregation="majority",
+            point_method="bilinear",
+            engine=engine_for(aw),
+        )
+    ).results[0]
+    assert r.value in CLASSES
+
+
+async def test_every_aggregation_differs(aw):
+    poly = box(X0 + 0.1, Y0 - 0.6, X0 + 0.5, Y0 - 0.2)
+    eng = engine_for(aw)
+    vals = {
+        a: (await extract(poly, [DEM], aggregation=a, engine=eng)).results[0].value
+        for a in ["mean", "median", "min", "max", "std", "sum"]
+    }
+    assert len({round(v, 3) for v in vals.values()}) == 6  # never silently a mean
+
+
+async def test_batch_reads_each_tile_once(aw):
+    from tessellum.read import default_tile_cache
+    from tessellum.store import collect_stats
+
+    polys = random_polygons(120, seed=9)
+    default_tile_cache().clear()
+    with collect_stats() as batch:
+        await batch_extract(polys, [DEM, LC], aggregation="majority", engine=engine_for(aw))
+    per_geom = 0
+    for p in polys[:30]:
+        default_tile_cache().clear()
+        with collect_stats() as one:
+            await extract(p, [DEM, LC], aggregation="majority", engine=engine_for(aw))
+        per_geom += one.requests
+    # 2 datasets x 4 files x 16 tiles: the batch can never need more than that
+    assert batch.requests <= 2 * 4 * 16
+    assert batch.requests * 2 < per_geom  # 30 single requests already cost more than 120 batched
+    print(f"\nbatch 120 geoms: {batch.requests} requests; 30 single geoms: {per_geom}")
+
+
+async def test_qc_flags_and_consistency(aw):
+    # nasadem backed by data 200 m lower: same variable + units -> a warning naming both
+    import rasterio
+
+    from tessellum.collection import build_from_files_async
+
+    shifted = aw.root / "shifted"
+    shifted.mkdir(exist_ok=True)
+    for p in aw.dem_tiles:
+        with rasterio.open(p) as src:
+            prof, a = src.profile, src.read(1)
+        a = np.where(a == -32767, a, a - 400).astype("float32")
+        a[0, 0] = -9999.0  # an undeclared fill value
+        with rasterio.open(shifted / p.name, "w", **prof) as dst:
+            dst.write(a, 1)
+    nasa = await build_from_files_async(shifted, name="nasa", band="elevation")
+    eng = engine_for(aw, **{"nasadem:elevation": nasa})
+    poly = box(X0, Y0 - 0.05, X0 + 0.05, Y0)
+    resp = await extract(poly, [DEM, "nasadem:elevation", LC], aggregation="mean", engine=eng)
+    by = {r.dataset_id: r for r in resp.results}
+    assert by[DEM].quality == QualityFlag.good
+    assert by["nasadem:elevation"].quality == QualityFlag.suspect
+    assert any("-9999" in n for n in by["nasadem:elevation"].qc_notes)
+    assert any(DEM in w and "nasadem:elevation" in w for w in resp.warnings)
+    assert not any(LC in w and "inconsistent" in w for w in resp.warnings)  # other variable
+    assert by[LC].quality == QualityFlag.suspect  # the mean of class codes
+    # thresholds are configurable
+    strict = AttributeEngine(
+        catalog=aw.catalog,
+        cache=NullResultCache(),
+        collections=StaticCollectionSource(aw.collections),
+        qc=QCConfig(partial_below=1.0, missing_below=0.999),
+    )
+    edge = box(X0 - 0.1, Y0 - 0.2, X0 + 0.1, Y0 - 0.1)  # half outside the world
+    r = (await extract(edge, [DEM], engine=strict)).results[0]
+    assert r.quality == QualityFlag.missing and 0.4 < r.coverage_fraction < 0.6
+    r = (await extract(edge, [DEM], engine=engine_for(aw))).results[0]
+    assert r.quality == QualityFlag.partial
+
+
+async def test_valid_range_suspect(aw):
+    cat = aw.catalog.register(
+        aw.catalog.get(DEM).model_copy(update={"valid_range": (0.0, 100.0)}), replace=True
+    )
+    eng = AttributeEngine(
+        catalog=cat, cache=NullResultCache(), collections=StaticCollectionSource(aw.collections)
+    )
+    r = (await extract(box(X0 + 0.1, Y0 - 0.2, X0 + 0.2, Y0 - 0.1), [DEM], engine=eng)).results[0]
+    assert r.quality == QualityFlag.suspect and "valid range" in " ".join(r.qc_notes)
+
+
+async def test_failing_and_slow_providers_become_warnings(aw):
+    async def slow():
+        await asyncio.sleep(5)
+
+    eng = engine_for(
+        aw, **{"nasadem:elevation": UpstreamError("503 from upstream", url="http://x")}
+    )
+    resp = await extract(
+        box(X0 + 0.1, Y0 - 0.2, X0 + 0.2, Y0 - 0.1), [DEM, "nasadem:elevation"], engine=eng
+    )
+    assert [r.dataset_id for r in resp.results] == [DEM]
+    assert resp.failed_datasets == ["nasadem:elevation"]
+    assert "UpstreamError" in resp.warnings[0]
+    from tessellum.config import settings_override
+
+    eng = engine_for(aw, **{"nasadem:elevation": slow})
+    with settings_override(provider_timeout_s=0.5):
+        t0 = asyncio.get_running_loop().time()
+        resp = await extract(
+            box(X0 + 0.1, Y0 - 0.2, X0 + 0.2, Y0 - 0.1), [DEM, "nasadem:elevation"], engine=eng
+        )
+        assert asyncio.get_running_loop().time() - t0 < 3
+    assert resp.results[0].dataset_id == DEM and "provider timeout" in resp.warnings[0]
+    eng.request_timeout_s = 0.3
+    resp = await extract(
+        box(X0 + 0.1, Y0 - 0.2, X0 + 0.2, Y0 - 0.1), [DEM, "nasadem:elevation"], engine=eng
+    )
+    assert "request timeout" in " ".join(resp.warnings)
+
+
+async def test_cache_hits_and_key(aw):
+    cache = MemoryResultCache(ttl_s=60)
+    eng = engine_for(aw, cache=cache)
+    poly = box(X0 + 0.1, Y0 - 0.2, X0 + 0.2, Y0 - 0.1)
+    a = (await extract(poly, [DEM], engine=eng)).results[0]
+    b = (await extract(poly, [DEM], engine=eng)).results[0]
+    assert not a.cached and b.cached and a.value == b.value
+    c = (await extract(poly, [DEM], aggregation="max", engine=eng)).results[0]
+    assert not c.cached
+    assert cache.stats.hits == 1 and cache.stats.misses == 2
+    calls = len(eng.collections.calls)
+    await extract(poly, [DEM], engine=eng)
+    assert len(eng.collections.calls) == calls  # a full hit reads nothing
+
+
+def test_models_validation():
+    import pydantic
+
+    with pytest.raises(pydantic.ValidationError, match="extract_raster_sync"):
+        AttributeRequest(geometry=(0, 0, 1, 1), dataset_ids=[DEM], output="raster")
+    with pytest.raises(pydantic.ValidationError, match="start must be"):
+        TimeRange(start="2024-02-01", end="2024-01-01")
+    TimeRange(start="2024-01-31", end="2024-01-31")
+    with pytest.raises(pydantic.ValidationError):
+        BatchAttributeRequest(geometries=[(0, 0, 1, 1)] * 1001, dataset_ids=[DEM])
+    with pytest.raises(pydantic.ValidationError, match="not supported"):
+        AttributeRequest(
+            geometry={"type": "LineString", "coordinates": [[0, 0], [1, 1]]}, dataset_ids=[DEM]
+        )
+    with pytest.raises(pydantic.ValidationError):
+        AttributeRequest(
+            geometry={"type": "Polygon", "coordinates": [[[0, 0], [1]]]}, dataset_ids=[DEM]
+        )
+    r = AttributeRequest(geometry=shapely.box(0, 0, 1, 1), dataset_ids=[DEM, DEM])
+    assert r.dataset_ids == [DEM] and r.aggregation == AggregationMethod.mean
+
+
+def test_unknown_dataset_and_sync(aw):
+    eng = engine_for(aw)
+    with pytest.raises(DatasetNotFoundError, match="did you mean"):
+        extract_sync((10.1, 46.5, 10.2, 46.6), ["copernicus_dem:elevaton"], engine=eng)
+    resp = extract_sync((10.1, 46.5, 10.2, 46.6), DEM, engine=eng)
+    assert resp.results[0].value is not None
+
+
+async def test_projected_geometry_and_antimeridian_parts(aw):
+    from pyproj import Transformer
+
+    poly = box(X0 + 0.1, Y0 - 0.2, X0 + 0.2, Y0 - 0.1)
+    t = Transformer.from_crs("OGC:CRS84", "EPSG:32632", always_xy=True)
+    utm = shapely.transform(
+        shapely.segmentize(poly, 0.001), lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1]))
+    )
+    eng = engine_for(aw)
+    a = (await extract(poly, [DEM], engine=eng)).results[0].value
+    b = (await extract(utm, [DEM], geometry_crs="EPSG:32632", engine=eng)).results[0].value
+    assert a == pytest.approx(b, rel=1e-4)
+    from tessellum.attributes.engine import _parts
+
+    mp = shapely.MultiPolygon([box(179.5, 0, 180, 1), box(-180, 0, -179.5, 1)])
+    parts = _parts([mp], "OGC:CRS84", aw.catalog.get(DEM), "nearest")
+    assert len(parts) == 2 and all(
+        p.read_geom.bounds[2] - p.read_geom.bounds[0] <= 0.5 for p in parts
+    )
+
+
+def test_weighted_quantile_matches_exactextract():
+    from exactextract import exact_extract
+    from exactextract.raster import NumPyRasterSource
+
+    rng = np.random.default_rng(4)
+    a = rng.normal(0, 10, (20, 20))
+    src = NumPyRasterSource(a, 0, 0, 20, 20)
+    poly = shapely.Point(10.3, 9.7).buffer(6.1)
+    feat = {"type": "Feature", "properties": {}, "geometry": mapping(poly)}
+    p = exact_extract(
+        src, [feat], ["values", "coverage", "median", "quantile(q=0.25)"], output="geojson"
+    )[0]["properties"]
+    assert weighted_quantile(p["values"], p["coverage"], 0.5) == pytest.approx(p["median"])
+    assert weighted_quantile(p["values"], p["coverage"], 0.25) == pytest.approx(p["quantile_25"])

@@ -1,0 +1,63 @@
+"""``tessellum extract``: vector file in, one row per geometry out."""
+
+from __future__ import annotations
+
+import geopandas as gpd
+import pandas as pd
+import pytest
+import typer
+from shapely.geometry import box
+from typer.testing import CliRunner
+
+from _attr_world import X0, Y0, build_world
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_extract_cli(tmp_path, monkeypatch, suffix):
+    import tessellum.attributes as attrs
+    from tessellum.attributes import AttributeEngine, NullResultCache, StaticCollectionSource
+    from tessellum.cli.extract import extract
+
+    aw = build_world(tmp_path / "w")
+    eng = AttributeEngine(
+        catalog=aw.catalog,
+        cache=NullResultCache(),
+        collections=StaticCollectionSource(aw.collections),
+    )
+    monkeypatch.setattr(attrs, "_engine", eng)
+    hrus = gpd.GeoDataFrame(
+        {"hru_id": [101, 102, 103]},
+        geometry=[box(X0 + 0.1 * i, Y0 - 0.3, X0 + 0.1 * i + 0.08, Y0 - 0.2) for i in range(1, 4)],
+        crs="EPSG:4326",
+    )
+    src = tmp_path / "hrus.gpkg"
+    hrus.to_file(src)
+    out = tmp_path / f"attributes{suffix}"
+    app = typer.Typer()
+    app.command()(extract)
+    res = CliRunner().invoke(
+        app,
+        [
+            "--geometries",
+            str(src),
+            "--id-column",
+            "hru_id",
+            "--datasets",
+            "copernicus_dem:elevation,esa_worldcover:land_cover",
+            "--aggregation",
+            "majority",
+            "--out",
+            str(out),
+            "--no-progress",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    df = pd.read_parquet(out) if suffix == ".parquet" else pd.read_csv(out)
+    assert list(df["hru_id"]) == [101, 102, 103]
+    assert {
+        "copernicus_dem__elevation_value",
+        "esa_worldcover__land_cover_quality",
+        "esa_worldcover__land_cover_coverage",
+    } <= set(df.columns)
+    assert df["esa_worldcover__land_cover_value"].isin([10, 20, 30, 40, 50]).all()
+    assert not list(tmp_path.glob("*.part"))

@@ -1,0 +1,70 @@
+"""Client / AsyncClient against a real uvicorn server return the engine's models."""
+
+from __future__ import annotations
+
+import geopandas as gpd
+import pytest
+from shapely.geometry import box
+
+from _attr_world import X0, Y0, UvicornThread, build_world
+from tessellum.attributes import (
+    AttributeEngine,
+    AttributeResponse,
+    BatchAttributeResponse,
+    MemoryResultCache,
+    QualityFlag,
+    StaticCollectionSource,
+)
+from tessellum.client import APIError, AsyncClient, Client
+from tessellum.service import ServiceSettings, create_app
+
+DEM = "copernicus_dem:elevation"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    aw = build_world(tmp_path_factory.mktemp("client_world"))
+    eng = AttributeEngine(
+        catalog=aw.catalog,
+        cache=MemoryResultCache(),
+        collections=StaticCollectionSource(aw.collections),
+    )
+    with UvicornThread(
+        create_app(ServiceSettings(api_keys=("k",)), engine=eng, catalog=aw.catalog)
+    ) as srv:
+        yield srv
+
+
+def test_sync_client(server):
+    with Client(server.url, api_key="k") as c:
+        r = c.extract(box(X0 + 0.1, Y0 - 0.2, X0 + 0.2, Y0 - 0.1), [DEM], aggregation="median")
+        assert isinstance(r, AttributeResponse) and r.results[0].quality == QualityFlag.good
+        gdf = gpd.GeoDataFrame(
+            geometry=[
+                box(X0 + 0.1 * i, Y0 - 0.2, X0 + 0.1 * i + 0.05, Y0 - 0.1) for i in range(1, 4)
+            ],
+            crs="EPSG:4326",
+        )
+        b = c.batch_extract(gdf, DEM, ids=["a", "b", "c"])
+        assert isinstance(b, BatchAttributeResponse) and [i.geometry_id for i in b.items] == [
+            "a",
+            "b",
+            "c",
+        ]
+        assert c.health()["status"] == "ok"
+        assert c.datasets(variable="land_cover")["total"] == 1
+        assert c.provider("esa_worldcover")["datasets"] == ["esa_worldcover:land_cover"]
+        assert len(c.providers()) >= 5
+        with pytest.raises(APIError) as ei:
+            c.extract((10.1, 46.5, 10.2, 46.6), ["nope:x"])
+        assert ei.value.status == 422 and ei.value.type == "unknown_dataset" and ei.value.request_id
+    with Client(server.url) as c, pytest.raises(APIError, match="401"):
+        c.providers()
+
+
+async def test_async_client(server):
+    async with AsyncClient(server.url, api_key="k") as c:
+        r = await c.extract({"type": "Point", "coordinates": [X0 + 0.3, Y0 - 0.3]}, DEM)
+        assert r.results[0].pixel_count == 1
+        assert (await c.health())["status"] == "ok"
+        assert (await c.datasets(bbox=(10, 46, 11, 47)))["total"] >= 1
