@@ -1,24 +1,62 @@
-"""The "ours" cases: tessellum's engine. PLUG IN HERE.
+"""The "ours" cases: tessellum's engine.
 
 Each function receives a :class:`~benchmarks.core.CaseContext` and returns a dict with
 at least ``checksum`` (``int(arr.sum(dtype="uint64"))``) so the runner can check that all
 cases read the same pixels. Only the call is timed; do imports at module level. The
-cases run in the runner's process, so do not keep decoded tiles cached between calls
-(a header/index cache is fair: it is what tessellum's collections store).
+cases run in the runner's process: decoded tiles are never reused between trials (the
+tile cache is cleared), but parsed headers are, because that is what a tessellum
+collection stores (its header cache is the point of the index).
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-from benchmarks.core import CaseContext, CaseNotAvailable
+import numpy as np
 
-__all__ = ["window_2048"]
+from benchmarks.core import CaseContext
+from tessellum.collection import build_from_files
+from tessellum.read.cache import default_tile_cache
+from tessellum.read.engine import Target, read_targets_async
+from tessellum.read.sources import record_bands
+
+__all__ = ["full_image", "window_2048"]
+
+_sources: dict[str, Any] = {}
+
+
+def _source(url: str):
+    """The band source of a URL, its header parsed once (as a collection build does)."""
+    src = _sources.get(url)
+    if src is None:
+        coll = build_from_files([url], name="bench", progress=False)
+        src = _sources[url] = record_bands(coll.table, ["data"])[0].bands["data"]
+    return src
+
+
+def _read(src, row: int, col: int, height: int, width: int) -> np.ndarray:
+    default_tile_cache().clear()
+    grid = src.grid.window(row, col, height, width)
+    ((arr, _),) = asyncio.run(read_targets_async([Target(grid, [src])]))
+    return arr
 
 
 def window_2048(ctx: CaseContext) -> dict[str, Any]:
-    """Read ``ctx.params["window"]`` (col_off, row_off, width, height) of ``ctx.url("cog")``.
+    """Read ``ctx.params["window"]`` of ``ctx.url("cog")`` with the read engine."""
+    w = ctx.params["window"]
+    arr = _read(_source(ctx.url("cog")), w["row_off"], w["col_off"], w["height"], w["width"])
+    return {"shape": list(arr.shape), "checksum": int(arr.sum(dtype="uint64"))}
 
-    Expected: ``{"shape": [2048, 2048], "checksum": ...}``.
-    """
-    raise CaseNotAvailable("tessellum read engine not plugged in yet (benchmarks/ours.py)")
+
+def full_image(ctx: CaseContext) -> dict[str, Any]:
+    """Read the whole full-resolution image of ``ctx.url("cog")``."""
+    src = _source(ctx.url("cog"))
+    lvl = src.header.levels[0]
+    arr = _read(src, 0, 0, lvl.height, lvl.width)
+    return {"shape": list(arr.shape), "checksum": int(arr.sum(dtype="uint64"))}
+
+
+def warm_source(ctx: CaseContext) -> None:
+    """Parse the header before timing (the collection build)."""
+    _source(ctx.url("cog"))

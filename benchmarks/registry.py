@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from benchmarks import window_2048
+from benchmarks import full_image, window_2048
 from benchmarks.core import Benchmark
 
 __all__ = ["BENCHMARKS"]
 
 BENCHMARKS: Mapping[str, Benchmark] = MappingProxyType(
-    {b.name: b for b in (window_2048.BENCHMARK,)}
+    {b.name: b for b in (window_2048.BENCHMARK, full_image.BENCHMARK)}
 )

@@ -152,8 +152,15 @@ class ChipDataset(_Base):  # type: ignore[misc,valid-type]
                 group_by="datetime" if self.time_series else None,
             )
         # times as POSIX seconds (float64) so DataLoader's default collate can batch them
-        stamps = np.array([t.timestamp() if t is not None else np.nan for t in times], dtype="float64")
-        return {"image": _to_tensor(arr), "bounds": grid.bounds, "crs": grid.crs, "time": _to_tensor(stamps)}
+        stamps = np.array(
+            [t.timestamp() if t is not None else np.nan for t in times], dtype="float64"
+        )
+        return {
+            "image": _to_tensor(arr),
+            "bounds": grid.bounds,
+            "crs": grid.crs,
+            "time": _to_tensor(stamps),
+        }
 
 
 def _rowcol(grid: Grid, x: float, y: float) -> tuple[float, float]:

@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import ValidationError
 from ..geo.grid import Grid, transform_bounds
 from .fetch import FetchOptions, fetch_tiles_async
-from .plan import SourceRead, pick_overview, unique_tiles
+from .plan import SourceRead, TileKey, pick_overview, unique_tiles
 
 RESAMPLING = (
     "nearest",
@@ -168,22 +168,48 @@ async def read_targets_async(
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Fill every target; returns ``(array, valid_mask)`` per target.
 
-    All tiles of all targets are deduplicated, fetched and decoded once.
+    All tiles of all targets are deduplicated, fetched and decoded once. A target's
+    first source, when it shares the target's pixel grid, is pasted tile by tile in the
+    decode threads as tiles arrive (no intermediate image, bounded memory); tiles needed
+    by later sources or by warps are held until assembly.
     """
     import asyncio
+
+    from .plan import paste_tile, tiles_in_window
 
     for t in targets:
         if t.resampling not in RESAMPLING:
             raise ValidationError(f"resampling must be one of {RESAMPLING}, got {t.resampling!r}")
         plan_target(t)
+    outs = [_allocate(t) for t in targets]
+    streamed: dict[Any, list[tuple[np.ndarray, SourceRead]]] = {}
+    held: set = set()
+    for t, (out, _, _) in zip(targets, outs, strict=True):
+        for i, (src, rd, _, direct) in enumerate(t.reads):
+            lvl = rd.header.levels[rd.level]
+            keys = [
+                TileKey(rd.href, rd.level, idx)
+                for idx in tiles_in_window(lvl, rd.window, rd.sample)
+            ]
+            if i == 0 and direct and src.dtype == out.dtype:
+                for k in keys:
+                    streamed.setdefault(k, []).append((out, rd))
+            else:
+                held.update(keys)
+
+    def on_tile(key: Any, arr: np.ndarray) -> None:
+        for dst, rd in streamed.get(key, ()):
+            paste_tile(dst, rd, key.index, arr)
+
     tiles = unique_tiles([rd for t in targets for _, rd, _, _ in t.reads])
-    decoded = await fetch_tiles_async(tiles, opts)
-    return await asyncio.to_thread(lambda: [_assemble(t, decoded) for t in targets])
+    decoded = await fetch_tiles_async(tiles, opts, on_tile=on_tile, keep=held.__contains__)
+    return await asyncio.to_thread(
+        lambda: [_assemble(t, decoded, *o) for t, o in zip(targets, outs, strict=True)]
+    )
 
 
-def _assemble(t: Target, decoded: dict) -> tuple[np.ndarray, np.ndarray]:
-    from .plan import paste
-
+def _allocate(t: Target) -> tuple[np.ndarray, Any, Any]:
+    """The output array (filled with nodata) and its fill value."""
     first = t.sources[0] if t.sources else None
     dtype = (
         np.dtype(t.dtype)
@@ -192,33 +218,50 @@ def _assemble(t: Target, decoded: dict) -> tuple[np.ndarray, np.ndarray]:
     )
     nodata = t.nodata if t.nodata is not None else (first.nodata if first else None)
     fill = _fill_value(dtype, nodata)
-    out = np.full(t.grid.shape, fill, dtype=dtype)
-    have = np.zeros(t.grid.shape, dtype=bool)
-    for src, rd, lgrid, direct in t.reads:
-        buf = np.empty(rd.shape, dtype=src.dtype)
+    return np.full(t.grid.shape, fill, dtype=dtype), fill, nodata
+
+
+def _assemble(
+    t: Target, decoded: dict, out: np.ndarray, fill: Any, nodata: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """Complete the target from its reads in priority order (first valid pixel wins);
+    the first read, when streamed, is already pasted into ``out``."""
+    from .plan import inside_mask, paste
+
+    have: np.ndarray | None = None
+    for i, (src, rd, lgrid, direct) in enumerate(t.reads):
         src_fill = _fill_value(src.dtype, src.nodata)
-        buf.fill(src_fill)
-        inside = paste(buf, rd, decoded)
-        valid = _valid(buf, inside, src.nodata)
-        if not direct:
-            buf, valid = _warp(
-                buf,
-                valid,
-                lgrid.window(rd.window[0], rd.window[1], *rd.shape),
-                t.grid,
-                t.resampling,
-                src_fill,
-            )
-        take = valid & ~have
-        if take.any():
-            out[take] = buf[take].astype(dtype, copy=False)
+        if i == 0 and direct and src.dtype == out.dtype:
+            inside = inside_mask(rd)
+            have = _valid(out, inside, src.nodata)
+            if not _same_value(src_fill, fill):
+                np.copyto(out, fill, where=inside & ~have)
+        else:
+            buf = np.full(rd.shape, src_fill, dtype=src.dtype)
+            inside = paste(buf, rd, decoded)
+            valid = _valid(buf, inside, src.nodata)
+            if not direct:
+                win = lgrid.window(rd.window[0], rd.window[1], *rd.shape)
+                buf, valid = _warp(buf, valid, win, t.grid, t.resampling, src_fill)
+            if have is None:
+                have = np.zeros(t.grid.shape, dtype=bool)
+            take = valid & ~have
+            np.copyto(out, buf, where=take, casting="unsafe")
             have |= take
         if have.all():
             break
+    if have is None:
+        have = np.zeros(t.grid.shape, dtype=bool)
     if t.mask is not None:
         have &= t.mask
-        out[~t.mask] = fill
+        np.copyto(out, fill, where=~t.mask, casting="unsafe")
     return out, have
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return a == b
 
 
 def _warp(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections import defaultdict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -48,13 +49,21 @@ def _cache(opts: FetchOptions) -> TileCache | None:
 
 
 async def fetch_tiles_async(
-    tiles: dict[TileKey, tuple[Any, int]], opts: FetchOptions | None = None
+    tiles: dict[TileKey, tuple[Any, int]],
+    opts: FetchOptions | None = None,
+    *,
+    on_tile: Callable[[TileKey, np.ndarray], None] | None = None,
+    keep: Callable[[TileKey], bool] | None = None,
 ) -> dict[TileKey, np.ndarray]:
     """Decoded arrays (tile_h, tile_w, samples) for every key, each fetched at most once.
 
     Args:
         tiles: key -> (header, level index), e.g. from :func:`plan.unique_tiles`.
         opts: fetch options.
+        on_tile: called in the decode thread with each tile as soon as it is decoded
+            (e.g. to paste it into its destination while other tiles are in flight).
+        keep: which tiles to return (default all); tiles only pasted via ``on_tile``
+            need not be held, which bounds memory for large reads.
     """
     from ..store import coalesce_ranges, open_store, read_range_async
     from ..tiff import decode_tile
@@ -66,7 +75,10 @@ async def fetch_tiles_async(
     for key in tiles:
         hit = cache.get(key) if cache is not None else None
         if hit is not None:
-            out[key] = hit
+            if on_tile is not None:
+                on_tile(key, hit)
+            if keep is None or keep(key):
+                out[key] = hit
         else:
             by_href[key.href].append(key)
     loop = asyncio.get_running_loop()
@@ -79,7 +91,10 @@ async def fetch_tiles_async(
             lvl, data, byte_order=header.byte_order, plane=_plane(lvl, key.index),
             nodata=header.nodata_value(), url=key.href, offset=offset,
         )  # fmt: skip
-        out[key] = arr
+        if on_tile is not None:
+            on_tile(key, arr)
+        if keep is None or keep(key):
+            out[key] = arr
         if cache is not None:
             cache.put(key, arr)
 

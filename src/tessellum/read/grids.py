@@ -120,6 +120,9 @@ def align_longitudes(geom: Any, geom_crs: Any, grid: Grid) -> Any:
     parts = list(getattr(geom, "geoms", [geom]))
     shifted = []
     for p in parts:
-        best = max((translate(p, xoff=s) for s in (0.0, 360.0, -360.0)), key=lambda q: q.intersection(target).area if q.area else q.distance(target) * -1)
+        best = max(
+            (translate(p, xoff=s) for s in (0.0, 360.0, -360.0)),
+            key=lambda q: q.intersection(target).area if q.area else q.distance(target) * -1,
+        )
         shifted.append(best)
     return shapely.union_all(shifted) if len(shifted) > 1 else shifted[0]

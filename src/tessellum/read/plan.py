@@ -91,9 +91,22 @@ def unique_tiles(reads: Sequence[SourceRead]) -> dict[TileKey, tuple[Any, int]]:
     return out
 
 
-def paste(dst: np.ndarray, rd: SourceRead, tiles: dict[TileKey, np.ndarray]) -> np.ndarray:
-    """Copy the decoded tiles of ``rd`` into ``dst`` (shape ``rd.shape``); returns a
-    boolean array marking pixels that came from the image (False outside it)."""
+def inside_mask(rd: SourceRead) -> np.ndarray:
+    """Pixels of ``rd``'s window that lie inside the image (a rectangle)."""
+    lvl = rd.header.levels[rd.level]
+    r0, c0, r1, c1 = rd.window
+    inside = np.zeros(rd.shape, dtype=bool)
+    y0, x0 = max(r0, 0) - r0, max(c0, 0) - c0
+    y1, x1 = min(r1, lvl.height) - r0, min(c1, lvl.width) - c0
+    if y1 > y0 and x1 > x0:
+        inside[y0:y1, x0:x1] = True
+    return inside
+
+
+def paste_tile(dst: np.ndarray, rd: SourceRead, index: int, tile: np.ndarray) -> None:
+    """Copy the part of one decoded tile (linear ``index``) that falls in ``rd``'s window
+    into ``dst`` (shape ``rd.shape``). Tiles touch disjoint regions, so several threads
+    may paste into one ``dst`` at once."""
     lvl = rd.header.levels[rd.level]
     r0, c0, r1, c1 = rd.window
     th, tw = lvl.tile_height, lvl.tile_width
@@ -101,18 +114,20 @@ def paste(dst: np.ndarray, rd: SourceRead, tiles: dict[TileKey, np.ndarray]) -> 
     down = math.ceil(lvl.height / th)
     plane = rd.sample if lvl.planar_config == 2 else 0
     chan = 0 if lvl.planar_config == 2 else rd.sample
-    inside = np.zeros(rd.shape, dtype=bool)
-    for idx in tiles_in_window(lvl, rd.window, rd.sample):
-        local = idx - plane * across * down
-        tr, tc = divmod(local, across)
-        tile = tiles[TileKey(rd.href, rd.level, idx)]
-        # intersection of the tile (in level pixels) with the window and the image
-        y0, x0 = max(tr * th, r0, 0), max(tc * tw, c0, 0)
-        y1 = min((tr + 1) * th, r1, lvl.height)
-        x1 = min((tc + 1) * tw, c1, lvl.width)
-        if y1 <= y0 or x1 <= x0:
-            continue
-        src = tile[y0 - tr * th : y1 - tr * th, x0 - tc * tw : x1 - tc * tw, chan]
-        dst[y0 - r0 : y1 - r0, x0 - c0 : x1 - c0] = src
-        inside[y0 - r0 : y1 - r0, x0 - c0 : x1 - c0] = True
-    return inside
+    tr, tc = divmod(index - plane * across * down, across)
+    # intersection of the tile (in level pixels) with the window and the image
+    y0, x0 = max(tr * th, r0, 0), max(tc * tw, c0, 0)
+    y1 = min((tr + 1) * th, r1, lvl.height)
+    x1 = min((tc + 1) * tw, c1, lvl.width)
+    if y1 > y0 and x1 > x0:
+        dst[y0 - r0 : y1 - r0, x0 - c0 : x1 - c0] = tile[
+            y0 - tr * th : y1 - tr * th, x0 - tc * tw : x1 - tc * tw, chan
+        ]
+
+
+def paste(dst: np.ndarray, rd: SourceRead, tiles: dict[TileKey, np.ndarray]) -> np.ndarray:
+    """Copy the decoded tiles of ``rd`` into ``dst`` (shape ``rd.shape``); returns a
+    boolean array marking pixels that came from the image (False outside it)."""
+    for idx in tiles_in_window(rd.header.levels[rd.level], rd.window, rd.sample):
+        paste_tile(dst, rd, idx, tiles[TileKey(rd.href, rd.level, idx)])
+    return inside_mask(rd)
