@@ -16,6 +16,8 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -U pip
 	$(PY) -m pip install -q -e ".[dev]"
+	@# torch's CPU build (a local wheel on this machine kind); optional: torch tests skip without it
+	$(PY) -m pip install -q "torch==2.13.0" || echo "torch==2.13.0 not installable: torch tests will skip"
 	@touch $(STAMP)
 
 venv: $(STAMP)     ## the virtual environment with tessellum and its test dependencies

@@ -3,6 +3,7 @@
 #   nginx-light              HTTP server with Range / multi-range (tessellum.testing.servers.HttpServer)
 #   postgresql-15-postgis-3  PostgreSQL + PostGIS for the pgstac STAC API
 #   redis-server             shared result cache backend
+#   cgi-mapserver            MapServer WCS 2.0.1 (mapserv CGI) for raster mode's WCS passthrough tests
 # Idempotent; a no-op when everything is present. Without root or apt, it says what is missing
 # and exits 0: the tests that need a missing server skip with that reason.
 set -u
@@ -10,6 +11,7 @@ need=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 ls /usr/share/postgresql/*/extension/postgis.control >/dev/null 2>&1 || need+=(postgresql-15-postgis-3)
 command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || need+=(redis-server)
+command -v mapserv >/dev/null 2>&1 || [ -x /usr/lib/cgi-bin/mapserv ] || need+=(cgi-mapserver)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

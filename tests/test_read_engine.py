@@ -57,7 +57,9 @@ VARIANTS = [
 def test_window_matches_gdal(tmp_path, spec):
     spec = dict(spec)
     count = spec.pop("count", 1)
-    path, _ = write_cog(tmp_path / "a.tif", shape=(700, 900), count=count, crs=UTM, transform=T0, **spec)
+    path, _ = write_cog(
+        tmp_path / "a.tif", shape=(700, 900), count=count, crs=UTM, transform=T0, **spec
+    )
     coll = _coll([path])
     # unaligned bounds: snapped outward to the source grid, never shifted
     bounds = (500123.4, 4643210.1, 507654.3, 4648765.4)
@@ -75,8 +77,12 @@ def test_window_matches_gdal(tmp_path, spec):
         from tessellum.collection import build_from_table
 
         bands = [f"b{i}" for i in range(count)]
-        coll = build_from_table(pa.table({"id": ["a"], "href": [str(path)]}), name="t",
-                                band_index_map={b: i for i, b in enumerate(bands)}, progress=False)
+        coll = build_from_table(
+            pa.table({"id": ["a"], "href": [str(path)]}),
+            name="t",
+            band_index_map={b: i for i, b in enumerate(bands)},
+            progress=False,
+        )
     got = coll.read_window(bounds=bounds, bands=bands)
     assert got.shape == ref.shape
     if spec.get("compression") == "webp":
@@ -91,24 +97,49 @@ def test_multiband_pixel_interleaved_each_tile_once(tmp_path):
 
     from tessellum.collection import build_from_table
 
-    path, arr = write_cog(tmp_path / "rgbn.tif", dtype="uint8", count=4, shape=(512, 512), blocksize=256,
-                          compression="deflate", crs=UTM, transform=T0, overviews=())
+    path, arr = write_cog(
+        tmp_path / "rgbn.tif",
+        dtype="uint8",
+        count=4,
+        shape=(512, 512),
+        blocksize=256,
+        compression="deflate",
+        crs=UTM,
+        transform=T0,
+        overviews=(),
+    )
     table = pa.table({"id": ["x"], "href": [str(path)]})
-    coll = build_from_table(table, name="rgbn", band_index_map={"R": 0, "G": 1, "B": 2, "N": 3}, progress=False)
+    coll = build_from_table(
+        table, name="rgbn", band_index_map={"R": 0, "G": 1, "B": 2, "N": 3}, progress=False
+    )
     assert coll.bands == ["R", "G", "B", "N"]
     stats = IOStats()
     with collect_stats(stats):
-        out = coll.read_window(bounds=(500000, 4644880, 505120, 4650000), bands=["R", "G", "B", "N"])
+        out = coll.read_window(
+            bounds=(500000, 4644880, 505120, 4650000), bands=["R", "G", "B", "N"]
+        )
     np.testing.assert_array_equal(out, arr)
     assert stats.requests == 1  # 4 adjacent tiles coalesced into one request, none fetched twice
 
 
 def test_fifty_aois_in_one_tile_fetch_it_once(tmp_path):
-    path, arr = write_cog(tmp_path / "a.tif", shape=(1024, 1024), blocksize=512, compression="deflate",
-                          crs=UTM, transform=T0, overviews=())
+    path, _ = write_cog(
+        tmp_path / "a.tif",
+        shape=(1024, 1024),
+        blocksize=512,
+        compression="deflate",
+        crs=UTM,
+        transform=T0,
+        overviews=(),
+    )
     coll = _coll([path])
     rng = np.random.default_rng(1)
-    aois = [box(x, y, x + 200, y + 200) for x, y in zip(rng.uniform(500100, 504600, 50), rng.uniform(4645100, 4649600, 50), strict=True)]
+    aois = [
+        box(x, y, x + 200, y + 200)
+        for x, y in zip(
+            rng.uniform(500100, 504600, 50), rng.uniform(4645100, 4649600, 50), strict=True
+        )
+    ]
     stats = IOStats()
     with collect_stats(stats):
         res = coll.get_numpy(aois, ["data"], geometry_crs=UTM)
@@ -118,7 +149,9 @@ def test_fifty_aois_in_one_tile_fetch_it_once(tmp_path):
 
 
 def test_equal_size_aois_equal_chips(tmp_path):
-    path, _ = write_cog(tmp_path / "a.tif", shape=(800, 800), crs=UTM, transform=T0, compression="deflate")
+    path, _ = write_cog(
+        tmp_path / "a.tif", shape=(800, 800), crs=UTM, transform=T0, compression="deflate"
+    )
     coll = _coll([path])
     lonlat = []
     for dx in (0.0, 0.0123, 0.0371):
@@ -129,8 +162,15 @@ def test_equal_size_aois_equal_chips(tmp_path):
 
 
 def test_overview_read_matches_gdal_overview(tmp_path):
-    path, _ = write_cog(tmp_path / "a.tif", shape=(1024, 1024), blocksize=256, compression="deflate",
-                        crs=UTM, transform=T0, overviews=(2, 4))
+    path, _ = write_cog(
+        tmp_path / "a.tif",
+        shape=(1024, 1024),
+        blocksize=256,
+        compression="deflate",
+        crs=UTM,
+        transform=T0,
+        overviews=(2, 4),
+    )
     coll = _coll([path])
     bounds = (500000, 4639760, 510240, 4650000)
     stats = IOStats()
@@ -145,19 +185,35 @@ def test_overview_read_matches_gdal_overview(tmp_path):
 
 @pytest.mark.parametrize("resampling", ["nearest", "bilinear"])
 def test_reprojected_read_matches_rasterio_warp(tmp_path, resampling):
-    path, _ = write_cog(tmp_path / "a.tif", dtype="float32", shape=(600, 600), crs=UTM, transform=T0,
-                        compression="deflate", predictor=3, nodata=-9999.0)
+    path, _ = write_cog(
+        tmp_path / "a.tif",
+        dtype="float32",
+        shape=(600, 600),
+        crs=UTM,
+        transform=T0,
+        compression="deflate",
+        predictor=3,
+        nodata=-9999.0,
+    )
     coll = _coll([path])
     bounds = (-110.99, 41.955, -110.94, 41.995)
     res = 0.0002
-    got = coll.read_window(bounds=bounds, bands=["data"], res=res, target_crs="EPSG:4326", resampling=resampling)
+    got = coll.read_window(
+        bounds=bounds, bands=["data"], res=res, target_crs="EPSG:4326", resampling=resampling
+    )
     from tessellum.geo.grid import grid_for_bounds
 
     grid = grid_for_bounds(bounds, res, "EPSG:4326")
     ref = np.full(grid.shape, -9999.0, dtype="float32")
     with rasterio.open(path) as ds:
-        reproject(rasterio.band(ds, 1), ref, dst_transform=grid.transform, dst_crs="EPSG:4326",
-                  dst_nodata=-9999.0, resampling=Resampling[resampling])
+        reproject(
+            rasterio.band(ds, 1),
+            ref,
+            dst_transform=grid.transform,
+            dst_crs="EPSG:4326",
+            dst_nodata=-9999.0,
+            resampling=Resampling[resampling],
+        )
     assert got.shape == (1, *grid.shape)
     valid = (ref != -9999.0) & (got[0] != -9999.0)
     assert valid.mean() > 0.95
@@ -168,8 +224,24 @@ def test_mosaic_first_valid_wins(tmp_path):
     a_data = np.full((1, 100, 100), 7, dtype="uint16")
     a_data[:, :50, :] = 0  # nodata hole: filled from the next record
     b_data = np.full((1, 100, 100), 9, dtype="uint16")
-    a, _ = write_cog(tmp_path / "a.tif", data=a_data, shape=(100, 100), nodata=0, crs=UTM, transform=T0, overviews=())
-    b, _ = write_cog(tmp_path / "b.tif", data=b_data, shape=(100, 100), nodata=0, crs=UTM, transform=T0, overviews=())
+    a, _ = write_cog(
+        tmp_path / "a.tif",
+        data=a_data,
+        shape=(100, 100),
+        nodata=0,
+        crs=UTM,
+        transform=T0,
+        overviews=(),
+    )
+    b, _ = write_cog(
+        tmp_path / "b.tif",
+        data=b_data,
+        shape=(100, 100),
+        nodata=0,
+        crs=UTM,
+        transform=T0,
+        overviews=(),
+    )
     coll = _coll([a, b])
     bounds = (500000, 4649000, 501000, 4650000)
     out = coll.read_window(bounds=bounds, bands=["data"], record_ids=["a", "b"])
@@ -179,7 +251,9 @@ def test_mosaic_first_valid_wins(tmp_path):
 
 
 def test_sample_points_match_rasterio(tmp_path):
-    path, arr = write_cog(tmp_path / "a.tif", shape=(700, 900), crs=UTM, transform=T0, compression="deflate", nodata=0)
+    path, _ = write_cog(
+        tmp_path / "a.tif", shape=(700, 900), crs=UTM, transform=T0, compression="deflate", nodata=0
+    )
     coll = _coll([path])
     rng = np.random.default_rng(3)
     xs, ys = rng.uniform(500000, 509000, 300), rng.uniform(4643000, 4650000, 300)
@@ -200,6 +274,10 @@ def test_bad_arguments_named(tmp_path):
     with pytest.raises(ValidationError, match="nope"):
         coll.get_numpy(box(500000, 4649000, 500500, 4649500), ["nope"], geometry_crs=UTM)
     with pytest.raises(ValidationError, match="group_by"):
-        coll.read_window(bounds=(500000, 4649000, 500500, 4649500), bands=["data"], group_by="month")
+        coll.read_window(
+            bounds=(500000, 4649000, 500500, 4649500), bands=["data"], group_by="month"
+        )
     with pytest.raises(ValidationError, match="resampling"):
-        coll.read_window(bounds=(500000, 4649000, 500500, 4649500), bands=["data"], resampling="fancy")
+        coll.read_window(
+            bounds=(500000, 4649000, 500500, 4649500), bands=["data"], resampling="fancy"
+        )

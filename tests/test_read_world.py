@@ -33,8 +33,9 @@ def _files(world, dataset):
 
 
 def _whole(coll, f, bands):
-    (l, b, r, t) = rasterio.open(f.path).bounds
-    return coll.read_window(bounds=(l, b, r, t), bands=bands)
+    with rasterio.open(f.path) as ds:
+        bounds = tuple(ds.bounds)
+    return coll.read_window(bounds=bounds, bands=bands)
 
 
 @pytest.mark.parametrize("dataset", ["edge-cases", "cop-dem-glo-30", "naip", "esa-worldcover"])
@@ -48,8 +49,12 @@ def test_every_file_over_http_matches_gdal(served, world, dataset):
         if count == 1:
             coll = build_from_files([url], name="one", progress=False)
         else:
-            coll = build_from_table(pa.table({"id": [f.key], "href": [url]}), name="one",
-                                    band_index_map={b: i for i, b in enumerate(bands)}, progress=False)
+            coll = build_from_table(
+                pa.table({"id": [f.key], "href": [url]}),
+                name="one",
+                band_index_map={b: i for i, b in enumerate(bands)},
+                progress=False,
+            )
         assert not coll.errors().num_rows, coll.errors().to_pylist()
         got = _whole(coll, f, bands)
         assert got.shape == ref.shape, f.key
@@ -65,8 +70,13 @@ def test_every_file_over_http_matches_gdal(served, world, dataset):
 
 @pytest.fixture(scope="module")
 def s2(served, tmp_path_factory):
-    return build_from_stac(name="s2", stac_api=served.stac_url, collection="sentinel-2-l2a",
-                           bbox=(-114.6, 41.5, -113.4, 42.5), progress=False)
+    return build_from_stac(
+        name="s2",
+        stac_api=served.stac_url,
+        collection="sentinel-2-l2a",
+        bbox=(-114.6, 41.5, -113.4, 42.5),
+        progress=False,
+    )
 
 
 def test_cross_utm_aoi_xarray(s2, world, served):
@@ -87,8 +97,14 @@ def test_cross_utm_aoi_xarray(s2, world, served):
         f = world.file(f"s2/{rid}/red")
         ref = np.zeros(ds["B04"].shape[1:], dtype="uint16")
         with rasterio.open(f.path) as src:
-            reproject(rasterio.band(src, 1), ref, dst_transform=transform, dst_crs=grid_crs,
-                      dst_nodata=0, resampling=Resampling.nearest)
+            reproject(
+                rasterio.band(src, 1),
+                ref,
+                dst_transform=transform,
+                dst_crs=grid_crs,
+                dst_nodata=0,
+                resampling=Resampling.nearest,
+            )
         got = ds["B04"].values[k]
         inside = _geom_mask(aoi, transform, grid_crs, got.shape)
         both = inside & (ref != 0) & (got != 0)
@@ -98,10 +114,9 @@ def test_cross_utm_aoi_xarray(s2, world, served):
 
 
 def _geom_mask(geom, transform, crs, shape):
+    import shapely
     from rasterio.features import geometry_mask
     from rasterio.warp import transform_geom
-
-    import shapely
 
     dense = shapely.segmentize(geom, 0.0005)  # edges are curves in UTM: densify like the engine
     g = transform_geom("EPSG:4326", crs, dense.__geo_interface__)
@@ -125,7 +140,12 @@ def test_fifty_aois_one_tile_once_in_server_log(served, world, http_log):
     with rasterio.open(f.path) as ds:
         left, top = ds.bounds.left, ds.bounds.top
     rng = np.random.default_rng(0)
-    aois = [box(x, y - 300, x + 300, y) for x, y in zip(left + rng.uniform(100, 4800, 50), top - rng.uniform(100, 4800, 50), strict=True)]
+    aois = [
+        box(x, y - 300, x + 300, y)
+        for x, y in zip(
+            left + rng.uniform(100, 4800, 50), top - rng.uniform(100, 4800, 50), strict=True
+        )
+    ]
     res = coll.get_numpy(aois, ["data"], geometry_crs="EPSG:32612")
     assert res.data.shape[0] == 50
     reqs = [r for r in http_log.requests() if r.path.endswith(f.relpath.split("/")[-1])]
@@ -162,7 +182,11 @@ def test_antimeridian_aoi(served, world):
     assert len(coll.subset(bbox=(179.9, -16.9, -179.9, -16.7))) == 1
     res = coll.get_numpy(aoi, ["data"])
     with rasterio.open(f.path) as ds:
-        win = rasterio.windows.from_bounds(179.9, -16.9, 180.1, -16.7, transform=ds.transform).round_offsets().round_lengths()
+        win = (
+            rasterio.windows.from_bounds(179.9, -16.9, 180.1, -16.7, transform=ds.transform)
+            .round_offsets()
+            .round_lengths()
+        )
         ref = ds.read(1, window=win)
     assert res.data.shape[-2:] == ref.shape
     np.testing.assert_array_equal(res.data[0, 0], ref)
@@ -180,7 +204,9 @@ def test_points_near_tile_edges(served, world):
         ref = np.array([v[0] for v in ds.sample(zip(xs, ys, strict=True))])
         nod = ds.nodata
     table = coll.sample_points([Point(x, y) for x, y in zip(xs, ys, strict=True)], ["data"])
-    got = np.array([np.nan if v is None else v for v in table.column("value").to_pylist()], dtype="float32")
+    got = np.array(
+        [np.nan if v is None else v for v in table.column("value").to_pylist()], dtype="float32"
+    )
     expect = np.where(ref == nod, np.nan, ref).astype("float32")
     np.testing.assert_array_equal(got, expect)
     bil = coll.sample_points([Point(xs[-1], ys[-1])], ["data"], method="bilinear")
@@ -204,11 +230,17 @@ def test_missing_file_404_named(served, world):
     f = world.file("edge/lzw")
     coll = build_from_files([served.href(f.key)], name="ok", progress=False)
     bad = coll.table.column("assets").to_pylist()
-    bad[0][0] = ("data", {**bad[0][0][1], "href": bad[0][0][1]["href"].replace("lzw", "gone")}) if isinstance(bad[0], list) else bad[0]
+    bad[0][0] = (
+        ("data", {**bad[0][0][1], "href": bad[0][0][1]["href"].replace("lzw", "gone")})
+        if isinstance(bad[0], list)
+        else bad[0]
+    )
     from tessellum.collection import Collection
     from tessellum.collection.schema import ASSETS_TYPE
 
-    table = coll.table.set_column(coll.table.column_names.index("assets"), "assets", pa.array(bad, ASSETS_TYPE))
+    table = coll.table.set_column(
+        coll.table.column_names.index("assets"), "assets", pa.array(bad, ASSETS_TYPE)
+    )
     with rasterio.open(f.path) as ds:
         b = ds.bounds
     with pytest.raises(NotFoundError, match="gone"):
@@ -216,7 +248,11 @@ def test_missing_file_404_named(served, world):
 
 
 def test_bad_asset_does_not_abort_build(served, world):
-    urls = [served.href("edge/lzw"), served.href("edge/garbage"), served.data_url + "/data/nope.tif"]
+    urls = [
+        served.href("edge/lzw"),
+        served.href("edge/garbage"),
+        served.data_url + "/data/nope.tif",
+    ]
     with pytest.warns(UserWarning, match="2 of 3"):
         coll = build_from_files(urls, name="mixed", progress=False)
     assert len(coll) == 3 and len(coll.valid()) == 1
@@ -227,8 +263,12 @@ def test_torch_dataset_with_dataloader_workers(s2):
     torch = pytest.importorskip("torch", reason="torch not installed (pip install torch==2.13.0)")
     from torch.utils.data import DataLoader
 
-    ds = s2.to_torchgeo_dataset(["B04", "B03"], chip_size=64, geometries=[Point(-113.95, 42.0), Point(-113.9, 42.02)],
-                                time_series=True)
+    ds = s2.to_torchgeo_dataset(
+        ["B04", "B03"],
+        chip_size=64,
+        geometries=[Point(-113.95, 42.0), Point(-113.9, 42.02)],
+        time_series=True,
+    )
     assert len(ds) == 2
     sample = ds[0]
     assert sample["image"].shape[1:] == (2, 64, 64)
@@ -256,6 +296,6 @@ def _read_first(ds):
     default_tile_cache().clear()  # force I/O in the child (the fork copied the cache)
     try:
         ds[0]
-    except Exception as exc:  # noqa: BLE001 - the message is the assertion
+    except Exception as exc:
         return str(exc)
     return "no error"

@@ -24,17 +24,37 @@ __version__ = "0.1.0"
 _LAZY: dict[str, str] = {
     **dict.fromkeys(["configure", "get_settings", "settings_override"], ".config"),
     **dict.fromkeys(
-        ["Catalog", "DatasetEntry", "default_catalog", "get_dataset", "list_datasets",
-         "list_providers", "register_dataset"],
+        [
+            "Catalog",
+            "DatasetEntry",
+            "default_catalog",
+            "get_dataset",
+            "list_datasets",
+            "list_providers",
+            "register_dataset",
+        ],
         ".catalog",
     ),
     **dict.fromkeys(
-        ["Collection", "RasterAccessor", "build_from_stac", "build_from_stac_async", "build_from_table",
-         "build_from_table_async", "build_from_files", "build_from_files_async", "build_from_gti",
-         "build_from_gti_async", "load"],
+        [
+            "Collection",
+            "RasterAccessor",
+            "build_from_stac",
+            "build_from_stac_async",
+            "build_from_table",
+            "build_from_table_async",
+            "build_from_files",
+            "build_from_files_async",
+            "build_from_gti",
+            "build_from_gti_async",
+            "load",
+        ],
         ".collection",
     ),
-    **dict.fromkeys(["extract", "extract_sync", "batch_extract", "batch_extract_sync"], ".attributes"),
+    **dict.fromkeys(
+        ["extract", "extract_sync", "batch_extract", "batch_extract_sync"], ".attributes"
+    ),
+    **dict.fromkeys(["extract_raster", "extract_raster_sync", "RasterResult"], ".mosaic"),
 }
 
 __all__ = [

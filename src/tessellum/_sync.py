@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextvars
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -36,4 +38,21 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
         asyncio.get_running_loop()
     except RuntimeError:
         return asyncio.run(coro)
-    return asyncio.run_coroutine_threadsafe(coro, _background_loop()).result()
+    # the task is created inside a copy of the caller's context, so contextvars (e.g.
+    # settings_override) reach the coroutine on the background loop
+    ctx = contextvars.copy_context()
+    done: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+    def relay(task: asyncio.Task[T]) -> None:
+        if task.cancelled():
+            done.cancel()
+        elif task.exception() is not None:
+            done.set_exception(task.exception())  # type: ignore[arg-type]
+        else:
+            done.set_result(task.result())
+
+    def start() -> None:
+        asyncio.ensure_future(coro).add_done_callback(relay)
+
+    _background_loop().call_soon_threadsafe(start, context=ctx)
+    return done.result()

@@ -93,7 +93,10 @@ def read_pixels(coll) -> None:
 
     (w, s, e, n) = coll.bounds
     cx, cy = (w + e) / 2, (s + n) / 2
-    aois = [Point(cx + dx, cy + dy).buffer(0.01, cap_style="square") for dx, dy in ((-0.05, 0), (0.05, 0))]
+    aois = [
+        Point(cx + dx, cy + dy).buffer(0.01, cap_style="square")
+        for dx, dy in ((-0.05, 0), (0.05, 0))
+    ]
     t0 = time.perf_counter()
     res = coll.get_numpy(aois, ["B04", "B03", "B02"])
     console.print(
@@ -104,7 +107,9 @@ def read_pixels(coll) -> None:
     pts = [Point(x, y) for x, y in zip(rng.uniform(w, e, 200), rng.uniform(s, n, 200), strict=True)]
     t0 = time.perf_counter()
     table = coll.sample_points(pts, ["B08", "SCL"], match="latest")
-    console.print(f"sampled {table.num_rows} values at 200 points in {1000 * (time.perf_counter() - t0):.0f} ms")
+    console.print(
+        f"sampled {table.num_rows} values at 200 points in {1000 * (time.perf_counter() - t0):.0f} ms"
+    )
     console.print(table.slice(0, 5).to_pandas())
     OUT.mkdir(parents=True, exist_ok=True)
     chip = res.data[0].astype("float32")
@@ -118,7 +123,7 @@ def _write_png(chip, path: Path) -> None:
     import numpy as np
 
     valid = chip[chip > 0]
-    lo, hi = (np.percentile(valid, (2, 98)) if valid.size else (0, 1))
+    lo, hi = np.percentile(valid, (2, 98)) if valid.size else (0, 1)
     rgb = np.clip((chip - lo) / max(hi - lo, 1e-9) * 255, 0, 255).astype("uint8")
     path.write_bytes(imagecodecs.png_encode(np.ascontiguousarray(rgb.transpose(1, 2, 0))))
 
@@ -133,7 +138,9 @@ def main() -> None:
     console.print(f"ready in {time.perf_counter() - t0:.1f} s")
     list_world(world)
     with serve_world(world, stac="rustac") as servers:
-        console.print(f"HTTP {servers.http.url} ({servers.http.backend}), STAC API {servers.stac_url}")
+        console.print(
+            f"HTTP {servers.http.url} ({servers.http.backend}), STAC API {servers.stac_url}"
+        )
         _step("2. one COG header over HTTP")
         fetch_header(servers)
         _step("3. build a collection from the STAC API")

@@ -18,12 +18,17 @@ app = typer.Typer(
 
 def _register() -> None:
     from ..service import cli as service_cli
+    from . import build as build_cli
     from . import datasets as datasets_cli
     from . import extract as extract_cli
+    from . import extract_raster as extract_raster_cli
     from . import world
 
     app.add_typer(world.app, name="world")
+    app.add_typer(build_cli.app, name="build")
+    app.command("info")(build_cli.info)
     app.command("datasets")(datasets_cli.datasets)
+    app.command("extract-raster")(extract_raster_cli.extract_raster)
     app.command("extract")(extract_cli.extract)
     app.command("serve")(service_cli.serve)
 

@@ -115,7 +115,9 @@ class RasterAccessor:
         return bbox_intersects(self.bbox, lonlat_bbox(shapely.union_all(g.geoms)))
 
 
-async def _load_bands(accessor: RasterAccessor, geometries: Any, band_codes: list[str], **kwargs: Any) -> Any:
+async def _load_bands(
+    accessor: RasterAccessor, geometries: Any, band_codes: list[str], **kwargs: Any
+) -> Any:
     import pyarrow.compute as pc
 
     parent = accessor._parent

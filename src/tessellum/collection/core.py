@@ -81,10 +81,15 @@ class Collection(ReadMethods):
         """(west, south, east, north) of all footprints in CRS84 (None when empty)."""
         if not len(self):
             return None
-        b = self._table.column("bbox")
-        vals = [pc.min(pc.struct_field(b, "xmin")), pc.min(pc.struct_field(b, "ymin")),
-                pc.max(pc.struct_field(b, "xmax")), pc.max(pc.struct_field(b, "ymax"))]  # fmt: skip
-        return tuple(v.as_py() for v in vals)  # type: ignore[return-value]
+        from .filters import lon_extent
+
+        b = self._table.column("bbox").drop_null()
+        if not len(b):
+            return None
+        west, east = lon_extent(pc.struct_field(b, "xmin"), pc.struct_field(b, "xmax"))
+        south = pc.min(pc.struct_field(b, "ymin")).as_py()
+        north = pc.max(pc.struct_field(b, "ymax")).as_py()
+        return (west, south, east, north)
 
     @property
     def crs(self) -> list[str]:

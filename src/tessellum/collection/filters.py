@@ -26,6 +26,28 @@ def bbox_mask(table: pa.Table, box: BBox) -> pa.Array:
     return pc.fill_null(pc.and_(lat_ok, hits), False)
 
 
+def lon_extent(xmin: Any, xmax: Any) -> tuple[float, float]:
+    """(west, east) of longitude intervals (``xmin > xmax`` crosses ±180): the smallest
+    arc covering them all, found as the complement of the largest uncovered gap; it
+    crosses the antimeridian (west > east) when that is tighter."""
+    import numpy as np
+
+    lo, hi = np.asarray(xmin, dtype=float), np.asarray(xmax, dtype=float)
+    wraps = lo > hi
+    if not wraps.any():
+        return float(lo.min()), float(hi.max())
+    starts = np.concatenate([lo[~wraps], lo[wraps], np.full(wraps.sum(), -180.0)])
+    ends = np.concatenate([hi[~wraps], np.full(wraps.sum(), 180.0), hi[wraps]])
+    order = np.argsort(starts)
+    starts, ends = starts[order], np.maximum.accumulate(ends[order])
+    gaps = starts[1:] - ends[:-1]  # gaps between merged intervals (<= 0: overlap)
+    wrap_gap = starts[0] + 360.0 - ends[-1]
+    i = int(np.argmax(gaps)) if len(gaps) else 0
+    if not len(gaps) or wrap_gap >= gaps[i]:
+        return float(starts[0]), float(ends[-1])
+    return float(starts[i + 1]), float(ends[i])
+
+
 def date_mask(table: pa.Table, start: Any, end: Any) -> pa.Array:
     """Rows with ``start <= datetime <= end`` (bounds are aware datetimes)."""
     col = table.column("datetime")
@@ -46,7 +68,10 @@ def geometry_mask(table: pa.Table, geoms, crs) -> pa.Array:
 
     if not to_crs(crs).equals(to_crs(CRS84)):
         t = transformer(crs, CRS84)
-        geoms = np.array([shapely.ops.transform(t.transform, g) for g in geoms], dtype=object)
+        geoms = shapely.transform(
+            np.asarray(geoms, dtype=object),
+            lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1])),
+        )
     union = shapely.union_all(geoms)
     w, s, e, n = lonlat_bbox(union)
     pre = bbox_mask(table, BBox(w, s, e, n)).to_numpy(zero_copy_only=False)

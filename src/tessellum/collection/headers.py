@@ -11,7 +11,7 @@ from typing import Any
 import pyarrow as pa
 
 from .._progress import progress_bar
-from ..errors import TessellumError, TessellumWarning
+from ..errors import DataFormatError, TessellumError, TessellumWarning
 from .records import Record
 from .schema import ASSETS_TYPE, BBOX_TYPE, DATETIME_TYPE, band_column
 
@@ -49,7 +49,9 @@ async def read_headers_async(
                 async def fetch(start: int, end: int) -> bytes:
                     return await read_range_async(store, path, start, end, url=href, clip=True)
 
-                out[href] = await read_header_async(fetch, href, prefix_size=prefix_size)
+                hdr = await read_header_async(fetch, href, prefix_size=prefix_size)
+                _check_not_truncated(hdr, href)
+                out[href] = hdr
             except TessellumError as exc:
                 out[href] = exc
             except Exception as exc:  # a bad asset is recorded per row, never aborts a build
@@ -62,6 +64,23 @@ async def read_headers_async(
     finally:
         bar.close()
     return out
+
+
+def _check_not_truncated(hdr: Any, href: str) -> None:
+    """Raise ``DataFormatError`` when tile data lies beyond the end of the file (a
+    truncated upload parses fine but fails at read time)."""
+    if not hdr.file_size:
+        return
+    for lv in (*hdr.levels, *hdr.mask_levels):
+        if len(lv.tile_offsets):
+            end = int((lv.tile_offsets + lv.tile_byte_counts).max())
+            if end > hdr.file_size:
+                raise DataFormatError(
+                    f"truncated file: tile data ends at byte {end}, the file has "
+                    f"{hdr.file_size} bytes ({href})",
+                    url=href,
+                    offset=hdr.file_size,
+                )
 
 
 def records_to_table(

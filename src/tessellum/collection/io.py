@@ -37,15 +37,18 @@ def write_collection(
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:
         part_schema = pa.schema([table.schema.field(c) for c in PARTITION_COLUMNS])
-        pads.write_dataset(
-            table,
-            tmp,
-            format="parquet",
-            partitioning=pads.partitioning(part_schema, flavor="hive"),
-            file_options=pads.ParquetFileFormat().make_write_options(compression="zstd"),
-            basename_template=f"part-{uuid.uuid4().hex[:8]}-{{i}}.parquet",
-            existing_data_behavior="overwrite_or_ignore",
-        )
+        if _has_dates(table):
+            pads.write_dataset(
+                table,
+                tmp,
+                format="parquet",
+                partitioning=pads.partitioning(part_schema, flavor="hive"),
+                file_options=pads.ParquetFileFormat().make_write_options(compression="zstd"),
+                basename_template=f"part-{uuid.uuid4().hex[:8]}-{{i}}.parquet",
+                existing_data_behavior="overwrite_or_ignore",
+            )
+        else:  # all-null partitions cannot be read back by type inference (GeoPandas)
+            pq.write_table(table, tmp / "part-0.parquet", compression="zstd")
         if dest.exists():
             old = dest.with_name(f".{dest.name}.old-{uuid.uuid4().hex[:8]}")
             dest.rename(old)
@@ -59,6 +62,12 @@ def write_collection(
     return dest
 
 
+def _has_dates(table: pa.Table) -> bool:
+    """Whether any row has a partition value (else the table is written unpartitioned)."""
+    col = PARTITION_COLUMNS[0]
+    return col in table.column_names and table.column(col).null_count < table.num_rows
+
+
 def read_collection(path: str | os.PathLike) -> tuple[pa.Table, dict]:
     """Read a collection written by :func:`write_collection` (or any GeoParquet file or
     directory with the collection columns). Returns the table and its tessellum metadata."""
@@ -66,7 +75,12 @@ def read_collection(path: str | os.PathLike) -> tuple[pa.Table, dict]:
     if not src.exists():
         raise CollectionError(f"no collection at {src}")
     try:
-        dataset = pads.dataset(src, format="parquet", partitioning="hive")
+        part = None
+        if src.is_dir() and any(src.glob("year=*")):
+            part = pads.partitioning(
+                pa.schema([("year", pa.int16()), ("month", pa.int8())]), flavor="hive"
+            )
+        dataset = pads.dataset(src, format="parquet", partitioning=part)
         table = dataset.to_table()
     except (pa.ArrowInvalid, OSError) as exc:
         raise CollectionError(f"cannot read collection at {src}: {exc}") from exc

@@ -141,21 +141,15 @@ async def list_files_async(
 
         from ..store import open_store
 
-        store, prefix = open_store(text.rstrip("/") + "/")
-        base = (
-            text[: len(text) - len(prefix)]
-            if prefix and text.endswith(prefix)
-            else text.rstrip("/") + "/"
-        )
+        norm = text.rstrip("/") + "/"
+        store, prefix = open_store(norm)
+        # listed paths are relative to the store root (the bucket): rebuild URLs from it
+        base = norm[: len(norm) - len(prefix)] if prefix and norm.endswith(prefix) else norm
         out = []
         async for batch in obstore.list(store, prefix=prefix or None):
             for meta in batch:
                 if fnmatch.fnmatch(Path(meta["path"]).name, pattern):
-                    out.append(
-                        base.rstrip("/") + "/" + meta["path"][len(prefix) :].lstrip("/")
-                        if prefix
-                        else base + meta["path"]
-                    )
+                    out.append(base + meta["path"].lstrip("/"))
         return sorted(out)
     root = Path(text.removeprefix("file://"))
     if root.is_file():

@@ -56,8 +56,7 @@ def search_items(
         if query:
             kwargs["query"] = dict(query)
         if filter is not None:
-            kwargs["filter"] = filter
-            kwargs["filter_lang"] = "cql2-text" if isinstance(filter, str) else "cql2-json"
+            kwargs.update(_filter_kwargs(filter))
         try:
             for item in client.search(**kwargs).items_as_dicts():
                 seen.setdefault(item["id"], item)
@@ -68,6 +67,21 @@ def search_items(
                 f"STAC search failed at {stac_api}: {type(exc).__name__}: {exc}", url=stac_api
             ) from exc
     return list(seen.values())
+
+
+def _filter_kwargs(filter: Mapping[str, Any] | str) -> dict[str, Any]:
+    """Search arguments for a CQL2 filter. POST bodies take cql2-json only, so text is
+    converted with the ``cql2`` package when installed, else sent with GET."""
+    if not isinstance(filter, str):
+        return {"filter": dict(filter), "filter_lang": "cql2-json"}
+    try:
+        import cql2
+    except ImportError:
+        return {"filter": filter, "filter_lang": "cql2-text", "method": "GET"}
+    try:
+        return {"filter": cql2.parse_text(filter).to_json(), "filter_lang": "cql2-json"}
+    except Exception as exc:
+        raise ValidationError(f"filter: not valid CQL2 text: {filter!r} ({exc})") from None
 
 
 def walk_static_catalog(
@@ -119,6 +133,8 @@ def stac_records(
     box = as_bbox(bbox) if bbox is not None else None
     rng = parse_date_range(date_range)
     bmap = dict(band_map) if band_map else builtin_band_map(collection, data_source)
+    if not band_map and bmap and band_index_map:  # the user's codes pick from the built-in map
+        bmap = {k: v for k, v in bmap.items() if k in band_index_map} or None
     imap = (
         dict(band_index_map) if band_index_map else builtin_band_index_map(collection, data_source)
     )

@@ -8,7 +8,6 @@ unless asked). Sources fill a target in priority order: the first valid pixel wi
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -155,10 +154,17 @@ def _fill_value(dtype: np.dtype, nodata: Any) -> Any:
     return np.nan if dtype.kind == "f" else 0
 
 
+def is_nan(value: Any) -> bool:
+    try:
+        return bool(np.isnan(value))
+    except TypeError:
+        return False
+
+
 def _valid(arr: np.ndarray, inside: np.ndarray, nodata: Any) -> np.ndarray:
     if nodata is None:
         return inside
-    if isinstance(nodata, float) and math.isnan(nodata):
+    if is_nan(nodata):
         return inside & ~np.isnan(arr)
     return inside & (arr != nodata)
 
@@ -259,7 +265,7 @@ def _assemble(
 
 
 def _same_value(a: Any, b: Any) -> bool:
-    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+    if is_nan(a) and is_nan(b):
         return True
     return a == b
 
@@ -297,9 +303,7 @@ def _warp(
         resampling=Resampling[resampling],
         init_dest_nodata=True,
     )  # fmt: skip
-    if out.dtype.kind == "f" and (
-        nodata is None or (isinstance(nodata, float) and math.isnan(nodata))
-    ):
+    if out.dtype.kind == "f" and (nodata is None or is_nan(nodata)):
         ok = ~np.isnan(out)
     else:
         ok = out != nodata

@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import ValidationError
+from .engine import is_nan
 from .fetch import fetch_tiles_async
 from .plan import TileKey
 from .sources import record_bands
@@ -156,7 +157,7 @@ def _pixel(
         out[sel] = tile[rr[sel] % lvl.tile_height, cc[sel] % lvl.tile_width, chan]
     nod = src.nodata
     if nod is not None:
-        ok &= ~np.isnan(out) if isinstance(nod, float) and np.isnan(nod) else out != nod
+        ok &= ~np.isnan(out) if is_nan(nod) else out != nod
     return out, ok
 
 

@@ -17,6 +17,7 @@ from .pgstac import PgStacServer, find_postgres_bin
 from .proxy import LatencyProxy
 from .s3 import S3Server
 from .stac import RustacServer
+from .wcs import WcsServer, find_mapserv
 
 __all__ = [
     "HttpServer",
@@ -26,6 +27,8 @@ __all__ = [
     "RustacServer",
     "S3Server",
     "ServerUnavailable",
+    "WcsServer",
+    "find_mapserv",
     "find_nginx",
     "find_postgres_bin",
     "free_port",

@@ -1,0 +1,260 @@
+"""The ``Collection`` surface: filtering, records, Arrow export, persistence that other
+tools (GeoPandas, DuckDB, pyarrow) read without tessellum."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+import shapely
+
+from tessellum.collection import Collection, RasterAccessor, build_from_stac, load
+from tessellum.errors import CollectionError, ValidationError
+from tessellum.tiff import TiffHeader
+
+S2_BANDS = ["B02", "B03", "B04", "B05", "B08", "SCL"]
+
+
+@pytest.fixture(scope="module")
+def s2(served: Any) -> Collection:
+    return build_from_stac(
+        name="s2", stac_api=served.stac_url, collection="sentinel-2-l2a", progress=False
+    )
+
+
+@pytest.fixture(scope="module")
+def saved(s2: Collection, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return s2.export(tmp_path_factory.mktemp("saved") / "s2")
+
+
+def _ids(coll: Any) -> list[str]:
+    return sorted(coll.table.column("id").to_pylist())
+
+
+# -- description ---------------------------------------------------------------------------------
+
+
+def test_len_bands_crs_bounds_describe(s2: Collection) -> None:
+    assert len(s2) == 6
+    assert s2.bands == S2_BANDS
+    assert sorted(s2.crs) == ["EPSG:32611", "EPSG:32612"]
+    w, s, e, n = s2.bounds
+    assert -114.2 < w < e < -113.8 and 41.9 < s < n < 42.2
+    d = s2.describe()
+    assert d["records"] == 6 and d["bands"] == S2_BANDS
+    assert d["time_range"][0] == dt.datetime(2024, 1, 5, 18, 24, 31, tzinfo=dt.UTC)
+    assert d["cloud_cover"] == (0.0, 60.0)
+    assert d["band_details"]["B04"]["dtype"] == "uint16"
+    assert d["band_details"]["SCL"]["dtype"] == "uint8"
+    assert all(b["errors"] == 0 for b in d["band_details"].values())
+    assert "records=6" in repr(s2)
+
+
+def test_schema_columns(s2: Collection) -> None:
+    t = s2.table
+    for col in ("id", "datetime", "geometry", "bbox", "assets", "proj:epsg", "proj:code", "crs",
+                "collection", "eo:cloud_cover", "platform"):  # fmt: skip
+        assert col in t.column_names, col
+    assert t.schema.field("datetime").type == pa.timestamp("us", tz="UTC")
+    assert pa.types.is_map(t.schema.field("assets").type)
+    assert sorted(set(t.column("proj:epsg").to_pylist())) == [32611, 32612]
+
+
+# -- filtering -----------------------------------------------------------------------------------
+
+
+def test_subset_cloud_cover_and_dates(s2: Collection) -> None:
+    assert _ids(s2.subset(cloud_cover_lt=10)) == [
+        "S2A_11TQG_20240107_0_L2A",
+        "S2B_12TTM_20240131_0_L2A",
+    ]
+    jan = s2.subset(date_range=("2024-01-20", "2024-01-31"))
+    assert _ids(jan) == ["S2A_12TTM_20240120_0_L2A", "S2B_12TTM_20240131_0_L2A"]
+    assert _ids(s2.subset(date_range=("2024-02-01", None))) == ["S2A_11TQG_20240201_0_L2A"]
+    both = s2.subset(cloud_cover_lt=25, date_range=("2024-01-06", "2024-02-28"))
+    assert _ids(both) == ["S2A_11TQG_20240107_0_L2A", "S2A_11TQG_20240201_0_L2A",
+                          "S2B_12TTM_20240131_0_L2A"]  # fmt: skip
+
+
+def test_subset_bbox_and_geometries_in_any_crs(s2: Collection) -> None:
+    west = s2.subset(bbox=(-114.2, 41.9, -114.1, 42.2))
+    assert {i.split("_")[1] for i in _ids(west)} == {"12TTM"}
+    pt = shapely.Point(-113.9, 42.0)  # only zone 11 scenes reach east of -113.95
+    assert {i.split("_")[1] for i in _ids(s2.subset(geometries=pt))} == {"11TQG"}
+    utm = gpd.GeoSeries([pt], crs="EPSG:4326").to_crs("EPSG:32612")
+    assert _ids(s2.subset(geometries=utm)) == _ids(s2.subset(geometries=pt))
+    geojson = {"type": "Point", "coordinates": [-113.9, 42.0]}
+    assert _ids(s2.subset(geometries=geojson)) == _ids(s2.subset(geometries=pt))
+    assert not len(s2.subset(bbox=(0, 0, 1, 1)))
+
+
+def test_subset_split_and_errors(s2: Collection) -> None:
+    t = s2.table.append_column("split", pa.array(["train", "val"] * 3))
+    with_split = Collection(t, name="s2")
+    assert len(with_split.subset(split="val")) == 3
+    assert len(with_split.subset(split=["train", "val"])) == 6
+    with pytest.raises(ValidationError, match="split"):
+        s2.subset(split="train")
+    with pytest.raises(ValidationError, match="date"):
+        s2.subset(date_range=("2024-02-01", "2024-01-01"))
+
+
+def test_where_head_valid(s2: Collection) -> None:
+    a = s2.where(pc.field("platform") == "sentinel-2a")
+    assert len(a) == 3 and isinstance(a, Collection) and a.name == "s2"
+    assert len(s2.where(pc.field("eo:cloud_cover") >= 40)) == 2
+    mask = pc.equal(s2.table.column("proj:epsg"), 32611)
+    assert len(s2.where(mask)) == 3
+    assert len(s2.where([True, False] * 3)) == 3
+    assert _ids(s2.head(2)) == _ids(s2.where(pc.field("datetime") < dt.datetime(
+        2024, 1, 8, tzinfo=dt.UTC)))  # fmt: skip
+    assert len(s2.valid()) == 6 and len(s2.valid(["B04"])) == 6
+    assert len(s2.head(0)) == 0 and s2.head(0).bounds is None
+
+
+# -- records -------------------------------------------------------------------------------------
+
+
+def test_iterate_rasters_attributes(s2: Collection) -> None:
+    accs = list(s2.where(pc.field("id") == "S2B_12TTM_20240131_0_L2A").iterate_rasters())
+    (acc,) = accs
+    assert isinstance(acc, RasterAccessor)
+    assert acc.id == "S2B_12TTM_20240131_0_L2A"
+    assert acc.datetime == dt.datetime(2024, 1, 31, 23, 10, tzinfo=dt.UTC)
+    assert acc.collection == "sentinel-2-l2a" and acc.data_source == "sentinel-2-l2a"
+    assert acc.cloud_cover == 0.0 and acc.crs == "EPSG:32612"
+    assert acc.geometry is acc.footprint and acc.footprint.geom_type == "Polygon"
+    assert acc.bbox == pytest.approx(acc.footprint.bounds)
+    assert acc.available_bands == S2_BANDS
+    assert set(acc.assets) == set(S2_BANDS) and acc.assets["B04"]["asset_key"] == "red"
+    assert set(acc.band_metadata) == {f"{b}_metadata" for b in S2_BANDS}
+    assert acc.intersects(shapely.Point(-114.0, 42.0))
+    assert acc.intersects(shapely.box(-114.5, 41.0, -114.1, 43.0))
+    assert not acc.intersects(shapely.Point(10, 10))
+    assert "S2B_12TTM_20240131_0_L2A" in repr(acc)
+
+
+def test_try_get_band_cog_metadata(s2: Collection, world: Any, served: Any) -> None:
+    acc = next(iter(s2.iterate_rasters()))
+    hdr, url, idx = acc.try_get_band_cog_metadata("B04")
+    assert isinstance(hdr, TiffHeader) and idx is None
+    f = next(x for x in world.files_of("sentinel-2-l2a")
+             if x.item_id == acc.id and x.asset_key == "red")  # fmt: skip
+    assert url == served.href(f.key)
+    assert (hdr.width, hdr.height, hdr.dtype) == (f.spec["width"], f.spec["height"], "uint16")
+    assert hdr.geo.crs_epsg == int(f.spec["crs"].split(":")[1])
+    assert len(hdr.levels) == len(f.spec["overviews"]) + 1
+    assert acc.try_get_band_cog_metadata("B99") == (None, None, None)
+
+
+# -- Arrow ---------------------------------------------------------------------------------------
+
+
+def test_arrow_pycapsule_export(s2: Collection) -> None:
+    t = pa.table(s2)
+    assert t.num_rows == 6 and t.schema == s2.table.schema
+    sub = s2.subset(cloud_cover_lt=10)
+    assert pa.table(sub).num_rows == 2
+    import duckdb
+
+    stream = s2.to_table()  # noqa: F841 - DuckDB finds the local by name
+    rows = duckdb.sql("select count(*) from stream where platform = 'sentinel-2b'").fetchall()
+    assert rows == [(3,)]
+
+
+def test_to_geopandas(s2: Collection) -> None:
+    gdf = s2.to_geopandas()
+    assert len(gdf) == 6 and gdf.crs.to_string() == "OGC:CRS84"
+    assert gdf.geometry.geom_type.unique().tolist() == ["Polygon"]
+    assert isinstance(gdf["B04_metadata"].iloc[0], dict)
+
+
+def test_filter_speed_on_10k_rows(s2: Collection) -> None:
+    big = pa.concat_tables([s2.table] * 1700).combine_chunks()  # 10,200 rows
+    coll = Collection(big, name="big")
+    assert len(coll) == 10_200
+    assert len(coll.subset(cloud_cover_lt=10)) == 3400
+    assert len(coll.subset(date_range=("2024-01-01", "2024-01-31"))) == 5 * 1700
+    assert len(coll.subset(bbox=(-114.2, 41.9, -114.1, 42.2))) == 3 * 1700
+    assert len(coll.subset(geometries=shapely.Point(-113.9, 42.0))) == 3 * 1700
+    assert len(coll.where(pc.field("platform") == "sentinel-2a")) == 3 * 1700
+    assert len(coll.valid()) == 10_200
+    assert coll.describe()["records"] == 10_200
+
+
+# -- persistence ---------------------------------------------------------------------------------
+
+
+def test_export_load_round_trip(s2: Collection, saved: Path) -> None:
+    back = load(saved)
+    assert back.name == "s2" and back.data_source == "sentinel-2-l2a"
+    assert _ids(back) == _ids(s2) and back.bands == s2.bands
+    assert back.table.schema.field("datetime").type == s2.table.schema.field("datetime").type
+    assert back.table.column("year").type == pa.int16()
+    assert back.bounds == pytest.approx(s2.bounds)
+    assert back.describe()["band_details"] == s2.describe()["band_details"]
+    # partitioned by year/month, zstd
+    parts = sorted(p.relative_to(saved).parts[:2] for p in saved.rglob("*.parquet"))
+    assert {p for p in parts} == {("year=2024", "month=1"), ("year=2024", "month=2")}
+    meta = pq.ParquetFile(next(saved.rglob("*.parquet"))).metadata
+    assert meta.row_group(0).column(0).compression == "ZSTD"
+
+
+def test_export_writes_only_the_filtered_view(s2: Collection, tmp_path: Path) -> None:
+    path = s2.subset(cloud_cover_lt=10).export(tmp_path / "low")
+    assert len(Collection.load(path)) == 2
+    path = s2.export(tmp_path / "low")  # overwritten atomically, no leftovers
+    assert len(Collection.load(path)) == 6
+    assert [p.name for p in tmp_path.iterdir()] == ["low"]
+
+
+def test_load_missing_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(CollectionError, match="no collection"):
+        load(tmp_path / "nothing")
+
+
+def test_geoparquet_readable_by_geopandas(saved: Path) -> None:
+    gdf = gpd.read_parquet(saved)
+    assert len(gdf) == 6
+    assert gdf.crs.equals("OGC:CRS84")
+    assert gdf.geometry.is_valid.all()
+    assert set(gdf["platform"]) == {"sentinel-2a", "sentinel-2b"}
+    f = next(saved.rglob("*.parquet"))
+    geo = json.loads(pq.read_schema(f).metadata[b"geo"])
+    assert geo["version"] == "1.1.0" and geo["primary_column"] == "geometry"
+    assert geo["columns"]["geometry"]["covering"]["bbox"]["xmin"] == ["bbox", "xmin"]
+
+
+def test_geoparquet_readable_by_duckdb(saved: Path) -> None:
+    import duckdb
+
+    con = duckdb.connect()
+    glob = f"{saved}/**/*.parquet"
+    rows = con.execute(
+        f"""select id, "eo:cloud_cover", bbox.xmin, "B04_metadata".width, month
+            from read_parquet('{glob}', hive_partitioning=true)
+            where "eo:cloud_cover" < 10 order by id"""
+    ).fetchall()
+    assert [r[0] for r in rows] == ["S2A_11TQG_20240107_0_L2A", "S2B_12TTM_20240131_0_L2A"]
+    assert all(r[3] > 0 for r in rows) and {r[4] for r in rows} == {1}
+    levels = con.execute(
+        f"""select len("B04_metadata".levels) from read_parquet('{glob}')"""
+    ).fetchall()
+    assert len(levels) == 6 and all(n >= 1 for (n,) in levels)
+
+
+def test_collection_without_dates_round_trips(world: Any, tmp_path: Path) -> None:
+    from tessellum.collection import build_from_files
+
+    coll = build_from_files(world.root / "data" / "naip", name="naip", progress=False)
+    assert coll.table.column("datetime").null_count == len(coll) == 5
+    path = coll.export(tmp_path / "naip")
+    assert len(load(path)) == 5
+    assert len(gpd.read_parquet(path)) == 5  # no all-null hive partitions

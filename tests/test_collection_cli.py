@@ -1,0 +1,108 @@
+"""``tessellum build stac|table`` and ``tessellum info`` (typer CliRunner, real servers)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from tessellum.cli import build
+from tessellum.collection import load
+
+
+@pytest.fixture(scope="module")
+def cli() -> typer.Typer:
+    """The commands registered as the lead registers them in ``tessellum.cli``."""
+    app = typer.Typer()
+    app.add_typer(build.app, name="build")
+    app.command("info")(build.info)
+    return app
+
+
+def _run(cli: typer.Typer, *args: str) -> Any:
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    return result
+
+
+def test_build_stac_and_info(cli: typer.Typer, served: Any, tmp_path: Path) -> None:
+    out = tmp_path / "s2"
+    res = _run(
+        cli, "build", "stac", served.stac_url, "sentinel-2-l2a", "--name", "s2-jan",
+        "--dates", "2024-01-01/2024-01-31", "--bbox", "-114.2,41.9,-114.1,42.2",
+        "--band", "B04=red", "--band", "B08=nir", "-o", out, "--no-progress",
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "B04" in res.output and "3 records" in res.output and str(out) in res.output
+    coll = load(out)
+    assert coll.name == "s2-jan" and coll.bands == ["B04", "B08"] and len(coll) == 3
+    res = _run(cli, "info", out)
+    assert res.exit_code == 0, res.output
+    assert "s2-jan" in res.output and "uint16" in res.output and "deflate" in res.output
+    res = _run(cli, "info", out, "--json")
+    assert json.loads(res.output)["records"] == 3
+
+
+def test_build_stac_band_index_and_workspace(cli: typer.Typer, served: Any, tmp_path: Path) -> None:
+    args = [
+        "build", "stac", served.stac_url, "naip", "--band", "red=image", "--band", "nir=image",
+        "--band-index", "red=0", "--band-index", "nir=3", "--workspace", tmp_path / "ws",
+        "-o", tmp_path / "naip", "--no-progress",
+    ]  # fmt: skip
+    assert _run(cli, *args).exit_code == 0
+    coll = load(tmp_path / "naip")
+    assert coll.bands == ["red", "nir"] and len(coll) == 5
+    assert len(list((tmp_path / "ws").iterdir())) == 1  # the cached build
+
+
+def test_build_stac_errors_are_messages(cli: typer.Typer, served: Any, tmp_path: Path) -> None:
+    res = _run(cli, "build", "stac", served.stac_url, "naip", "--bbox", "1,2,3")
+    assert res.exit_code != 0 and "west,south,east,north" in res.output
+    res = _run(cli, "build", "stac", served.stac_url, "naip", "--query", "{bad")
+    assert res.exit_code != 0 and "not JSON" in res.output
+    res = _run(cli, "build", "stac", "http://127.0.0.1:9", "naip", "-o", tmp_path / "x")
+    assert res.exit_code == 1 and "error:" in res.output and "127.0.0.1:9" in res.output
+
+
+def test_build_table_and_info_errors(
+    cli: typer.Typer, world: Any, served: Any, tmp_path: Path
+) -> None:
+    edge = world.files_of("edge-cases")
+    src = tmp_path / "records.parquet"
+    pq.write_table(
+        pa.table(
+            {
+                "id": [f.key.split("/")[1] for f in edge],
+                "href": [served.href(f.key) for f in edge],
+                "quality": list(range(len(edge))),
+            }
+        ),
+        src,
+    )
+    out = tmp_path / "edge"
+    with pytest.warns(Warning, match="band assets failed"):
+        res = _run(cli, "build", "table", src, "-o", out, "--no-progress")
+    assert res.exit_code == 0, res.output
+    assert "band assets failed" in res.output
+    coll = load(out)
+    assert coll.name == "records" and len(coll) == len(edge)
+    res = _run(cli, "info", out, "--errors")
+    assert res.exit_code == 0 and "garbage" in res.output and "not a TIFF" in res.output
+    res = _run(cli, "info", tmp_path / "missing")
+    assert res.exit_code == 1 and "no collection" in res.output
+
+
+def test_option_parsers() -> None:
+    assert build.parse_bbox("179,-18,-179,-16") == (179.0, -18.0, -179.0, -16.0)
+    assert build.parse_date_range("2024-01-01/..") == ("2024-01-01", None)
+    assert build.parse_date_range("/2024-01-31") == (None, "2024-01-31")
+    assert build.parse_pairs(["R=0", "N=3"], option="x", as_int=True) == {"R": 0, "N": 3}
+    with pytest.raises(typer.BadParameter):
+        build.parse_pairs(["R"], option="--band")
+    with pytest.raises(typer.BadParameter):
+        build.parse_date_range("2024-01-01")

@@ -1,0 +1,293 @@
+"""Builds from STAC: rustac and pgstac APIs with paging, query/CQL2 filters, static
+catalogs, the build cache, inclusive date ranges and the antimeridian."""
+
+from __future__ import annotations
+
+import copy
+import functools
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import shapely
+
+import tessellum.collection.stac as stac_mod
+from tessellum.collection import build_from_stac
+from tessellum.errors import ValidationError
+from tessellum.testing.servers import PgStacServer, RustacServer, ServerUnavailable
+
+N_EXTRA = 130  # more than one default page (100)
+
+
+def _many_items(world: Any, base_url: str) -> list[dict[str, Any]]:
+    """``N_EXTRA`` copies of the DEM items (new ids and dates, same assets) in a
+    collection of their own, so one search needs two pages of 100."""
+    dem = [i for i in world.items(base_url) if i["collection"] == "cop-dem-glo-30"]
+    out = []
+    for n in range(N_EXTRA):
+        item = copy.deepcopy(dem[n % len(dem)])
+        item["id"] = f"dem-copy-{n:03d}"
+        item["collection"] = "dem-copies"
+        item["properties"]["datetime"] = f"2022-01-{1 + n % 28:02d}T00:00:00Z"
+        item["links"] = []
+        out.append(item)
+    return out
+
+
+def _copies_collection(world: Any, base_url: str) -> dict[str, Any]:
+    coll = copy.deepcopy(
+        next(c for c in world.collections(base_url) if c["id"] == "cop-dem-glo-30")
+    )
+    coll["id"] = "dem-copies"
+    coll["links"] = []
+    return coll
+
+
+def _start(server: Any) -> Any:
+    try:
+        server.start()
+    except ServerUnavailable as exc:
+        pytest.skip(f"server unavailable: {exc}")
+    return server
+
+
+@pytest.fixture(scope="module")
+def rustac_many(world: Any, served: Any) -> Iterator[RustacServer]:
+    """A second rustac with the world plus 130 extra items."""
+    cols = [*world.collections(served.data_url), _copies_collection(world, served.data_url)]
+    items = [*world.items(served.data_url), *_many_items(world, served.data_url)]
+    server = _start(RustacServer(cols, items))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def pgstac(world: Any, served: Any) -> Iterator[PgStacServer]:
+    """stac-fastapi-pgstac over the same items (started once for this module)."""
+    cols = [*world.collections(served.data_url), _copies_collection(world, served.data_url)]
+    items = [*world.items(served.data_url), *_many_items(world, served.data_url)]
+    server = _start(PgStacServer(cols, items))
+    yield server
+    server.stop()
+
+
+def _ids(coll: Any) -> list[str]:
+    return sorted(coll.table.column("id").to_pylist())
+
+
+def _api(request: pytest.FixtureRequest, which: str) -> str:
+    return request.getfixturevalue("rustac_many" if which == "rustac" else "pgstac").url
+
+
+APIS = ["rustac", pytest.param("pgstac", marks=pytest.mark.pgstac)]
+
+
+# -- paging -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("which", APIS)
+def test_default_paging_returns_every_item(which: str, request: pytest.FixtureRequest) -> None:
+    coll = build_from_stac(
+        name="copies", stac_api=_api(request, which), collection="dem-copies", progress=False
+    )
+    assert len(coll) == N_EXTRA  # > 100: a second page was followed
+    assert len(set(coll.table.column("id").to_pylist())) == N_EXTRA
+    assert coll.valid().bands == ["data"] and len(coll.valid()) == N_EXTRA
+
+
+@pytest.mark.parametrize("which", APIS)
+def test_small_pages_are_all_followed(
+    which: str, request: pytest.FixtureRequest, world: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        stac_mod, "search_items", functools.partial(stac_mod.search_items, page_size=3)
+    )
+    coll = build_from_stac(
+        name="edge", stac_api=_api(request, which), collection="edge-cases", progress=False
+    )
+    expected = {f.item_id for f in world.files_of("edge-cases") if f.item_id}
+    assert set(_ids(coll)) == expected and len(expected) > 3
+
+
+def test_max_items_caps_explicitly(rustac_many: RustacServer) -> None:
+    coll = build_from_stac(
+        name="copies", stac_api=rustac_many.url, collection="dem-copies", max_items=7,
+        progress=False,
+    )  # fmt: skip
+    assert len(coll) == 7
+
+
+# -- query / CQL2 (pgstac; rustac's memory backend ignores them) ----------------------------
+
+
+@pytest.mark.pgstac
+def test_query_extension_on_pgstac(pgstac: PgStacServer) -> None:
+    coll = build_from_stac(
+        name="s2", stac_api=pgstac.url, collection="sentinel-2-l2a",
+        query={"eo:cloud_cover": {"lt": 10}}, progress=False,
+    )  # fmt: skip
+    assert _ids(coll) == ["S2A_11TQG_20240107_0_L2A", "S2B_12TTM_20240131_0_L2A"]
+    assert max(coll.table.column("eo:cloud_cover").to_pylist()) < 10
+
+
+@pytest.mark.pgstac
+@pytest.mark.parametrize(
+    "cql2",
+    [
+        {"op": "=", "args": [{"property": "platform"}, "sentinel-2a"]},
+        "platform = 'sentinel-2a'",
+    ],
+    ids=["json", "text"],
+)
+def test_cql2_filter_on_pgstac(pgstac: PgStacServer, cql2: Any) -> None:
+    coll = build_from_stac(
+        name="s2", stac_api=pgstac.url, collection="sentinel-2-l2a", filter=cql2, progress=False
+    )
+    assert len(coll) == 3
+    assert set(coll.table.column("platform").to_pylist()) == {"sentinel-2a"}
+
+
+@pytest.mark.pgstac
+def test_pgstac_and_rustac_agree(pgstac: PgStacServer, rustac_many: RustacServer) -> None:
+    kw = dict(
+        collection="sentinel-2-l2a", bbox=(-114.1, 41.9, -113.9, 42.2),
+        date_range=("2024-01-10", "2024-01-31"), progress=False,
+    )  # fmt: skip
+    a = build_from_stac(name="a", stac_api=pgstac.url, **kw)
+    b = build_from_stac(name="b", stac_api=rustac_many.url, **kw)
+    assert _ids(a) == _ids(b) and len(a) == 3
+    assert a.bands == b.bands == ["B02", "B03", "B04", "B05", "B08", "SCL"]
+
+
+# -- static catalogs ------------------------------------------------------------------------
+
+
+def test_static_catalog_local_and_over_http(world: Any, served: Any) -> None:
+    local = build_from_stac(
+        name="s2", stac_api=str(world.static_catalog), collection="sentinel-2-l2a",
+        static_catalog=True, progress=False,
+    )  # fmt: skip
+    remote = build_from_stac(
+        name="s2", stac_api=f"{served.data_url}/stac/catalog.json", collection="sentinel-2-l2a",
+        static_catalog=True, progress=False,
+    )  # fmt: skip
+    assert _ids(local) == _ids(remote) and len(local) == 6
+    assert not len(local.errors()) and not len(remote.errors())
+    href = local.table.column("assets")[0].as_py()[0][1]["href"]
+    assert href.startswith(str(world.root))
+    remote_href = remote.table.column("assets")[0].as_py()[0][1]["href"]
+    assert remote_href.startswith(served.data_url)
+
+
+def test_static_catalog_filters_bbox_and_dates(world: Any) -> None:
+    coll = build_from_stac(
+        name="s2", stac_api=str(world.static_catalog), collection="sentinel-2-l2a",
+        static_catalog=True, bbox=(-114.2, 41.9, -114.1, 42.2),
+        date_range=("2024-01-01", "2024-01-31"), progress=False,
+    )  # fmt: skip
+    # zone 12 scenes reach west of -114.1, zone 11 scenes do not; 23:10 on the 31st is kept
+    assert _ids(coll) == [
+        "S2A_12TTM_20240120_0_L2A",
+        "S2B_12TTM_20240105_0_L2A",
+        "S2B_12TTM_20240131_0_L2A",
+    ]
+
+
+def test_static_catalog_refuses_query(world: Any) -> None:
+    with pytest.raises(ValidationError, match="static catalog"):
+        build_from_stac(
+            name="x", stac_api=str(world.static_catalog), collection="naip",
+            static_catalog=True, query={"gsd": {"lt": 1}}, progress=False,
+        )  # fmt: skip
+
+
+# -- date ranges ------------------------------------------------------------------------------
+
+
+def test_date_range_end_is_inclusive_of_the_whole_day(served: Any) -> None:
+    jan = build_from_stac(
+        name="s2", stac_api=served.stac_url, collection="sentinel-2-l2a",
+        date_range=("2024-01-01", "2024-01-31"), progress=False,
+    )  # fmt: skip
+    ids = _ids(jan)
+    assert "S2B_12TTM_20240131_0_L2A" in ids  # 2024-01-31T23:10Z
+    assert "S2A_11TQG_20240201_0_L2A" not in ids  # 2024-02-01T00:05Z
+    feb = build_from_stac(
+        name="s2", stac_api=served.stac_url, collection="sentinel-2-l2a",
+        date_range=("2024-02-01", "2024-02-01"), progress=False,
+    )  # fmt: skip
+    assert _ids(feb) == ["S2A_11TQG_20240201_0_L2A"]
+
+
+# -- cache ------------------------------------------------------------------------------------
+
+
+def _tif_requests(served: Any) -> int:
+    return sum(1 for r in served.http.requests() if r.path.endswith(".tif"))
+
+
+def test_cache_key_covers_bbox_and_force_rebuilds(served: Any, tmp_path: Any) -> None:
+    kw = dict(
+        name="s2", stac_api=served.stac_url, collection="sentinel-2-l2a",
+        workspace_dir=tmp_path, progress=False,
+    )  # fmt: skip
+    zone12 = (-114.2, 41.9, -114.1, 42.2)
+    zone11_only = (-113.95, 41.9, -113.9, 42.2)
+    served.http.reset_log()
+    a = build_from_stac(bbox=zone12, date_range=("2024-01-01", "2024-01-31"), **kw)
+    assert _tif_requests(served) == 6 * len(a) and len(a) == 3
+    served.http.reset_log()
+    again = build_from_stac(bbox=zone12, date_range=("2024-01-01", "2024-01-31"), **kw)
+    assert _tif_requests(served) == 0  # same parameters: the saved collection
+    assert _ids(again) == _ids(a)
+    other = build_from_stac(bbox=zone11_only, date_range=("2024-01-01", "2024-01-31"), **kw)
+    assert _ids(other) != _ids(a)  # a new bbox never returns the stale collection
+    assert all("11TQG" in i for i in _ids(other))
+    wider = build_from_stac(bbox=zone12, date_range=("2024-01-01", "2024-02-01"), **kw)
+    assert len(wider) == len(a)  # zone 12 has no Feb item, but it is a different build
+    banded = build_from_stac(
+        bbox=zone12, date_range=("2024-01-01", "2024-01-31"), band_map={"red": "red"}, **kw
+    )
+    assert banded.bands == ["red"]
+    served.http.reset_log()
+    forced = build_from_stac(bbox=zone12, date_range=("2024-01-01", "2024-01-31"), force=True, **kw)
+    assert _tif_requests(served) == 6 * len(forced)
+    saved = [p for p in tmp_path.iterdir() if not p.name.startswith(".")]
+    assert len(saved) == 4  # zone12, zone11, wider dates, band map; force overwrote zone12
+
+
+# -- antimeridian -----------------------------------------------------------------------------
+
+
+def test_antimeridian_search_and_footprint(served: Any) -> None:
+    coll = build_from_stac(
+        name="am", stac_api=served.stac_url, collection="edge-cases",
+        bbox=(179.0, -18.0, -179.0, -16.0), progress=False,
+    )  # fmt: skip
+    assert _ids(coll) == ["edge-antimeridian"]
+    geom = shapely.from_wkb(coll.table.column("geometry")[0].as_py())
+    assert geom.geom_type == "MultiPolygon" and len(geom.geoms) == 2
+    w, _, e, _ = geom.bounds
+    assert (w, e) == (-180.0, 180.0)  # split at ±180, never a 359° wide polygon
+    assert geom.area == pytest.approx(1.0 * (17 + 1 / 6 - 16.5))
+    b = coll.table.column("bbox")[0].as_py()
+    assert b["xmin"] == pytest.approx(179.5) and b["xmax"] == pytest.approx(-179.5)
+    assert coll.bounds == pytest.approx((179.5, -17 - 1 / 6, -179.5, -16.5))
+
+
+def test_antimeridian_subset(served: Any) -> None:
+    coll = build_from_stac(
+        name="edge", stac_api=served.stac_url, collection="edge-cases", progress=False
+    )
+    hit = ["edge-antimeridian"]
+    assert _ids(coll.subset(bbox=(179.9, -17.0, -179.9, -16.6))) == hit  # crossing box
+    assert _ids(coll.subset(bbox=(-179.8, -17.0, -179.6, -16.6))) == hit  # east side only
+    assert _ids(coll.subset(bbox=(179.6, -17.0, 179.8, -16.6))) == hit  # west side only
+    assert not len(coll.subset(bbox=(170.0, -17.0, 179.0, -16.6)))
+    assert not len(coll.subset(bbox=(-179.0, -17.0, -170.0, -16.6)))
+    point = shapely.Point(-179.7, -16.8)
+    assert _ids(coll.subset(geometries=point)) == hit
+    assert not len(coll.subset(geometries=shapely.Point(-179.2, -16.8)))
+    # the collection spans Utah and Fiji: its bounds cross the antimeridian
+    w, _, e, _ = coll.bounds
+    assert w == pytest.approx(179.5) and e == pytest.approx(-111.35, abs=0.01)
