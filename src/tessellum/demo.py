@@ -5,7 +5,9 @@ of the data path against them, printing what it did:
 
 1. list the world and fetch one COG header over HTTP (one ranged GET);
 2. build a collection from the STAC API and describe it;
-3. read a chip time series and sample points, and write a quicklook PNG.
+3. read a chip time series and sample points, and write a quicklook PNG;
+4. extract the DEM over a bbox straddling 1° tile seams as a GeoTIFF (raster mode);
+5. start the stats-only service and query it with the client for a few polygons.
 """
 
 from __future__ import annotations
@@ -128,6 +130,77 @@ def _write_png(chip, path: Path) -> None:
     path.write_bytes(imagecodecs.png_encode(np.ascontiguousarray(rgb.transpose(1, 2, 0))))
 
 
+def extract_dem(servers) -> None:
+    from tessellum.config import settings_override
+    from tessellum.mosaic import extract_raster_sync
+
+    with settings_override(stac_api=servers.stac_url):
+        result = extract_raster_sync(
+            "copernicus_dem:elevation",
+            bbox=(-112.05, 41.95, -111.95, 42.05),
+            output_dir=OUT / "rasters",
+        )
+    for key in (
+        "path",
+        "crs",
+        "shape",
+        "transform",
+        "nodata",
+        "license",
+        "provenance",
+        "elapsed_ms",
+    ):
+        console.print(f"  {key}: {getattr(result, key)}")
+
+
+def query_service(servers) -> None:
+    import threading
+
+    import uvicorn
+    from shapely.geometry import box, mapping
+
+    import tessellum
+    from tessellum.client import Client
+    from tessellum.service import create_app
+    from tessellum.testing.servers import free_port
+
+    tessellum.configure(stac_api=servers.stac_url)  # process-wide: the server thread sees it
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    hrus = {f"hru-{i}": box(-112.06 + 0.04 * i, 41.96, -112.02 + 0.04 * i, 42.04) for i in range(4)}
+    table = Table("hru", "dataset", "aggregation", "value", "units", "quality", "coverage")
+    try:
+        with Client(f"http://127.0.0.1:{port}") as client:
+            console.print(f"service at http://127.0.0.1:{port}: {client.health()}")
+            for name, geom in hrus.items():
+                for ds, agg in (
+                    ("copernicus_dem:elevation", "mean"),
+                    ("esa_worldcover:land_cover", "majority"),
+                ):
+                    resp = client.extract(mapping(geom), [ds], aggregation=agg)
+                    for r in resp.results:
+                        value = f"{r.value:.1f}" if isinstance(r.value, float) else str(r.value)
+                        table.add_row(
+                            name,
+                            r.dataset_id,
+                            agg,
+                            value,
+                            r.units or "",
+                            str(r.quality.value if hasattr(r.quality, "value") else r.quality),
+                            f"{r.coverage_fraction:.2f}",
+                        )
+    finally:
+        server.should_exit = True
+        thread.join()
+    console.print(table)
+
+
 def main() -> None:
     from tessellum.testing import get_world
     from tessellum.testing.serve import serve_world
@@ -147,6 +220,10 @@ def main() -> None:
         coll = build_collection(servers, OUT / "collections")
         _step("4. read chips and sample points")
         read_pixels(coll)
+        _step("5. raster mode: a seamless DEM GeoTIFF over tile seams")
+        extract_dem(servers)
+        _step("6. the stats-only service, queried with the client")
+        query_service(servers)
     console.print("[green]demo finished")
 
 
