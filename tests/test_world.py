@@ -464,6 +464,30 @@ def test_cli_list_and_generate(world: World) -> None:
     assert str(world.root) in res.output
 
 
+def test_cli_serve_prints_working_endpoints(world: World) -> None:
+    """`tessellum world serve` starts real servers; the printed STAC URL answers."""
+    import subprocess
+    import sys
+
+    import httpx
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tessellum.cli", "world", "serve", "--duration", "20"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        lines = [proc.stdout.readline() for _ in range(3)]
+        stac = next(line.split()[2] for line in lines if line.startswith("STAC API"))
+        http = next(line.split()[1] for line in lines if line.startswith("HTTP"))
+        assert httpx.get(f"{stac}/collections").status_code == 200
+        f = world.file("dem/N41W113")
+        r = httpx.get(f"{http}/{f.relpath}", headers={"Range": "bytes=0-15"})
+        assert r.status_code == 206 and len(r.content) == 16
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
 @pytest.mark.skipif(
     not (world_path("bench") / "world.json").is_file(),
     reason="bench world not generated (tessellum world generate --size bench)",

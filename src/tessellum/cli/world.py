@@ -81,3 +81,48 @@ def list_files(size: SizeOption = "small") -> None:
             _human(f.path.stat().st_size),
         )
     Console().print(table)
+
+
+@app.command()
+def serve(
+    size: SizeOption = "small",
+    stac: Annotated[str, typer.Option(help="STAC API: rustac, pgstac or none.")] = "rustac",
+    latency_ms: Annotated[
+        float | None, typer.Option("--latency-ms", help="Add a latency proxy in front of HTTP.")
+    ] = None,
+    s3: Annotated[
+        bool, typer.Option("--s3", help="Also serve the data from an S3 server.")
+    ] = False,
+    duration: Annotated[
+        float | None, typer.Option(help="Stop after this many seconds (default: Ctrl-C).")
+    ] = None,
+) -> None:
+    """Serve the world on 127.0.0.1 (HTTP with Range, a STAC API, optionally S3) and print
+    the endpoints; everything stops on Ctrl-C."""
+    import time
+
+    from ..testing import get_world
+    from ..testing.serve import serve_world
+
+    if stac not in ("rustac", "pgstac", "none"):
+        raise typer.BadParameter(f"stac must be rustac, pgstac or none, got {stac!r}")
+    world = get_world(size)
+    with serve_world(
+        world, stac=None if stac == "none" else stac, latency_ms=latency_ms, s3=s3
+    ) as w:
+        typer.echo(f"HTTP      {w.http.url}  ({w.http.backend}, serving {world.root})")
+        if w.proxy is not None:
+            typer.echo(f"data URL  {w.data_url}  (+{latency_ms:g} ms per request)")
+        if w.stac is not None:
+            typer.echo(f"STAC API  {w.stac_url}  ({stac})")
+            typer.echo(f"          export TESSELLUM_STAC_API={w.stac_url}")
+        if w.s3 is not None:
+            typer.echo(f"S3        {w.s3.endpoint}  (bucket 'world', prefix 'data/')")
+        typer.echo("Ctrl-C to stop")
+        try:
+            if duration is None:
+                while True:
+                    time.sleep(3600)
+            time.sleep(duration)
+        except KeyboardInterrupt:
+            pass

@@ -1,0 +1,5 @@
+"""``python -m tessellum.cli``: the same as the ``tessellum`` command."""
+
+from . import main
+
+main()
