@@ -44,9 +44,9 @@ ORIGIN = (420000.0, 4600000.0)  # upper-left corner (x, y)
 TRANSFORM = (RES, 0.0, ORIGIN[0], 0.0, -RES, ORIGIN[1])  # affine a, b, c, d, e, f
 DATES = [dt.datetime(2024, 1, 5, 18, 0, tzinfo=dt.UTC) + dt.timedelta(days=12 * i) for i in range(N_DATES)]  # fmt: skip
 
-# Four 256² chips, not tile-aligned: each crosses tile borders (4, 2, 1 and 4 tiles).
+# Four 256² chips, not tile-aligned: they touch 4, 2, 1 and 2 tiles of 512 px.
 CHIP = 256
-AOI_OFFSETS = [(400, 380), (1000, 1400), (1620, 100), (1450, 1950 - CHIP)]  # (row, col)
+AOI_OFFSETS = [(400, 380), (1100, 1400), (1620, 100), (1450, 1694)]  # (row, col)
 
 
 def _name(i: int) -> str:

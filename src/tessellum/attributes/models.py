@@ -242,6 +242,23 @@ class _RequestBase(BaseModel):
 class AttributeRequest(_RequestBase):
     """One geometry, several datasets, one aggregation."""
 
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "geometry": {
+                        "type": "Polygon",
+                        "coordinates": [[[10.1, 46.7], [10.2, 46.7], [10.2, 46.8],
+                                         [10.1, 46.8], [10.1, 46.7]]],
+                    },
+                    "dataset_ids": ["copernicus_dem:elevation", "esa_worldcover:land_cover"],
+                    "aggregation": "majority",
+                }
+            ]
+        },
+    )  # fmt: skip
+
     geometry: GeoJSONGeometry | BoundingBox
     """A GeoJSON Point/Polygon/MultiPolygon, or a lon/lat bounding box."""
 
@@ -253,6 +270,23 @@ class AttributeRequest(_RequestBase):
 
 class BatchAttributeRequest(_RequestBase):
     """Many geometries (at most 1000) against the same datasets; tiles are read once."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "geometries": [
+                        {"type": "Point", "coordinates": [10.15, 46.75]},
+                        {"min_lon": 10.1, "min_lat": 46.7, "max_lon": 10.2, "max_lat": 46.8},
+                    ],
+                    "ids": ["hru-1", "hru-2"],
+                    "dataset_ids": ["copernicus_dem:elevation"],
+                    "aggregation": "mean",
+                }
+            ]
+        },
+    )
 
     geometries: list[GeoJSONGeometry | BoundingBox] = Field(
         min_length=1, max_length=MAX_BATCH_GEOMETRIES

@@ -34,6 +34,7 @@ class ReadMethods:
             resampling: for float bands (integer bands use nearest unless "mode"...).
             all_touched: rasterize the geometry mask with all touched pixels.
             max_concurrent: requests in flight for this call.
+            progress: a tile progress bar (None: on a TTY, for reads of 64+ tiles).
             geometry_crs: CRS of the geometries when they carry none (default CRS84).
             cloud_cover_lt, date_range, bbox, split: filters applied first.
         """

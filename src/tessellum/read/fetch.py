@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .._progress import progress_bar
 from .cache import TileCache, default_tile_cache
 from .plan import TileKey
 
@@ -40,6 +41,7 @@ class FetchOptions:
     signer: Any = None
     cache: TileCache | bool | None = True  # True: the process-wide cache; False/None: no cache
     stats: Any = None
+    progress: bool | None = None  # tile progress bar; None: on a TTY for large reads
 
 
 def _cache(opts: FetchOptions) -> TileCache | None:
@@ -83,6 +85,10 @@ async def fetch_tiles_async(
             by_href[key.href].append(key)
     loop = asyncio.get_running_loop()
     pool = decode_executor()
+    n_fetch = sum(len(v) for v in by_href.values())
+    # auto (None): a bar on a TTY, only for reads large enough to be worth watching
+    show = opts.progress if opts.progress is not None else (None if n_fetch >= 64 else False)
+    bar = progress_bar(n_fetch, "tiles", show, unit="tile")
 
     def decode_one(key: TileKey, data: Any, offset: int | None) -> None:
         header, level = tiles[key]
@@ -97,6 +103,7 @@ async def fetch_tiles_async(
             out[key] = arr
         if cache is not None:
             cache.put(key, arr)
+        bar.update(1)
 
     async def one_file(href: str, keys: list[TileKey]) -> None:
         url = await opts.signer.sign(href) if opts.signer is not None else href
@@ -133,7 +140,10 @@ async def fetch_tiles_async(
             jobs.extend(serve(m) for m in merged)
         await asyncio.gather(*jobs)
 
-    await asyncio.gather(*(one_file(h, ks) for h, ks in by_href.items()))
+    try:
+        await asyncio.gather(*(one_file(h, ks) for h, ks in by_href.items()))
+    finally:
+        bar.close()
     return out
 
 

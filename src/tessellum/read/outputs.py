@@ -81,6 +81,7 @@ async def get_xarray_async(
     resampling: str = "nearest",
     all_touched: bool = False,
     max_concurrent: int | None = None,
+    progress: bool | None = None,
     geometry_crs: Any = None,
     **filters: Any,
 ) -> Any:
@@ -90,7 +91,7 @@ async def get_xarray_async(
     stacks = await read_stacks_async(
         coll.table, geometries, bands, geometry_crs=geometry_crs, target_crs=target_crs,
         resolution=resolution, resampling=resampling, all_touched=all_touched,
-        opts=fetch_options(max_concurrent),
+        opts=fetch_options(max_concurrent, progress=progress),
     )  # fmt: skip
     out = [stack_to_xarray(st) if st.grid is not None else None for st in stacks]
     return out[0] if len(out) == 1 else out
@@ -113,6 +114,7 @@ async def get_numpy_async(
     resampling: str = "nearest",
     all_touched: bool = False,
     max_concurrent: int | None = None,
+    progress: bool | None = None,
     geometry_crs: Any = None,
     **filters: Any,
 ) -> NumpyResult:
@@ -123,7 +125,7 @@ async def get_numpy_async(
     stacks = await read_stacks_async(
         coll.table, geometries, bands, geometry_crs=geometry_crs, target_crs=target_crs,
         resolution=resolution, resampling=resampling, all_touched=all_touched, equal_size=True,
-        opts=fetch_options(max_concurrent),
+        opts=fetch_options(max_concurrent, progress=progress),
     )  # fmt: skip
     chips, gids, rids, whens = [], [], [], []
     for st in stacks:
@@ -155,6 +157,7 @@ async def get_gdf_async(
     resampling: str = "nearest",
     all_touched: bool = False,
     max_concurrent: int | None = None,
+    progress: bool | None = None,
     geometry_crs: Any = None,
     **filters: Any,
 ) -> Any:
@@ -172,7 +175,7 @@ async def get_gdf_async(
     stacks = await read_stacks_async(
         coll.table, geometries, bands, geometry_crs=geometry_crs, target_crs=target_crs,
         resolution=resolution, resampling=resampling, all_touched=all_touched,
-        opts=fetch_options(max_concurrent),
+        opts=fetch_options(max_concurrent, progress=progress),
     )  # fmt: skip
     rows = []
     for st in stacks:

@@ -33,6 +33,7 @@ async def sample_points_async(
     method: str = "nearest",
     geometry_crs: Any = None,
     max_concurrent: int | None = None,
+    progress: bool | None = None,
     **filters: Any,
 ) -> pa.Table:
     """Async form of :meth:`Collection.sample_points`."""
@@ -97,7 +98,7 @@ async def sample_points_async(
                 for t in np.unique(tid).tolist():
                     tiles.setdefault(TileKey(src.href, 0, int(t)), (src.header, 0))
             jobs.append((rec, b, idx, fr, fc, src))
-    decoded = await fetch_tiles_async(tiles, fetch_options(max_concurrent))
+    decoded = await fetch_tiles_async(tiles, fetch_options(max_concurrent, progress=progress))
     cols: dict[str, list] = {
         "point_index": [],
         "x": [],

@@ -31,7 +31,8 @@ class GeometryStack:
 
 
 def fetch_options(max_concurrent: int | None = None, **kw: Any) -> FetchOptions:
-    """Fetch options with a per-call concurrency limit when asked."""
+    """Fetch options with a per-call concurrency limit when asked (``progress`` etc. pass
+    through to :class:`FetchOptions`)."""
     limiter = None
     if max_concurrent is not None:
         if max_concurrent < 1:

@@ -45,6 +45,7 @@ async def read_window_async(
     group_by: str | None = None,
     resampling: str = "nearest",
     max_concurrent: int | None = None,
+    progress: bool | None = None,
 ) -> tuple[np.ndarray, Grid, list[Any]]:
     """Async form of :meth:`Collection.read_window`; returns ``(array, grid, groups)``."""
     if group_by not in (None, "datetime", "id"):
@@ -78,7 +79,7 @@ async def read_window_async(
         for _, members in groups
         for b in bands
     ]
-    results = await read_targets_async(targets, fetch_options(max_concurrent))
+    results = await read_targets_async(targets, fetch_options(max_concurrent, progress=progress))
     arrays = [a for a, _ in results]
     c = len(bands)
     stacked = np.stack([np.stack(arrays[i * c : (i + 1) * c]) for i in range(len(groups))])
