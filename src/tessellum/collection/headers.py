@@ -4,6 +4,7 @@ assemble records + headers into the collection table."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -90,26 +91,40 @@ def records_to_table(
     import shapely
 
     from ..geo.crs import crs_epsg, crs_to_code
-    from ..geo.geometry import footprint_lonlat, lonlat_bbox
+    from ..geo.geometry import footprints_lonlat, lonlat_bbox
     from ..tiff import headers_to_arrow
 
     bands = list(dict.fromkeys(b for r in records for b in r.assets))
     n = len(records)
-    geoms, crs_codes, epsgs = [], [], []
-    for r in records:
+    code_of = functools.lru_cache(maxsize=None)(crs_to_code)
+    epsg_of = functools.lru_cache(maxsize=None)(
+        lambda code: int(code[5:]) if code.startswith("EPSG:") else crs_epsg(code)
+    )
+    geoms: list[Any] = []
+    crs_codes: list[str | None] = []
+    epsgs: list[int | None] = []
+    pending: dict[str, list[tuple[int, Any]]] = {}  # CRS -> (row, header) needing a footprint
+    for i, r in enumerate(records):
         hdr = _first_header(r, headers)
         code = None
         if hdr is not None and (hdr.geo.crs_epsg or hdr.geo.crs_wkt):
-            code = f"EPSG:{hdr.geo.crs_epsg}" if hdr.geo.crs_epsg else crs_to_code(hdr.geo.crs_wkt)
+            code = f"EPSG:{hdr.geo.crs_epsg}" if hdr.geo.crs_epsg else code_of(hdr.geo.crs_wkt)
         elif r.proj_code:
-            code = crs_to_code(r.proj_code)
+            code = code_of(r.proj_code)
         crs_codes.append(code)
-        epsgs.append(crs_epsg(code) if code else None)
-        geom = r.geometry
-        if geom is None and hdr is not None and code is not None:
-            lvl = hdr.levels[0]
-            geom = footprint_lonlat(hdr.geo.transform, lvl.width, lvl.height, code)
-        geoms.append(geom)
+        epsgs.append(epsg_of(code) if code else None)
+        geoms.append(r.geometry)
+        if r.geometry is None and hdr is not None and code is not None:
+            pending.setdefault(code, []).append((i, hdr))
+    for code, rows in pending.items():  # one vectorized transform per CRS
+        fps = footprints_lonlat(
+            [h.geo.transform for _, h in rows],
+            [h.levels[0].width for _, h in rows],
+            [h.levels[0].height for _, h in rows],
+            code,
+        )
+        for (i, _), fp in zip(rows, fps, strict=True):
+            geoms[i] = fp
 
     bbox_rows = [lonlat_bbox(g) if g is not None else (None,) * 4 for g in geoms]
     wkb = [shapely.to_wkb(g) if g is not None else None for g in geoms]

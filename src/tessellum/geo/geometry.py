@@ -200,6 +200,59 @@ def footprint_lonlat(
     return lonlat_ring_to_polygon(lon, lat)
 
 
+def footprints_lonlat(
+    transforms: Sequence[Sequence[float]],
+    widths: Sequence[int],
+    heights: Sequence[int],
+    crs: Any,
+    *,
+    densify: int = 16,
+) -> list:
+    """Footprints of many rasters sharing one CRS: one vectorized transform, then
+    polygons (split at the antimeridian where needed). Same result as calling
+    :func:`footprint_lonlat` per raster."""
+    import shapely
+
+    if not len(transforms):
+        return []
+    rings = np.stack(
+        [
+            grid_boundary(t, w, h, densify=densify)
+            for t, w, h in zip(transforms, widths, heights, strict=True)
+        ]
+    )
+    src = to_crs(crs)
+    n, m, _ = rings.shape
+    if src.is_geographic and _is_lonlat_degrees(src):
+        lon, lat = rings[..., 0], rings[..., 1]
+    else:
+        x, y = transformer(src, CRS84).transform(rings[..., 0].ravel(), rings[..., 1].ravel())
+        lon, lat = np.asarray(x).reshape(n, m), np.asarray(y).reshape(n, m)
+    simple = (
+        np.isfinite(lon).all(axis=1)
+        & np.isfinite(lat).all(axis=1)
+        & (np.abs(np.diff(lon, axis=1, append=lon[:, :1])) <= 180).all(axis=1)
+        & (lon >= -180).all(axis=1)
+        & (lon <= 180).all(axis=1)
+    )
+    out: list = [None] * n
+    idx = np.flatnonzero(simple)
+    if len(idx):
+        closed = np.concatenate(
+            [
+                np.stack([lon[idx], lat[idx]], axis=-1),
+                np.stack([lon[idx, :1], lat[idx, :1]], axis=-1),
+            ],
+            axis=1,
+        )
+        polys = shapely.make_valid(shapely.polygons(closed))
+        for k, i in enumerate(idx):
+            out[i] = polys[k]
+    for i in np.flatnonzero(~simple):
+        out[i] = footprint_lonlat(transforms[i], widths[i], heights[i], crs, densify=densify)
+    return out
+
+
 def _is_lonlat_degrees(crs) -> bool:
     return crs.to_epsg() in (4326, 4269, 4258) or crs.name in ("WGS 84 (CRS84)",)
 

@@ -19,13 +19,15 @@ from ..attributes import (
     BatchAttributeResponse,
 )
 from ..errors import DatasetNotFoundError
-from .errors import ServiceError, add_exception_handlers, error_body, log
+from .errors import ServiceError, add_exception_handlers, error_body, error_responses, log
 from .guards import ApiKeyCheck, Metrics, RateLimiter, check_limits
 from .settings import ServiceSettings
 
 __all__ = ["create_app"]
 
 _RID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_NUM = r"\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*"
+_BBOX_PATTERN = rf"^{_NUM},{_NUM},{_NUM},{_NUM}$"
 
 
 def _client_id(request: Request) -> str:
@@ -114,9 +116,18 @@ def create_app(
     def the_catalog() -> Any:
         return cat if cat is not None else engine.catalog
 
-    api = APIRouter(prefix="/api/v1", dependencies=[Depends(guard)])
+    api = APIRouter(
+        prefix="/api/v1",
+        dependencies=[Depends(guard)],
+        responses=error_responses(401, 422, 429, 500),
+    )
 
-    @api.post("/extract", response_model=AttributeResponse, tags=["attributes"])
+    @api.post(
+        "/extract",
+        response_model=AttributeResponse,
+        tags=["attributes"],
+        responses=error_responses(502),
+    )
     async def extract(body: AttributeRequest, request: Request) -> AttributeResponse:
         """Statistics of each dataset under one geometry."""
         from ..attributes.engine import _to_shapely
@@ -130,7 +141,12 @@ def create_app(
         _count(metrics, resp.results)
         return resp
 
-    @api.post("/extract/batch", response_model=BatchAttributeResponse, tags=["attributes"])
+    @api.post(
+        "/extract/batch",
+        response_model=BatchAttributeResponse,
+        tags=["attributes"],
+        responses=error_responses(502),
+    )
     async def extract_batch(
         body: BatchAttributeRequest, request: Request
     ) -> BatchAttributeResponse:
@@ -154,7 +170,12 @@ def create_app(
         provider: str | None = None,
         variable: str | None = None,
         bbox: Annotated[
-            str | None, Query(description="min_lon,min_lat,max_lon,max_lat (CRS84)")
+            str | None,
+            Query(
+                description="min_lon,min_lat,max_lon,max_lat (CRS84)",
+                pattern=_BBOX_PATTERN,
+                examples=["10,46,11,47"],
+            ),
         ] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         offset: Annotated[int, Query(ge=0)] = 0,
@@ -175,7 +196,7 @@ def create_app(
         """Every provider with its datasets."""
         return {"providers": [_provider_info(p) for p in the_catalog().providers()]}
 
-    @api.get("/providers/{slug}", tags=["catalog"])
+    @api.get("/providers/{slug}", tags=["catalog"], responses=error_responses(404))
     async def provider(slug: str) -> dict[str, Any]:
         """One provider and its datasets."""
         for p in the_catalog().providers():

@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import (
@@ -28,7 +29,14 @@ from ..errors import (
     ValidationError,
 )
 
-__all__ = ["DEFAULT_STATUS_CODES", "ServiceError", "add_exception_handlers", "error_body"]
+__all__ = [
+    "DEFAULT_STATUS_CODES",
+    "ErrorEnvelope",
+    "ServiceError",
+    "add_exception_handlers",
+    "error_body",
+    "error_responses",
+]
 
 log = logging.getLogger("tessellum.service")
 
@@ -81,6 +89,40 @@ _REASONS = {
     502: "upstream_error",
     504: "timeout",
 }
+
+
+class ErrorInfo(BaseModel):
+    """What went wrong."""
+
+    type: str
+    """Machine-readable kind (``validation_error``, ``unknown_dataset``, ...)."""
+    message: str
+    request_id: str | None = None
+    detail: Any = None
+
+
+class ErrorEnvelope(BaseModel):
+    """The body of every error response."""
+
+    error: ErrorInfo
+
+
+_DESCRIPTIONS = {
+    401: "Missing or invalid API key",
+    404: "Unknown route or resource",
+    422: "Invalid request, unknown dataset or a limit exceeded",
+    429: "Rate limited (see Retry-After)",
+    500: "Unexpected error",
+    502: "Every requested dataset failed upstream",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` documenting the error envelope for ``statuses``."""
+    return {
+        s: {"model": ErrorEnvelope, "description": _DESCRIPTIONS.get(s, "Error")}
+        for s in statuses
+    }
 
 
 def error_body(type: str, message: str, request_id: str | None, detail: Any = None) -> dict:
