@@ -5,7 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from benchmarks import bench_build, bench_extract_raster, full_image, window_2048
+from benchmarks import (
+    bench_attributes,
+    bench_build,
+    bench_extract_raster,
+    bench_points,
+    bench_timeseries,
+    full_image,
+    window_2048,
+)
 from benchmarks.core import Benchmark
 
 __all__ = ["BENCHMARKS"]
@@ -18,6 +26,9 @@ BENCHMARKS: Mapping[str, Benchmark] = MappingProxyType(
             full_image.BENCHMARK,
             bench_build.BENCHMARK,
             bench_extract_raster.BENCHMARK,
+            bench_attributes.BENCHMARK,
+            bench_timeseries.BENCHMARK,
+            bench_points.BENCHMARK,
         )
     }
 )

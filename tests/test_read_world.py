@@ -299,3 +299,14 @@ def _read_first(ds):
     except Exception as exc:
         return str(exc)
     return "no error"
+
+
+def test_sample_points_latest_picks_newest_record(s2):
+    pts = [Point(-113.95, 42.01), Point(-113.9, 42.05), Point(-114.1, 42.02)]
+    every = s2.sample_points(pts, ["B08"], match="all").to_pylist()
+    latest = s2.sample_points(pts, ["B08"], match="latest").to_pylist()
+    assert len(latest) == len(pts)  # one record per point and band
+    for row in latest:
+        mine = [r for r in every if r["point_index"] == row["point_index"]]
+        assert row["datetime"] == max(r["datetime"] for r in mine)
+        assert row["value"] == next(r["value"] for r in mine if r["datetime"] == row["datetime"])

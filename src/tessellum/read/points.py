@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import datetime as dt
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,7 +14,7 @@ from .engine import is_nan
 from .fetch import fetch_tiles_async
 from .plan import TileKey
 from .sources import record_bands
-from .stacks import candidates, fetch_options
+from .stacks import candidate_pairs, fetch_options
 
 
 def _pixel_coords(src: Any, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -53,25 +53,35 @@ async def sample_points_async(
         raise ValidationError(f"points must all be Points, got {sorted(kinds)}")
     coll = _filtered(collection, filters)
     table = coll.table
-    px = np.array([p.x for p in g.geoms])
-    py = np.array([p.y for p in g.geoms])
+    import shapely
+
+    xy = shapely.get_coordinates(np.asarray(g.geoms, dtype=object))
+    px, py = xy[:, 0], xy[:, 1]
     recs = {r.row: r for r in record_bands(table, bands)}
-    cand = candidates(table, g.geoms, g.crs)
-    # (record row) -> point indexes
-    per_rec: dict[int, list[int]] = {}
-    for pid, rows in enumerate(cand):
-        rows = [r for r in rows if r in recs]
-        if match == "latest" and rows:
-            rows = [
-                max(rows, key=lambda r: recs[r].datetime or dt.datetime.min.replace(tzinfo=dt.UTC))
-            ]
-        for r in rows:
-            per_rec.setdefault(r, []).append(pid)
+    gi, ri = candidate_pairs(table, g.geoms, g.crs)
+    usable = np.zeros(table.num_rows, dtype=bool)
+    usable[list(recs)] = True
+    keep = usable[ri]
+    gi, ri = gi[keep], ri[keep]
+    if match == "latest" and len(gi):
+        # per point, the row with the latest datetime (ties: the later row)
+        stamp = np.full(table.num_rows, -np.inf)
+        for row, rec in recs.items():
+            if rec.datetime is not None:
+                stamp[row] = rec.datetime.timestamp()
+        order = np.lexsort((ri, stamp[ri], gi))
+        gi, ri = gi[order], ri[order]
+        last = np.r_[gi[1:] != gi[:-1], True]
+        gi, ri = gi[last], ri[last]
+    # (record row) -> point indexes, grouped without a Python loop over pairs
+    order = np.argsort(ri, kind="stable")
+    gi_by_row, ri_sorted = gi[order], ri[order]
+    cuts = np.flatnonzero(np.r_[True, ri_sorted[1:] != ri_sorted[:-1], True]) if len(ri) else []
+    per_rec = {int(ri_sorted[a]): gi_by_row[a:b] for a, b in itertools.pairwise(cuts)}
     jobs = []  # (record, band, pids, rows, cols (float), src)
     tiles: dict[TileKey, tuple[Any, int]] = {}
-    for row, pids in per_rec.items():
+    for row, idx in per_rec.items():
         rec = recs[row]
-        idx = np.array(pids)
         for b in bands:
             src = rec.bands[b]
             xs, ys = px[idx], py[idx]

@@ -43,8 +43,9 @@ def fetch_options(max_concurrent: int | None = None, **kw: Any) -> FetchOptions:
     return FetchOptions(limiter=limiter, **kw)
 
 
-def candidates(table: Any, geoms: np.ndarray, geom_crs: Any) -> list[np.ndarray]:
-    """Row indexes whose footprint intersects each geometry (STRtree over footprints)."""
+def candidate_pairs(table: Any, geoms: np.ndarray, geom_crs: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``(geometry index, row index)`` pairs whose footprint and geometry intersect
+    (STRtree over footprints), sorted by geometry then row."""
     import shapely
 
     from ..geo.crs import CRS84, to_crs, transformer
@@ -52,17 +53,22 @@ def candidates(table: Any, geoms: np.ndarray, geom_crs: Any) -> list[np.ndarray]
     g = geoms
     if not to_crs(geom_crs).equals(to_crs(CRS84)):
         t = transformer(geom_crs, CRS84)
-        g = np.array(
-            [
-                shapely.transform(x, lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1])))
-                for x in geoms
-            ],
-            dtype=object,
+        # one vectorized transform over every coordinate of every geometry
+        g = shapely.transform(
+            np.asarray(geoms, dtype=object),
+            lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1])),
         )
     fps = shapely.from_wkb(table.column("geometry").to_numpy(zero_copy_only=False))
-    tree = shapely.STRtree(fps)
-    gi, ri = tree.query(g, predicate="intersects")
-    return [np.sort(ri[gi == i]) for i in range(len(g))]
+    gi, ri = shapely.STRtree(fps).query(g, predicate="intersects")
+    order = np.lexsort((ri, gi))
+    return gi[order], ri[order]
+
+
+def candidates(table: Any, geoms: np.ndarray, geom_crs: Any) -> list[np.ndarray]:
+    """Row indexes whose footprint intersects each geometry."""
+    gi, ri = candidate_pairs(table, geoms, geom_crs)
+    bounds = np.searchsorted(gi, np.arange(len(geoms) + 1))
+    return [ri[bounds[i] : bounds[i + 1]] for i in range(len(geoms))]
 
 
 async def read_stacks_async(
