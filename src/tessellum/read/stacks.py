@@ -59,7 +59,10 @@ def candidate_pairs(table: Any, geoms: np.ndarray, geom_crs: Any) -> tuple[np.nd
             lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1])),
         )
     fps = shapely.from_wkb(table.column("geometry").to_numpy(zero_copy_only=False))
-    gi, ri = shapely.STRtree(fps).query(g, predicate="intersects")
+    if len(g) > len(fps):  # index the larger side: 10,000 points vs 20 footprints
+        ri, gi = shapely.STRtree(g).query(fps, predicate="intersects")
+    else:
+        gi, ri = shapely.STRtree(fps).query(g, predicate="intersects")
     order = np.lexsort((ri, gi))
     return gi[order], ri[order]
 
