@@ -44,6 +44,19 @@ class FetchOptions:
     progress: bool | None = None  # tile progress bar; None: on a TTY for large reads
 
 
+def _read_policy() -> Any:
+    """Default coalescing for tile reads: read through gaps under 256 KiB (less than a
+    round trip costs at cloud bandwidths, and about one compressed 512² tile), at most
+    16 MiB per request. Measured on the timeseries benchmark, a 1 MiB gap read 48 % more
+    bytes for no gain. ``TESSELLUM_READ_MAX_GAP`` / ``TESSELLUM_READ_MAX_REQUEST``
+    (bytes) override it; ``FetchOptions.policy`` overrides both."""
+    from ..store import CoalescePolicy
+
+    gap = int(os.environ.get("TESSELLUM_READ_MAX_GAP", 256 * 1024))
+    cap = int(os.environ.get("TESSELLUM_READ_MAX_REQUEST", 16 * 1024 * 1024))
+    return CoalescePolicy(max_gap=gap, max_request=cap)
+
+
 def _cache(opts: FetchOptions) -> TileCache | None:
     if opts.cache is True:
         return default_tile_cache()
@@ -117,7 +130,7 @@ async def fetch_tiles_async(
         jobs = [loop.run_in_executor(pool, decode_one, key, None, None) for key, _, _ in sparse]
         if ranged:
             merged = coalesce_ranges(
-                [o for _, o, _ in ranged], [o + c for _, o, c in ranged], opts.policy
+                [o for _, o, _ in ranged], [o + c for _, o, c in ranged], opts.policy or _read_policy()
             )
 
             async def serve(m) -> None:
