@@ -19,7 +19,7 @@ from ..errors import ConfigurationError, ValidationError
 
 __all__ = ["DEFAULT_CONCURRENCY", "Limiter", "default_limiter", "set_default_limit"]
 
-DEFAULT_CONCURRENCY = 32
+DEFAULT_CONCURRENCY = 64
 """Default number of requests in flight per process (``TESSELLUM_MAX_REQUESTS`` overrides)."""
 
 
