@@ -178,7 +178,7 @@ async def test_worldcover_matches_exactextract(served, merged, polys, world, eng
             for i, (item, want) in enumerate(zip(resp.items, ref, strict=True)):
                 res = item.results[0]
                 assert res.coverage_fraction == pytest.approx(cov[i], abs=2e-5), (agg, i)
-                if len(want["unique"] if "unique" in want else [1]) == 0:
+                if len(want.get("unique", [1])) == 0:
                     assert res.value is None and res.quality == QualityFlag.missing
                     continue  # no valid pixel: no value (exactextract says [])
                 if agg in ("majority", "minority"):
@@ -191,8 +191,7 @@ async def test_worldcover_matches_exactextract(served, merged, polys, world, eng
                     assert res.value == sorted(int(v) for v in want["unique"]), i
                 else:
                     expected = {
-                        str(int(c)): f
-                        for c, f in zip(want["unique"], want["frac"], strict=True)
+                        str(int(c)): f for c, f in zip(want["unique"], want["frac"], strict=True)
                     }
                     assert set(res.value) == set(expected), i
                     for code, frac in expected.items():
@@ -228,8 +227,8 @@ def _touched(polys, transform, block, shape) -> set[tuple[int, int]]:
         w, s, e, n = p.bounds
         c0, r0 = inv * (w + 1e-9, n - 1e-9)
         c1, r1 = inv * (e - 1e-9, s + 1e-9)
-        c0, c1 = max(0, int(math.floor(c0))), min(shape[1] - 1, int(math.floor(c1)))
-        r0, r1 = max(0, int(math.floor(r0))), min(shape[0] - 1, int(math.floor(r1)))
+        c0, c1 = max(0, math.floor(c0)), min(shape[1] - 1, math.floor(c1))
+        r0, r1 = max(0, math.floor(r0)), min(shape[0] - 1, math.floor(r1))
         if c0 > c1 or r0 > r1:
             continue
         for r in range(r0 // block[0], r1 // block[0] + 1):
@@ -260,12 +259,7 @@ def test_batch_of_200_fetches_each_tile_once(served, world):
             tiles, transform, block, shape = _tiles(f.path)
             touched = _touched(polys, transform, block, shape)
             reqs = [r for r in log if r.path.endswith("/" + f.path.name)]
-            spans = [
-                (int(a), int(b))
-                for r in reqs
-                if r.range
-                for a, b in _RANGE.findall(r.range)
-            ]
+            spans = [(int(a), int(b)) for r in reqs if r.range for a, b in _RANGE.findall(r.range)]
             header = [s for s in spans if s[0] == 0]
             data = [s for s in spans if s[0] != 0]
             assert len(header) <= 1  # the header once per file

@@ -252,13 +252,19 @@ class AttributeEngine:
 
         band = entry.variable
         parts = _parts(geoms, job.crs, entry, job.point_method)
-        stacks = await read_stacks_async(
-            coll.table, [p.read_geom for p in parts], [band], geometry_crs=job.crs, mask=False
+        groups = _clusters(parts, job.crs, entry)
+        group_stacks = await read_stacks_async(
+            coll.table, [g for g, _ in groups], [band], geometry_crs=job.crs, mask=False
         )
+        stacks: list[Any] = [None] * len(parts)
+        for (_, members), st in zip(groups, group_stacks, strict=True):
+            for m in members:
+                stacks[m] = st
         failed_fp = _failed_footprints(coll)
         return await asyncio.to_thread(
-            _reduce_all, entry, coll, geoms, parts, stacks, job, failed_fp, self.qc
-        )
+            _reduce_all, entry, coll, geoms, parts, stacks, job, failed_fp, self.qc, groups,
+            group_stacks,
+        )  # fmt: skip
 
 
 # --- pure helpers ------------------------------------------------------------------------
@@ -366,6 +372,46 @@ def _parts(geoms: Sequence[Any], crs: Any, entry: Any, point_method: str) -> lis
     return out
 
 
+_CLUSTER_PX = 2048
+"""Polygons whose bounding boxes fit in a cell of this many native pixels share one read
+grid (and one exactextract call); larger ones, points and antimeridian halves are read on
+their own grid."""
+
+
+def _clusters(parts: Sequence[_Part], crs: Any, entry: Any) -> list[tuple[Any, list[int]]]:
+    """Group parts into read grids: ``[(read geometry, [part indices])]``.
+
+    Small polygons are binned by the lattice cell (``_CLUSTER_PX`` native pixels) of
+    their bounding-box centre; a bin is read as the union of its members' boxes. The
+    read engine then plans one target per bin instead of one per polygon.
+    """
+    from shapely.geometry import box
+
+    from ..geo.crs import to_crs
+
+    same_units = _is_lonlat(crs) == bool(to_crs(entry.native_crs).is_geographic)
+    cell = _CLUSTER_PX * entry.native_resolution
+    bins: dict[tuple[int, int], list[int]] = {}
+    out: list[tuple[Any, list[int]]] = []
+    for i, p in enumerate(parts):
+        if p.kind != "polygon" or not same_units:
+            out.append((p.read_geom, [i]))
+            continue
+        w, s, e, n = p.read_geom.bounds
+        if e - w > cell / 2 or n - s > cell / 2:
+            out.append((p.read_geom, [i]))
+            continue
+        key = (int(((w + e) / 2) // cell), int(((s + n) / 2) // cell))
+        bins.setdefault(key, []).append(i)
+    for members in bins.values():
+        if len(members) == 1:
+            out.append((parts[members[0]].read_geom, members))
+            continue
+        b = np.array([parts[m].read_geom.bounds for m in members])
+        out.append((box(b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max()), members))
+    return out
+
+
 def _point_box(pt: Any, crs: Any, entry: Any, pixels: float) -> Any:
     """A box of ±``pixels`` native pixels around a point, in the point's CRS."""
     from shapely.geometry import box
@@ -405,19 +451,32 @@ def _reduce_all(
     job: Job,
     failed_fp: Any,
     qc: QCConfig,
+    groups: Sequence[tuple[Any, list[int]]] = (),
+    group_stacks: Sequence[Any] = (),
 ) -> list[AttributeResult]:
-    by_geom: dict[int, list[tuple[_Part, Any]]] = {}
-    for p, st in zip(parts, stacks, strict=True):
-        by_geom.setdefault(p.geom_index, []).append((p, st))
+    from .zonal import pixel_coverage_many
+
     band = entry.variable
+    coverage: dict[int, Any] = {}  # part index -> (rows, cols, fractions) on its grid
+    for (_, members), st in zip(groups, group_stacks, strict=True):
+        if len(members) > 1 and st.grid is not None and st.data[band] is not None:
+            gs = [_reproject(parts[m].read_geom, job.crs, st.grid.crs) for m in members]
+            coverage.update(zip(members, pixel_coverage_many(gs, st.grid), strict=True))
+    mosaics: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # shared stacks, mosaicked once
+    for (_, members), st in zip(groups, group_stacks, strict=True):
+        if len(members) > 1 and st.grid is not None and st.data[band] is not None:
+            mosaics[id(st)] = first_valid(*_ordered(st, band))
+    by_geom: dict[int, list[tuple[_Part, Any, Any]]] = {}
+    for k, (p, st) in enumerate(zip(parts, stacks, strict=True)):
+        by_geom.setdefault(p.geom_index, []).append((p, st, coverage.get(k)))
     out = []
     for i, g in enumerate(geoms):
         pieces = by_geom.get(i, [])
-        outcome, used, grid = _reduce_one(g, pieces, band, job)
+        outcome, used, grid = _reduce_one(g, pieces, band, job, mosaics)
         degraded = False
         if failed_fp is not None:
             degraded = len(failed_fp.query(_reproject(g, job.crs, _CRS84), "intersects")) > 0
-        nodata = next((st.nodata[band] for _, st in pieces if st.grid is not None), entry.nodata)
+        nodata = next((st.nodata[band] for _, st, _ in pieces if st.grid is not None), entry.nodata)
         note = method_note(job.aggregation, entry.is_categorical)
         flag, notes = quality_flag(
             value=outcome.value, coverage=outcome.coverage_fraction, values=outcome.values,
@@ -448,14 +507,18 @@ def _reduce_all(
 
 
 def _reduce_one(
-    geom: Any, pieces: Sequence[tuple[_Part, Any]], band: str, job: Job
+    geom: Any,
+    pieces: Sequence[tuple[_Part, Any, Any]],
+    band: str,
+    job: Job,
+    mosaics: dict[int, tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> tuple[ZonalOutcome, list[str], Any]:
     from .zonal import pixel_coverage_samples
 
     used: list[str] = []
     grid = None
     if geom.geom_type == "Point":
-        part, st = pieces[0]
+        part, st, _ = pieces[0]
         if st.grid is None or st.data[band] is None:
             return ZonalOutcome(None, 0.0, 0, notes=["no record covers the point"]), used, None
         data, valid = first_valid(*_ordered(st, band))
@@ -467,17 +530,20 @@ def _reduce_one(
             st.grid,
         )
     samples = []
-    for part, st in pieces:
+    for part, st, cov in pieces:
         if st.grid is None or st.data[band] is None:
             # no record here: the part's area counts as invalid
             samples.append(None)
             continue
-        data, valid = first_valid(*_ordered(st, band))
+        mosaic = (mosaics or {}).get(id(st))
+        data, valid = mosaic if mosaic is not None else first_valid(*_ordered(st, band))
         grid = st.grid
         used += [r for r in st.record_ids if r not in used]
         g = _reproject(part.read_geom, job.crs, st.grid.crs)
         samples.append(
-            pixel_coverage_samples(g, data, valid, st.grid, geographic=_is_lonlat(st.grid.crs))
+            pixel_coverage_samples(
+                g, data, valid, st.grid, geographic=_is_lonlat(st.grid.crs), coverage=cov
+            )
         )
     live = [s for s in samples if s is not None]
     if not live:
@@ -488,7 +554,7 @@ def _reduce_one(
     if any(s is None for s in samples):  # a half with no data at all: its area is invalid
         missing_area = sum(
             _area_m2(p.read_geom, job.crs)
-            for (p, _), s in zip(pieces, samples, strict=True)
+            for (p, _, _), s in zip(pieces, samples, strict=True)
             if s is None
         )
     merged = live[0].merge(live[1:], extra_invalid=missing_area)

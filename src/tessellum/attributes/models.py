@@ -112,6 +112,14 @@ class TimeRange(BaseModel):
     start: dt.date | dt.datetime
     end: dt.date | dt.datetime
 
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _no_numbers(cls, value: Any) -> Any:
+        # pydantic would read 0 as 1970-01-01: a number is not a date here
+        if isinstance(value, int | float):
+            raise ValueError("expected an ISO date or date-time string, got a number")
+        return value
+
     @model_validator(mode="after")
     def _order(self) -> TimeRange:
         if _as_datetime(self.start) > _as_datetime(self.end, end=True):

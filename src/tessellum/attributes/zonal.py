@@ -35,6 +35,7 @@ __all__ = [
     "first_valid",
     "method_note",
     "pixel_coverage",
+    "pixel_coverage_many",
     "pixel_coverage_samples",
     "weighted_quantile",
     "zonal_point",
@@ -200,15 +201,47 @@ class Samples:
         )
 
 
+def pixel_coverage_many(
+    geoms: list[Any], grid: Any
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """:func:`pixel_coverage` of several geometries on one grid in one exactextract call."""
+    import shapely.geometry
+    from exactextract import exact_extract
+    from exactextract.raster import NumPyRasterSource
+
+    if not grid.is_axis_aligned or grid.transform.e >= 0:
+        raise ValidationError("zonal statistics need a north-up grid")
+    left, bottom, right, top = grid.bounds
+    src = NumPyRasterSource(np.zeros(grid.shape, dtype=np.uint8), left, bottom, right, top)
+    feats = [
+        {"type": "Feature", "properties": {}, "geometry": shapely.geometry.mapping(g)}
+        for g in geoms
+    ]
+    out = []
+    for f in exact_extract(src, feats, ["cell_id", "coverage"], output="geojson"):
+        props = f["properties"]
+        cells = np.asarray(props["cell_id"], dtype=np.int64)
+        rows, cols = np.divmod(cells, grid.width)
+        out.append((rows, cols, np.asarray(props["coverage"], dtype=np.float64)))
+    return out
+
+
 def pixel_coverage_samples(
-    geom: Any, data: np.ndarray, valid: np.ndarray, grid: Any, *, geographic: bool
+    geom: Any,
+    data: np.ndarray,
+    valid: np.ndarray,
+    grid: Any,
+    *,
+    geographic: bool,
+    coverage: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> Samples:
     """The :class:`Samples` of ``geom`` (in the grid's CRS) over an (H, W) array.
 
     Weights are coverage fraction × cell area: spherical m² on geographic grids, the
-    constant pixel area (CRS units²) on projected ones.
+    constant pixel area (CRS units²) on projected ones. ``coverage`` passes rows,
+    columns and fractions already computed (:func:`pixel_coverage_many`).
     """
-    rows, cols, frac = pixel_coverage(geom, grid)
+    rows, cols, frac = coverage if coverage is not None else pixel_coverage(geom, grid)
     if geographic:
         area = cell_area_rows(grid)[rows]
     else:

@@ -61,7 +61,19 @@ def crs_epsg(value: Any) -> int | None:
 def crs_to_code(value: Any) -> str:
     """A short, lossless string for a CRS: ``"EPSG:32612"`` when it has an EPSG code,
     ``"OGC:CRS84"`` for CRS84, else its WKT2 (user-defined CRSs keep their definition)."""
-    crs = to_crs(value)
+    if isinstance(value, str | int):
+        return _code_of_text(value)
+    return _code_of(to_crs(value))
+
+
+@lru_cache(maxsize=1024)
+def _code_of_text(value: str | int) -> str:
+    if isinstance(value, str) and value.startswith("EPSG:") and value[5:].isdigit():
+        return value  # already canonical: skip the WKT round trip on hot paths
+    return _code_of(to_crs(value))
+
+
+def _code_of(crs: Any) -> str:
     epsg = _epsg_of_wkt(crs.to_wkt())
     if epsg is not None:
         return f"EPSG:{epsg}"

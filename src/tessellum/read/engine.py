@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -47,18 +48,19 @@ class BandSource:
     record_id: str = ""
     band: str = ""
 
-    @property
+    @cached_property
     def grid(self) -> Grid:
+        """The full-resolution pixel grid (computed once per source)."""
         lvl = self.header.levels[0]
         return Grid.from_gdal(
             self.header.geo.transform, lvl.width, lvl.height, _crs_of(self.header)
         )
 
-    @property
+    @cached_property
     def dtype(self) -> np.dtype:
         return np.dtype(self.header.levels[0].dtype)
 
-    @property
+    @cached_property
     def nodata(self) -> Any:
         return self.header.nodata_value() if self.header.nodata_raw is not None else None
 

@@ -7,7 +7,7 @@ import time
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from .. import __version__
@@ -20,7 +20,7 @@ from ..attributes import (
 )
 from ..errors import DatasetNotFoundError
 from .errors import ServiceError, add_exception_handlers, error_body, error_responses, log
-from .guards import ApiKeyCheck, Metrics, RateLimiter, check_limits
+from .guards import ApiKeyCheck, Metrics, RateLimiter, check_limits, check_pixels
 from .settings import ServiceSettings
 
 __all__ = ["create_app"]
@@ -119,7 +119,7 @@ def create_app(
     api = APIRouter(
         prefix="/api/v1",
         dependencies=[Depends(guard)],
-        responses=error_responses(401, 422, 429, 500),
+        responses=error_responses(400, 401, 422, 429, 500),
     )
 
     @api.post(
@@ -132,10 +132,10 @@ def create_app(
         """Statistics of each dataset under one geometry."""
         from ..attributes.engine import _to_shapely
 
-        check_limits(
-            geometries=[_to_shapely(body.geometry)], dataset_ids=body.dataset_ids, settings=settings
-        )
+        geoms = [_to_shapely(body.geometry)]
+        check_limits(geometries=geoms, dataset_ids=body.dataset_ids, settings=settings)
         _known(the_catalog(), body.dataset_ids)
+        _pixels(the_catalog(), geoms, body, settings)
         resp = await engine.extract(body, request_id=request.state.request_id)
         _all_failed(resp.failed_datasets, body.dataset_ids, resp.warnings)
         _count(metrics, resp.results)
@@ -153,12 +153,10 @@ def create_app(
         """Statistics of each dataset under many geometries (tiles read once)."""
         from ..attributes.engine import _to_shapely
 
-        check_limits(
-            geometries=[_to_shapely(g) for g in body.geometries],
-            dataset_ids=body.dataset_ids,
-            settings=settings,
-        )
+        geoms = [_to_shapely(g) for g in body.geometries]
+        check_limits(geometries=geoms, dataset_ids=body.dataset_ids, settings=settings)
         _known(the_catalog(), body.dataset_ids)
+        _pixels(the_catalog(), geoms, body, settings)
         resp = await engine.batch_extract(body, request_id=request.state.request_id)
         _all_failed(resp.failed_datasets, body.dataset_ids, resp.warnings)
         for item in resp.items:
@@ -197,7 +195,9 @@ def create_app(
         return {"providers": [_provider_info(p) for p in the_catalog().providers()]}
 
     @api.get("/providers/{slug}", tags=["catalog"], responses=error_responses(404))
-    async def provider(slug: str) -> dict[str, Any]:
+    async def provider(
+        slug: Annotated[str, Path(examples=["copernicus_dem"])],
+    ) -> dict[str, Any]:
         """One provider and its datasets."""
         for p in the_catalog().providers():
             if p.slug == slug:
@@ -249,6 +249,13 @@ def _known(catalog: Any, ids: list[str]) -> None:
             type="unknown_dataset",
             detail={"unknown": unknown},
         )
+
+
+def _pixels(catalog: Any, geoms: list[Any], body: Any, settings: ServiceSettings) -> None:
+    from ..attributes.engine import _request_crs
+
+    entries = [catalog.get(d) for d in body.dataset_ids]
+    check_pixels(geometries=geoms, crs=_request_crs(body), entries=entries, settings=settings)
 
 
 def _all_failed(failed: list[str], ids: list[str], warnings: list[str]) -> None:

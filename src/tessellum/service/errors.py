@@ -108,6 +108,7 @@ class ErrorEnvelope(BaseModel):
 
 
 _DESCRIPTIONS = {
+    400: "Malformed request body",
     401: "Missing or invalid API key",
     404: "Unknown route or resource",
     422: "Invalid request, unknown dataset or a limit exceeded",
@@ -120,8 +121,7 @@ _DESCRIPTIONS = {
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` documenting the error envelope for ``statuses``."""
     return {
-        s: {"model": ErrorEnvelope, "description": _DESCRIPTIONS.get(s, "Error")}
-        for s in statuses
+        s: {"model": ErrorEnvelope, "description": _DESCRIPTIONS.get(s, "Error")} for s in statuses
     }
 
 

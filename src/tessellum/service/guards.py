@@ -13,7 +13,14 @@ from typing import Any
 
 from .errors import ServiceError
 
-__all__ = ["ApiKeyCheck", "Metrics", "RateLimiter", "check_limits"]
+__all__ = [
+    "ApiKeyCheck",
+    "Metrics",
+    "RateLimiter",
+    "check_limits",
+    "check_pixels",
+    "pixel_estimate",
+]
 
 
 class ApiKeyCheck:
@@ -111,6 +118,67 @@ def check_limits(*, geometries: Sequence[Any], dataset_ids: Sequence[str], setti
                 type="limit_exceeded",
                 detail={"limit": "max_vertices", "value": n, "geometry": i},
             )
+
+
+_M_PER_DEG = 111_320.0
+
+
+def _boxes_crs84(geom: Any, crs: Any) -> list[tuple[float, float, float, float]]:
+    """Lon/lat boxes the engine reads for ``geom`` (both halves at the antimeridian)."""
+    from shapely.geometry import box
+
+    from ..attributes.engine import _CRS84, _reproject
+
+    g = _reproject(geom, crs, _CRS84)
+    w, s, e, n = g.bounds
+    if g.geom_type == "MultiPolygon" and e - w > 180:
+        halves = [g.intersection(box(0, -90, 180, 90)), g.intersection(box(-180, -90, 0, 90))]
+        return [h.bounds for h in halves if not h.is_empty]
+    return [(w, s, e, n)]
+
+
+def pixel_estimate(geom: Any, crs: Any, entry: Any) -> float:
+    """Native pixels of ``entry`` under the bounding box(es) of ``geom`` (what a read
+    of that geometry decodes), approximated on the sphere for projected grids."""
+    import math
+
+    from ..geo.crs import to_crs
+
+    if geom.geom_type == "Point":
+        return 1.0
+    res = float(entry.native_resolution)
+    geographic = to_crs(entry.native_crs).is_geographic
+    total = 0.0
+    for w, s, e, n in _boxes_crs84(geom, crs):
+        if geographic:
+            total += ((e - w) / res) * ((n - s) / res)
+        else:
+            shrink = math.cos(math.radians(min(abs(s), abs(n)) if s * n > 0 else 0.0))
+            total += ((e - w) * _M_PER_DEG * shrink / res) * ((n - s) * _M_PER_DEG / res)
+    return total
+
+
+def check_pixels(
+    *, geometries: Sequence[Any], crs: Any, entries: Sequence[Any], settings: Any
+) -> None:
+    """Raise a 422 :class:`ServiceError` when a geometry would make the engine read more
+    than ``settings.max_pixels_per_geometry`` native pixels of a dataset (a near-global
+    polygon would otherwise hold a worker for minutes)."""
+    limit = settings.max_pixels_per_geometry
+    for i, g in enumerate(geometries):
+        for entry in entries:
+            n = pixel_estimate(g, crs, entry)
+            if n > limit:
+                raise ServiceError(
+                    f"geometry {i} covers about {n:.3g} pixels of {entry.id}; at most "
+                    f"{limit:.3g} per geometry (split it, or use the in-process API)",
+                    status=422,
+                    type="limit_exceeded",
+                    detail={
+                        "limit": "max_pixels_per_geometry", "value": round(n),
+                        "geometry": i, "dataset": entry.id,
+                    },
+                )  # fmt: skip
 
 
 class Metrics:

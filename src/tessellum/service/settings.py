@@ -28,6 +28,8 @@ class ServiceSettings(BaseSettings):
     """Datasets in one request."""
     max_vertices: int = Field(default=10_000, ge=4)
     """Vertices of one geometry."""
+    max_pixels_per_geometry: float = Field(default=50e6, gt=0)
+    """Native pixels of one dataset under one geometry's bounding box."""
     max_batch_size: int = Field(default=1000, ge=1, le=1000)
     """Geometries in one batch request."""
     request_timeout_s: float = Field(default=60.0, gt=0)
