@@ -87,7 +87,11 @@ def _arrow_checksum(coll: Any) -> int:
     width, height = pc.struct_field(meta, "width"), pc.struct_field(meta, "height")
     full = pc.list_element(pc.struct_field(meta, "levels"), 0)
     tiles = pc.list_value_length(pc.struct_field(full, "tile_offsets"))
-    return int(pc.sum(pc.add(pc.multiply(width.cast("int64"), height.cast("int64")), tiles.cast("int64"))).as_py())
+    return int(
+        pc.sum(
+            pc.add(pc.multiply(width.cast("int64"), height.cast("int64")), tiles.cast("int64"))
+        ).as_py()
+    )
 
 
 def tessellum_warmup(ctx: CaseContext) -> None:

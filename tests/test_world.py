@@ -473,7 +473,8 @@ def test_cli_serve_prints_working_endpoints(world: World) -> None:
 
     proc = subprocess.Popen(
         [sys.executable, "-m", "tessellum.cli", "world", "serve", "--duration", "20"],
-        stdout=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         lines = [proc.stdout.readline() for _ in range(3)]

@@ -130,7 +130,9 @@ async def fetch_tiles_async(
         jobs = [loop.run_in_executor(pool, decode_one, key, None, None) for key, _, _ in sparse]
         if ranged:
             merged = coalesce_ranges(
-                [o for _, o, _ in ranged], [o + c for _, o, c in ranged], opts.policy or _read_policy()
+                [o for _, o, _ in ranged],
+                [o + c for _, o, c in ranged],
+                opts.policy or _read_policy(),
             )
 
             async def serve(m) -> None:
