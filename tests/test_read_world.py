@@ -310,3 +310,61 @@ def test_sample_points_latest_picks_newest_record(s2):
         mine = [r for r in every if r["point_index"] == row["point_index"]]
         assert row["datetime"] == max(r["datetime"] for r in mine)
         assert row["value"] == next(r["value"] for r in mine if r["datetime"] == row["datetime"])
+
+
+def test_get_gdf_keeps_aoi_columns_and_crs(s2):
+    import geopandas as gpd
+
+    gdf = gpd.GeoDataFrame(
+        {"plot": ["a", "b"]},
+        geometry=[box(-113.96, 42.0, -113.95, 42.01), box(-113.94, 42.0, -113.93, 42.01)],
+        crs="EPSG:4326",
+    ).to_crs("EPSG:3857")  # any CRS in, the same CRS out
+    out = s2.get_gdf(gdf, ["B04"])
+    assert out.crs == gdf.crs and set(out["plot"]) == {"a", "b"}
+    assert {"record_id", "datetime", "band", "data", "valid", "transform", "crs"} <= set(
+        out.columns
+    )
+    row = out.iloc[0]
+    assert row["data"].dtype == np.uint16 and row["data"].shape == row["valid"].shape
+
+
+def test_raster_accessor_load_bands_and_intersects(s2):
+    import asyncio
+
+    aoi = box(-113.96, 42.0, -113.95, 42.01)
+    acc = next(a for a in s2.iterate_rasters() if a.intersects(aoi))
+    assert not acc.intersects(box(10, 10, 11, 11))
+    # a projected geometry is compared in lon/lat, not as raw numbers
+    import shapely
+    from pyproj import Transformer
+
+    t = Transformer.from_crs(4326, 3857, always_xy=True)
+    assert acc.intersects(
+        gpd_like(
+            shapely.transform(aoi, lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1])))
+        )
+    )
+    ds = asyncio.run(acc.load_bands(aoi, ["B04"]))
+    assert ds["B04"].dims == ("time", "y", "x") and list(ds["id"].values) == [acc.id]
+    gdf = asyncio.run(acc.load_bands(aoi, ["B04"], for_xarray=False))
+    assert len(gdf) == 1 and gdf.iloc[0]["record_id"] == acc.id
+    header, url, index = acc.try_get_band_cog_metadata("B04")
+    assert index == 0
+    assert url.endswith(".tif") and header.levels[0].dtype == "uint16"
+
+
+def gpd_like(geom):
+    import geopandas as gpd
+
+    return gpd.GeoSeries([geom], crs="EPSG:3857")
+
+
+def test_sample_points_keeps_point_columns(s2):
+    import geopandas as gpd
+
+    pts = gpd.GeoDataFrame(
+        {"site": [7, 9]}, geometry=[Point(-113.95, 42.01), Point(-113.9, 42.02)], crs=4326
+    )
+    t = s2.sample_points(pts, ["B08"], match="latest")
+    assert t.num_rows == 2 and t.column("site").to_pylist() == [7, 9]

@@ -103,16 +103,25 @@ class RasterAccessor:
         )  # fmt: skip
 
     def intersects(self, geometry: Any) -> bool:
-        """True if this record's bbox overlaps ``geometry``'s bbox (lon/lat)."""
+        """True if this record's bbox overlaps ``geometry``'s bbox (any CRS; GeoJSON and
+        shapely input without a CRS are taken as lon/lat)."""
+        import numpy as np
+        import shapely
+
         from ..geo.bbox import bbox_intersects
+        from ..geo.crs import CRS84, to_crs, transformer
         from ..geo.geometry import coerce_geometries, lonlat_bbox
 
         if self.bbox is None:
             return False
         g = coerce_geometries(geometry)
-        import shapely
-
-        return bbox_intersects(self.bbox, lonlat_bbox(shapely.union_all(g.geoms)))
+        union = shapely.union_all(g.geoms)
+        if not to_crs(g.crs).equals(to_crs(CRS84)):
+            t = transformer(g.crs, CRS84)
+            union = shapely.transform(
+                union, lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1]))
+            )
+        return bbox_intersects(self.bbox, lonlat_bbox(union))
 
 
 async def _load_bands(
