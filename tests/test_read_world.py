@@ -350,7 +350,7 @@ def test_raster_accessor_load_bands_and_intersects(s2):
     gdf = asyncio.run(acc.load_bands(aoi, ["B04"], for_xarray=False))
     assert len(gdf) == 1 and gdf.iloc[0]["record_id"] == acc.id
     header, url, index = acc.try_get_band_cog_metadata("B04")
-    assert index == 0
+    assert index is None  # one-sample asset: no sample index
     assert url.endswith(".tif") and header.levels[0].dtype == "uint16"
 
 
