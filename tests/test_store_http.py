@@ -234,21 +234,6 @@ async def test_truncated_body(srv: FaultServer) -> None:
     assert bytes(await read_range_async(store, path, 100, 1100, retry=FAST)) == BLOB[100:1100]
 
 
-async def test_streamed_body_reports_progress_and_survives_a_retry(srv: FaultServer) -> None:
-    """``on_progress`` sees the body grow; a truncated first attempt restarts from zero."""
-    srv.faults["/t.tif"] = ["truncate"]
-    store, path = open_store(f"{srv.url}/t.tif")
-    seen: list[int] = []
-
-    def on_progress(buf: memoryview, filled: int) -> None:
-        assert bytes(buf[:filled]) == BLOB[100 : 100 + filled]  # every prefix is exact
-        seen.append(filled)
-
-    got = await read_range_async(store, path, 100, 1100, retry=FAST, on_progress=on_progress)
-    assert bytes(got) == BLOB[100:1100]
-    assert seen[-1] == 1000 and srv.hits["/t.tif"] == 2
-
-
 async def test_short_response_is_a_data_format_error(srv: FaultServer) -> None:
     srv.sticky["/s.tif"] = "short"
     store, path = open_store(f"{srv.url}/s.tif")

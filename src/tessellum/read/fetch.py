@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 
 from .._progress import progress_bar
-from ..errors import DataFormatError
 from .cache import TileCache, default_tile_cache
 from .plan import TileKey
 
@@ -152,29 +151,7 @@ async def fetch_tiles_async(
             )
 
             async def serve(m) -> None:
-                # members in file order; each is decoded as soon as its bytes have arrived
-                members = sorted(zip(m.members, m.offsets, strict=True), key=lambda t: t[1])
-                started: list = []
-                nxt = 0
-
-                def on_progress(buf: memoryview, filled: int) -> None:
-                    nonlocal nxt
-                    if filled < (members[nxt][1] if nxt < len(members) else 0):
-                        nxt = 0  # a retry restarted the body: resume after what was sent
-                    while nxt < len(members):
-                        i, off = members[nxt]
-                        key, file_off, cnt = ranged[i]
-                        if off + cnt > filled:
-                            break
-                        if len(started) <= nxt:
-                            started.append(
-                                loop.run_in_executor(
-                                    pool, decode_one, key, buf[off : off + cnt], file_off
-                                )
-                            )
-                        nxt += 1
-
-                await read_range_async(
+                data = await read_range_async(
                     store,
                     path,
                     m.start,
@@ -183,15 +160,12 @@ async def fetch_tiles_async(
                     retry=opts.retry,
                     url=href,
                     stats=opts.stats,
-                    on_progress=on_progress,
                 )
-                if len(started) < len(members):
-                    raise DataFormatError(
-                        f"{href}: byte range [{m.start}, {m.end}) ended before all tiles arrived",
-                        url=href,
-                        offset=m.start,
-                    )
-                await asyncio.gather(*started)
+                pieces = [
+                    (ranged[i][0], data[off : off + ranged[i][2]], ranged[i][1])
+                    for i, off in zip(m.members, m.offsets, strict=True)
+                ]
+                await asyncio.gather(*(loop.run_in_executor(pool, decode_one, *p) for p in pieces))
 
             jobs.extend(serve(m) for m in merged)
         await asyncio.gather(*jobs)

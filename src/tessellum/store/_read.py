@@ -84,9 +84,6 @@ def _ends(
     return ends
 
 
-_STREAM_CHUNK = 256 * 1024  # streamed bodies: progress every ~one compressed tile
-
-
 async def _fetch(
     store: RangeStore,
     path: str,
@@ -96,34 +93,15 @@ async def _fetch(
     limiter: Limiter,
     retry: RetryPolicy,
     stats: IOStats | None,
-    on_progress: Callable[[memoryview, int], None] | None = None,
 ) -> tuple[memoryview, int]:
-    """One GET for ``m``: ``(bytes, object size)``; empty bytes when ``m`` starts at/after EOF.
-
-    With ``on_progress``, the body is streamed into one buffer and
-    ``on_progress(buffer, bytes_filled)`` is called as it grows (again from zero if a
-    retry restarts the request), so callers can start work on the leading bytes.
-    """
+    """One GET for ``m``: ``(bytes, object size)``; empty bytes when ``m`` starts at/after EOF."""
     what = f"byte range [{m.start}, {m.end})"
-
-    async def body(result: Any) -> memoryview:
-        if on_progress is None:
-            return memoryview(await result.bytes_async())
-        buf = memoryview(bytearray(m.size))
-        filled = 0
-        async for chunk in result.stream(min_chunk_size=_STREAM_CHUNK):
-            piece = memoryview(chunk)
-            n = min(piece.nbytes, m.size - filled)
-            buf[filled : filled + n] = piece[:n]
-            filled += n
-            on_progress(buf, filled)
-        return buf[:filled]
 
     async def once() -> tuple[memoryview, int] | None:
         async with limiter:
             try:
                 result = await store.get_async(path, options={"range": (m.start, m.end)})
-                data = await body(result)
+                data = memoryview(await result.bytes_async())
             except Exception as exc:
                 if classify(exc).kind is Kind.BAD_RANGE:
                     return None  # starts at/after EOF: the caller learns the size by HEAD
@@ -252,35 +230,12 @@ async def read_range_async(
     url: str | None = None,
     stats: IOStats | None = None,
     clip: bool = False,
-    on_progress: Callable[[memoryview, int], None] | None = None,
 ) -> bytes | memoryview:
     """Read one byte range ``[start, end)``; see :func:`read_ranges_async`.
 
     With ``clip=True`` a speculative read (e.g. a 64 KiB header prefix of a smaller
-    file) returns the bytes that exist instead of raising. ``on_progress(buffer,
-    filled)`` streams the body (see ``_fetch``): decoding can start on the first tiles
-    of a large request while the rest is in flight.
+    file) returns the bytes that exist instead of raising.
     """
-    if on_progress is not None:
-        if end <= start:
-            return _EMPTY
-        m = coalesce_ranges([start], [end])[0]
-        data, size = await _fetch(
-            store, path, m,
-            url=url or describe_url(store, path),
-            limiter=limiter or default_limiter(),
-            retry=retry or _DEFAULT_RETRY,
-            stats=stats if stats is not None else current_stats(),
-            on_progress=on_progress,
-        )  # fmt: skip
-        if data.nbytes < end - start and not clip:
-            raise DataFormatError(
-                f"byte range [{start}, {end}) of {url} extends beyond the end of the object "
-                f"({size} bytes)",
-                url=url,
-                offset=start,
-            )
-        return data
     (data,) = await read_ranges_async(
         store, path, [start], [end], limiter=limiter, retry=retry, url=url, stats=stats, clip=clip
     )
