@@ -26,6 +26,7 @@ __all__ = [
     "ResultCache",
     "cache_from_settings",
     "geometry_hash",
+    "geometry_hashes",
     "result_key",
 ]
 
@@ -40,6 +41,26 @@ def geometry_hash(geom: Any, crs: Any = None) -> str:
     h = hashlib.sha256(shapely.to_wkb(g, hex=False, output_dimension=2))
     h.update(str(crs or "OGC:CRS84").encode())
     return h.hexdigest()[:32]
+
+
+def geometry_hashes(geoms: Sequence[Any], crs: Any = None) -> list[str]:
+    """:func:`geometry_hash` of many geometries (normalize, precision and WKB run once
+    over the whole array; the hashes are identical)."""
+    import numpy as np
+    import shapely
+
+    arr = np.empty(len(geoms), dtype=object)
+    arr[:] = list(geoms)
+    wkbs = shapely.to_wkb(
+        shapely.set_precision(shapely.normalize(arr), 1e-9), hex=False, output_dimension=2
+    )
+    suffix = str(crs or "OGC:CRS84").encode()
+    out = []
+    for w in wkbs:
+        h = hashlib.sha256(w)
+        h.update(suffix)
+        out.append(h.hexdigest()[:32])
+    return out
 
 
 def result_key(

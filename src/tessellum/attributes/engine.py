@@ -15,12 +15,13 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
 from ..errors import ExtractionError, TessellumError
-from .cache import ResultCache, cache_from_settings, geometry_hash, result_key
+from .cache import NullResultCache, ResultCache, cache_from_settings, geometry_hashes, result_key
 from .models import (
     AggregationMethod,
     AttributeRequest,
@@ -156,7 +157,8 @@ class AttributeEngine:
         """
         t0 = time.perf_counter()
         entries = [self.catalog.get(d) for d in job.dataset_ids]
-        hashes = [geometry_hash(g, job.crs) for g in job.geometries]
+        # GEOS work without the GIL: other requests' event-loop work goes on meanwhile
+        hashes = await asyncio.to_thread(geometry_hashes, job.geometries, job.crs)
         timeout = self.settings.provider_timeout_s
         tasks = {
             e.id: asyncio.create_task(
@@ -236,11 +238,12 @@ class AttributeEngine:
         coll = await self.collections(resolved, bbox, trange)
         computed = await self._compute(entry, coll, geoms, job)
         elapsed = (time.perf_counter() - t0) * 1000
+        stores = not isinstance(self.cache, NullResultCache)  # nothing to serialise for
         fresh: dict[str, str] = {}
         for i, res in zip(todo, computed, strict=True):
             res.elapsed_ms = elapsed
             out[i] = res
-            if "a record under the geometry could not be read" not in res.qc_notes:
+            if stores and "a record under the geometry could not be read" not in res.qc_notes:
                 fresh[keys[i]] = res.model_dump_json()
         await self.cache.set_many(fresh)
         return out
@@ -308,25 +311,65 @@ def _categorical_warnings(results: Sequence[AttributeResult]) -> list[str]:
 
 
 def _same_crs(a: Any, b: Any) -> bool:
+    if isinstance(a, str | int) and isinstance(b, str | int):
+        return a == b or _same_crs_text(a, b)  # codes/texts: compared once, then cached
+    key = (id(a), id(b))  # CRS objects: cached by identity (the entry keeps them alive)
+    hit = _SAME_CRS_OBJ.get(key)
+    if hit is not None and hit[0] is a and hit[1] is b:
+        return hit[2]
+    same = _crs_equal(a, b)
+    if len(_SAME_CRS_OBJ) >= 256:
+        _SAME_CRS_OBJ.clear()
+    _SAME_CRS_OBJ[key] = (a, b, same)
+    return same
+
+
+_SAME_CRS_OBJ: dict[tuple[int, int], tuple[Any, Any, bool]] = {}
+
+
+@lru_cache(maxsize=256)
+def _same_crs_text(a: str | int, b: str | int) -> bool:
+    return _crs_equal(a, b)
+
+
+def _crs_equal(a: Any, b: Any) -> bool:
     from ..geo.crs import to_crs
 
     return bool(to_crs(a).equals(to_crs(b), ignore_axis_order=True))
 
 
 def _reproject(geom: Any, src: Any, dst: Any) -> Any:
+    if _same_crs(src, dst):
+        return geom
+    return _reproject_many([geom], src, dst)[0]
+
+
+def _reproject_many(geoms: Sequence[Any], src: Any, dst: Any) -> list[Any]:
+    """:func:`_reproject` of many geometries: each densified to 1/64 of its larger bbox
+    side (not Points), then every coordinate through one pyproj call."""
     import shapely
 
     from ..geo.crs import transformer
 
     if _same_crs(src, dst):
-        return geom
-    if geom.geom_type != "Point":
-        minx, miny, maxx, maxy = geom.bounds
-        seg = max(maxx - minx, maxy - miny) / 64
-        if seg > 0:
-            geom = shapely.segmentize(geom, seg)
+        return list(geoms)
+    if not len(geoms):
+        return []
+    arr = _object_array(geoms)
+    b = shapely.bounds(arr)
+    seg = np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]) / 64
+    dense = (seg > 0) & (shapely.get_type_id(arr) != 0)  # 0: Point
+    if dense.any():
+        arr[dense] = shapely.segmentize(arr[dense], seg[dense])
     t = transformer(src, dst)
-    return shapely.transform(geom, lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1])))
+    out = shapely.transform(arr, lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1])))
+    return list(out)
+
+
+def _object_array(items: Sequence[Any]) -> np.ndarray:
+    arr = np.empty(len(items), dtype=object)
+    arr[:] = list(items)
+    return arr
 
 
 def _crs84_bbox(geoms: Sequence[Any], crs: Any) -> tuple[float, float, float, float]:
@@ -334,18 +377,36 @@ def _crs84_bbox(geoms: Sequence[Any], crs: Any) -> tuple[float, float, float, fl
 
     from ..geo.geometry import lonlat_bbox
 
-    ll = [_reproject(g, crs, _CRS84) for g in geoms]
-    union = shapely.union_all(shapely.envelope(np.asarray(ll, dtype=object)))
+    ll = _reproject_many(geoms, crs, _CRS84)
+    b = shapely.bounds(_object_array(ll))
+    if len(b) and not np.isnan(b).all():
+        w, s = np.nanmin(b[:, 0]), np.nanmin(b[:, 1])
+        e, n = np.nanmax(b[:, 2]), np.nanmax(b[:, 3])
+        # the union of the boxes has these bounds; only the antimeridian and degenerate
+        # (point-like) cases need the union itself
+        if w < e and s < n and not (w <= -180 + 1e-9 and e >= 180 - 1e-9):
+            return (float(w), float(s), float(e), float(n))
+    union = shapely.union_all(shapely.envelope(_object_array(ll)))
     if union.geom_type == "Point":
         union = union.buffer(1e-6)
     return lonlat_bbox(union)
 
 
 def _is_lonlat(crs: Any) -> bool:
+    if isinstance(crs, str | int):
+        return _is_lonlat_text(crs)
+    return _geographic(crs)
+
+
+@lru_cache(maxsize=256)
+def _is_lonlat_text(crs: str | int) -> bool:
+    return _geographic(crs)
+
+
+def _geographic(crs: Any) -> bool:
     from ..geo.crs import to_crs
 
-    c = to_crs(crs)
-    return bool(c.is_geographic)
+    return bool(to_crs(crs).is_geographic)
 
 
 def _parts(geoms: Sequence[Any], crs: Any, entry: Any, point_method: str) -> list[_Part]:
@@ -458,32 +519,38 @@ def _reduce_all(
 
     band = entry.variable
     coverage: dict[int, Any] = {}  # part index -> (rows, cols, fractions) on its grid
-    for (_, members), st in zip(groups, group_stacks, strict=True):
-        if len(members) > 1 and st.grid is not None and st.data[band] is not None:
-            gs = [_reproject(parts[m].read_geom, job.crs, st.grid.crs) for m in members]
-            coverage.update(zip(members, pixel_coverage_many(gs, st.grid), strict=True))
     mosaics: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # shared stacks, mosaicked once
     for (_, members), st in zip(groups, group_stacks, strict=True):
         if len(members) > 1 and st.grid is not None and st.data[band] is not None:
+            gs = _reproject_many([parts[m].read_geom for m in members], job.crs, st.grid.crs)
+            coverage.update(zip(members, pixel_coverage_many(gs, st.grid), strict=True))
             mosaics[id(st)] = first_valid(*_ordered(st, band))
     by_geom: dict[int, list[tuple[_Part, Any, Any]]] = {}
     for k, (p, st) in enumerate(zip(parts, stacks, strict=True)):
         by_geom.setdefault(p.geom_index, []).append((p, st, coverage.get(k)))
+    degraded_at = np.zeros(len(geoms), dtype=bool)
+    if failed_fp is not None and len(geoms):
+        ll = _object_array(_reproject_many(geoms, job.crs, _CRS84))
+        hit = failed_fp.query(ll, "intersects")[0]  # (input index, tree index) pairs
+        degraded_at[np.unique(hit)] = True
+    note = method_note(job.aggregation, entry.is_categorical)
+    provenance: dict[tuple[Any, ...], str] = {}  # one text per (records, grid, kind)
     out = []
     for i, g in enumerate(geoms):
         pieces = by_geom.get(i, [])
         outcome, used, grid = _reduce_one(g, pieces, band, job, mosaics)
-        degraded = False
-        if failed_fp is not None:
-            degraded = len(failed_fp.query(_reproject(g, job.crs, _CRS84), "intersects")) > 0
         nodata = next((st.nodata[band] for _, st, _ in pieces if st.grid is not None), entry.nodata)
-        note = method_note(job.aggregation, entry.is_categorical)
         flag, notes = quality_flag(
             value=outcome.value, coverage=outcome.coverage_fraction, values=outcome.values,
             method=job.aggregation, entry=entry, nodata=nodata, config=qc,
-            estimated=outcome.estimated, degraded=degraded,
+            estimated=outcome.estimated, degraded=bool(degraded_at[i]),
             extra_suspect=[note] if note and outcome.value is not None else [],
         )  # fmt: skip
+        kind = "Point" if g.geom_type == "Point" else "other"
+        pkey = (tuple(used), id(grid), kind)
+        prov = provenance.get(pkey)
+        if prov is None:
+            prov = provenance[pkey] = _provenance(coll, used, grid, entry, kind)
         out.append(
             AttributeResult(
                 dataset_id=entry.id,
@@ -495,7 +562,7 @@ def _reduce_all(
                 coverage_fraction=round(outcome.coverage_fraction, 6),
                 pixel_count=outcome.pixel_count,
                 provider=entry.provider,
-                provenance=_provenance(coll, used, grid, entry, g.geom_type),
+                provenance=prov,
                 valid_range=entry.valid_range,
                 class_names=_class_names(entry, outcome.value),
                 license=entry.license,
@@ -539,7 +606,7 @@ def _reduce_one(
         data, valid = mosaic if mosaic is not None else first_valid(*_ordered(st, band))
         grid = st.grid
         used += [r for r in st.record_ids if r not in used]
-        g = _reproject(part.read_geom, job.crs, st.grid.crs)
+        g = None if cov is not None else _reproject(part.read_geom, job.crs, st.grid.crs)
         samples.append(
             pixel_coverage_samples(
                 g, data, valid, st.grid, geographic=_is_lonlat(st.grid.crs), coverage=cov

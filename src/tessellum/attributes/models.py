@@ -371,3 +371,21 @@ class BatchAttributeResponse(BaseModel):
     warnings: list[str] = Field(default_factory=list)
     elapsed_ms: float = 0.0
     failed_datasets: list[str] = Field(default_factory=list)
+
+    def __repr_args__(self) -> Any:
+        # a batch of thousands of items would repr to megabytes (and Python 3.11's
+        # asyncio.run formats its main task's result on exit): summarise long batches
+        for name, value in super().__repr_args__():
+            if name == "items" and len(value) > _REPR_MAX_ITEMS:
+                value = _Summary(f"[<{len(value)} AttributeResponse items>]")
+            yield name, value
+
+
+_REPR_MAX_ITEMS = 20
+
+
+class _Summary(str):
+    """A string that reprs as itself (a placeholder in a model's repr)."""
+
+    def __repr__(self) -> str:
+        return str(self)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -130,19 +131,39 @@ def quality_flag(
 
 
 def _fill_hits(values: np.ndarray, entry: Any, nodata: Any, config: QCConfig) -> list[float]:
-    candidates = [
-        v
-        for v in config.fill_values
-        if not (entry.is_categorical and v == 255.0)
-        and not (nodata is not None and _same(v, nodata))
-        and _representable(v, values.dtype)
-    ]
-    if not candidates:
+    categorical = bool(entry.is_categorical)
+    try:
+        candidates = _fill_candidates(config.fill_values, categorical, nodata, values.dtype)
+    except TypeError:  # an unhashable nodata
+        candidates = _fill_candidates.__wrapped__(
+            config.fill_values, categorical, nodata, values.dtype
+        )
+    if candidates is None:
         return []
-    found = np.isin(values, np.asarray(candidates, dtype=values.dtype))
+    one = candidates.size == 1
+    found = values == candidates[0] if one else np.isin(values, candidates)
     if not found.any():
         return []
     return sorted({float(x) for x in np.unique(values[found])})
+
+
+@lru_cache(maxsize=256)
+def _fill_candidates(
+    fill_values: tuple[float, ...], categorical: bool, nodata: Any, dtype: np.dtype
+) -> np.ndarray | None:
+    """The fill values worth looking for in an array of ``dtype`` (None: none)."""
+    candidates = [
+        v
+        for v in fill_values
+        if not (categorical and v == 255.0)
+        and not (nodata is not None and _same(v, nodata))
+        and _representable(v, dtype)
+    ]
+    if not candidates:
+        return None
+    out = np.asarray(candidates, dtype=dtype)
+    out.flags.writeable = False
+    return out
 
 
 def _same(a: float, b: Any) -> bool:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -72,31 +73,93 @@ def first_valid(data: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.nda
 
 
 def cell_area_rows(grid: Any) -> np.ndarray:
-    """Area in m² of one cell of each row of a north-up geographic grid."""
+    """Area in m² of one cell of each row of a north-up geographic grid (read-only; the
+    same array is returned for grids with the same rows)."""
     t = grid.transform
-    edges = np.radians(t.f + np.arange(grid.height + 1) * t.e)
+    return _cell_area_rows(float(t.a), float(t.e), float(t.f), int(grid.height))
+
+
+@lru_cache(maxsize=64)
+def _cell_area_rows(a: float, e: float, f: float, height: int) -> np.ndarray:
+    edges = np.radians(f + np.arange(height + 1) * e)
     band = np.abs(np.diff(np.sin(np.clip(edges, -math.pi / 2, math.pi / 2))))
-    return EARTH_RADIUS_M**2 * abs(math.radians(t.a)) * band
+    out = EARTH_RADIUS_M**2 * abs(math.radians(a)) * band
+    out.flags.writeable = False
+    return out
 
 
 def pixel_coverage(geom: Any, grid: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rows, columns and covered fractions of the pixels of ``grid`` under ``geom``
     (``geom`` in the grid's CRS), computed exactly by exactextract."""
-    import shapely.geometry
-    from exactextract import exact_extract
+    return pixel_coverage_many([geom], grid)[0]
+
+
+def _coverage_source(grid: Any) -> Any:
+    """An exactextract raster source of ``grid``'s lattice (values unused: a zero-stride
+    view, so no grid-sized array is allocated)."""
     from exactextract.raster import NumPyRasterSource
 
     if not grid.is_axis_aligned or grid.transform.e >= 0:
         raise ValidationError("zonal statistics need a north-up grid")
     left, bottom, right, top = grid.bounds
-    dummy = np.zeros(grid.shape, dtype=np.uint8)
-    src = NumPyRasterSource(dummy, left, bottom, right, top)
-    feat = {"type": "Feature", "properties": {}, "geometry": shapely.geometry.mapping(geom)}
-    props = exact_extract(src, [feat], ["cell_id", "coverage"], output="geojson")[0]["properties"]
-    cells = np.asarray(props["cell_id"], dtype=np.int64)
-    frac = np.asarray(props["coverage"], dtype=np.float64)
-    rows, cols = np.divmod(cells, grid.width)
-    return rows, cols, frac
+    dummy = np.broadcast_to(np.zeros((1, 1), dtype=np.uint8), grid.shape)
+    return NumPyRasterSource(dummy, left, bottom, right, top)
+
+
+def _wkb_features(geoms: list[Any]) -> Any:
+    """An exactextract feature source handing the geometries over as WKB (no GeoJSON
+    round trip through Python dicts and ``json``)."""
+    import shapely
+
+    arr = np.empty(len(geoms), dtype=object)
+    arr[:] = geoms
+    return _wkb_source_class()(list(shapely.to_wkb(arr)))
+
+
+@lru_cache(maxsize=1)
+def _wkb_source_class() -> Any:
+    from exactextract.feature import Feature, FeatureSource
+
+    class _Feature(Feature):
+        def __init__(self, wkb: bytes | None = None) -> None:
+            super().__init__()
+            self._wkb = wkb
+            self._props: dict[str, Any] = {}
+
+        def geometry(self) -> bytes | None:
+            return self._wkb
+
+        def set_geometry(self, wkb: bytes | None) -> None:
+            self._wkb = wkb
+
+        def set_geometry_format(self) -> str:
+            return "wkb"
+
+        def fields(self) -> list[str]:
+            return list(self._props)
+
+        def get(self, name: str) -> Any:
+            return self._props[name]
+
+        def set(self, name: str, value: Any) -> None:
+            self._props[name] = value
+
+    class _Source(FeatureSource):
+        def __init__(self, wkbs: Any) -> None:
+            super().__init__()
+            self._wkbs = wkbs
+
+        def count(self) -> int:
+            return len(self._wkbs)
+
+        def __iter__(self) -> Any:
+            for w in self._wkbs:
+                yield _Feature(w)
+
+        def srs_wkt(self) -> None:
+            return None
+
+    return _Source
 
 
 def weighted_quantile(x: np.ndarray, w: np.ndarray, q: float) -> float:
@@ -205,23 +268,15 @@ def pixel_coverage_many(
     geoms: list[Any], grid: Any
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """:func:`pixel_coverage` of several geometries on one grid in one exactextract call."""
-    import shapely.geometry
     from exactextract import exact_extract
-    from exactextract.raster import NumPyRasterSource
 
-    if not grid.is_axis_aligned or grid.transform.e >= 0:
-        raise ValidationError("zonal statistics need a north-up grid")
-    left, bottom, right, top = grid.bounds
-    src = NumPyRasterSource(np.zeros(grid.shape, dtype=np.uint8), left, bottom, right, top)
-    feats = [
-        {"type": "Feature", "properties": {}, "geometry": shapely.geometry.mapping(g)}
-        for g in geoms
-    ]
+    src = _coverage_source(grid)
     out = []
-    for f in exact_extract(src, feats, ["cell_id", "coverage"], output="geojson"):
+    width = grid.width
+    for f in exact_extract(src, _wkb_features(geoms), ["cell_id", "coverage"], output="geojson"):
         props = f["properties"]
         cells = np.asarray(props["cell_id"], dtype=np.int64)
-        rows, cols = np.divmod(cells, grid.width)
+        rows, cols = np.divmod(cells, width)
         out.append((rows, cols, np.asarray(props["coverage"], dtype=np.float64)))
     return out
 
