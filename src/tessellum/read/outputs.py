@@ -26,6 +26,25 @@ def _filtered(collection: Any, filters: dict[str, Any]) -> Any:
     return collection.subset(**filters) if filters else collection
 
 
+async def _stacks(
+    collection: Any,
+    geometries: Any,
+    bands: Sequence[str],
+    filters: dict[str, Any],
+    *,
+    max_concurrent: int | None,
+    progress: bool | None,
+    equal_size: bool = False,
+    **read: Any,
+) -> list[GeometryStack]:
+    """Filter the collection, then plan and read every geometry x record x band at once."""
+    coll = _filtered(collection, filters)
+    return await read_stacks_async(
+        coll.table, geometries, bands, equal_size=equal_size,
+        opts=fetch_options(max_concurrent, progress=progress), **read,
+    )  # fmt: skip
+
+
 def _spatial_ref(crs: str) -> tuple[Any, dict[str, Any]]:
     from ..geo.crs import to_crs
 
@@ -87,11 +106,10 @@ async def get_xarray_async(
 ) -> Any:
     """Async form of :meth:`Collection.get_xarray`."""
     require("xarray", "xarray")
-    coll = _filtered(collection, filters)
-    stacks = await read_stacks_async(
-        coll.table, geometries, bands, geometry_crs=geometry_crs, target_crs=target_crs,
-        resolution=resolution, resampling=resampling, all_touched=all_touched,
-        opts=fetch_options(max_concurrent, progress=progress),
+    stacks = await _stacks(
+        collection, geometries, bands, filters, max_concurrent=max_concurrent, progress=progress,
+        geometry_crs=geometry_crs, target_crs=target_crs, resolution=resolution,
+        resampling=resampling, all_touched=all_touched,
     )  # fmt: skip
     out = [stack_to_xarray(st) if st.grid is not None else None for st in stacks]
     return out[0] if len(out) == 1 else out
@@ -121,11 +139,10 @@ async def get_numpy_async(
     """Async form of :meth:`Collection.get_numpy`."""
     if isinstance(bands, str):
         bands = [bands]
-    coll = _filtered(collection, filters)
-    stacks = await read_stacks_async(
-        coll.table, geometries, bands, geometry_crs=geometry_crs, target_crs=target_crs,
-        resolution=resolution, resampling=resampling, all_touched=all_touched, equal_size=True,
-        opts=fetch_options(max_concurrent, progress=progress),
+    stacks = await _stacks(
+        collection, geometries, bands, filters, max_concurrent=max_concurrent, progress=progress,
+        equal_size=True, geometry_crs=geometry_crs, target_crs=target_crs, resolution=resolution,
+        resampling=resampling, all_touched=all_touched,
     )  # fmt: skip
     chips, gids, rids, whens = [], [], [], []
     for st in stacks:
@@ -171,11 +188,10 @@ async def get_gdf_async(
     if isinstance(bands, str):
         bands = [bands]
     g = coerce_geometries(geometries, crs=geometry_crs)
-    coll = _filtered(collection, filters)
-    stacks = await read_stacks_async(
-        coll.table, geometries, bands, geometry_crs=geometry_crs, target_crs=target_crs,
-        resolution=resolution, resampling=resampling, all_touched=all_touched,
-        opts=fetch_options(max_concurrent, progress=progress),
+    stacks = await _stacks(
+        collection, geometries, bands, filters, max_concurrent=max_concurrent, progress=progress,
+        geometry_crs=geometry_crs, target_crs=target_crs, resolution=resolution,
+        resampling=resampling, all_touched=all_touched,
     )  # fmt: skip
     rows = []
     for st in stacks:

@@ -6,6 +6,7 @@ imported when a world is generated or inspected.
 
 from __future__ import annotations
 
+from .._lazy import lazy_getattr
 from .world import (
     GENERATOR_VERSION,
     DatasetInfo,
@@ -30,14 +31,9 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    """Heavier helpers load on first use, keeping ``import tessellum.testing`` light."""
-    if name == "dem_elevation":
-        from ._world_noise import dem_elevation
-
-        return dem_elevation
-    if name in ("serve_world", "WorldServers"):
-        from . import serve
-
-        return getattr(serve, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# heavier helpers load on first use, keeping ``import tessellum.testing`` light
+__getattr__ = lazy_getattr(
+    __name__,
+    {"dem_elevation": "._world_noise", "serve_world": ".serve", "WorldServers": ".serve"},
+    globals(),
+)

@@ -7,9 +7,7 @@ first use of their names.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from .._lazy import lazy_getattr
 from .gdalmeta import parse_nodata
 from .geokeys import GeoInfo
 from .header import ImageLevel, TiffHeader, parse_header, read_header_async, sample_dtype
@@ -37,10 +35,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'tessellum.tiff' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())
