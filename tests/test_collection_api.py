@@ -258,3 +258,23 @@ def test_collection_without_dates_round_trips(world: Any, tmp_path: Path) -> Non
     path = coll.export(tmp_path / "naip")
     assert len(load(path)) == 5
     assert len(gpd.read_parquet(path)) == 5  # no all-null hive partitions
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"name": ""}, "name"),
+        ({"max_concurrent": 0}, "max_concurrent"),
+        ({"prefix_size": 0}, "prefix_size"),
+        ({"bbox": (10, 50, 5, 40)}, "south"),
+        ({"date_range": ("2024-02-01", "2024-01-01")}, "date_range"),
+    ],
+)
+def test_build_from_stac_validates_before_any_request(kwargs, match):
+    """Bad options fail fast, naming the value, before the (unreachable) API is contacted."""
+    from tessellum.collection import build_from_stac
+    from tessellum.errors import ValidationError
+
+    args = {"name": "x", "stac_api": "http://127.0.0.1:9", "collection": "c", **kwargs}
+    with pytest.raises(ValidationError, match=match):
+        build_from_stac(**args)

@@ -28,8 +28,7 @@ async def _records_to_collection(
     prefix_size: int,
     progress: bool | None,
 ) -> Collection:
-    if max_concurrent < 1:
-        raise ValidationError(f"max_concurrent must be >= 1, got {max_concurrent}")
+    _check_options(name, max_concurrent, prefix_size)
     hrefs = [a.href for r in records for a in r.assets.values()]
     headers = await read_headers_async(
         hrefs,
@@ -43,6 +42,16 @@ async def _records_to_collection(
     if table.num_rows:
         table = table.sort_by([("datetime", "ascending"), ("id", "ascending")])
     return Collection(table, name=name, data_source=data_source)
+
+
+def _check_options(name: str, max_concurrent: int, prefix_size: int) -> None:
+    """Validate the options every builder shares, before any request is sent."""
+    if not isinstance(name, str) or not name:
+        raise ValidationError(f"name must be a non-empty string, got {name!r}")
+    if not isinstance(max_concurrent, int) or max_concurrent < 1:
+        raise ValidationError(f"max_concurrent must be an integer >= 1, got {max_concurrent!r}")
+    if not isinstance(prefix_size, int) or prefix_size < 16:
+        raise ValidationError(f"prefix_size must be an integer >= 16 bytes, got {prefix_size!r}")
 
 
 def _cached(
@@ -82,8 +91,7 @@ async def build_from_stac_async(
     """Async form of :func:`build_from_stac`."""
     from .stac import stac_records
 
-    if not name:
-        raise ValidationError("name must be a non-empty string")
+    _check_options(name, max_concurrent, prefix_size)
     if backend is not None:
         raise ValidationError(
             "backend: pass stores through cloud_config; custom backends are not supported yet"
