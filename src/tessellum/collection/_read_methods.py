@@ -31,7 +31,9 @@ class ReadMethods:
         Keyword Args:
             target_crs: output CRS (default: the most common CRS of the records).
             resolution: output pixel size in target CRS units (default: native).
-            resampling: for float bands (integer bands use nearest unless "mode"...).
+            resampling: kernel for float bands ("nearest", "bilinear", "cubic", "average",
+                ...); integer (categorical-safe) bands always use "nearest", or "mode"
+                when asked, so class codes are never interpolated.
             all_touched: rasterize the geometry mask with all touched pixels.
             max_concurrent: requests in flight for this call.
             progress: a tile progress bar (None: on a TTY, for reads of 64+ tiles).
