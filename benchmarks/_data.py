@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["CACHE_DIR", "LARGE_COG_NAME", "ensure_large_cog"]
+__all__ = ["CACHE_DIR", "LARGE_COG_NAME", "ensure_large_cog", "to_cog"]
 
 CACHE_DIR = Path(__file__).resolve().parent.parent / ".cache" / "bench"
 # Bump the suffix when the recipe changes, so stale caches are not reused.
@@ -40,6 +40,28 @@ def _field(rows: slice, size: int) -> np.ndarray:
     return np.clip(z, 1, 10000).astype(np.uint16)
 
 
+def to_cog(raw: Path, target: Path, **options: str) -> None:
+    """Translate a tiled GTiff into a DEFLATE/predictor-2 COG with overviews at ``target``
+    (written beside it, then renamed; world-readable for nginx workers)."""
+    from rasterio.shutil import copy as rio_copy
+
+    partial = target.with_name(f".{target.name}.partial")
+    rio_copy(
+        raw,
+        partial,
+        driver="COG",
+        COMPRESS="DEFLATE",
+        PREDICTOR="2",
+        BLOCKSIZE=str(TILE),
+        OVERVIEWS="AUTO",
+        OVERVIEW_RESAMPLING="AVERAGE",
+        NUM_THREADS="ALL_CPUS",
+        **options,
+    )
+    partial.chmod(0o644)
+    partial.replace(target)
+
+
 def ensure_large_cog(path: str | os.PathLike[str] | None = None, *, verbose: bool = True) -> Path:
     """Return a 10980x10980 uint16 DEFLATE COG (predictor 2, 512 px tiles, overviews).
 
@@ -55,7 +77,6 @@ def ensure_large_cog(path: str | os.PathLike[str] | None = None, *, verbose: boo
     """
     import rasterio
     from affine import Affine
-    from rasterio.shutil import copy as rio_copy
     from rasterio.windows import Window
 
     target = Path(path) if path is not None else CACHE_DIR / LARGE_COG_NAME
@@ -83,20 +104,7 @@ def ensure_large_cog(path: str | os.PathLike[str] | None = None, *, verbose: boo
                 rows = slice(row, min(row + _STRIP, SIZE))
                 window = Window(0, row, SIZE, rows.stop - rows.start)
                 dst.write(_field(rows, SIZE), 1, window=window)
-        partial = Path(tmp) / "cog.tif"
-        rio_copy(
-            raw,
-            partial,
-            driver="COG",
-            COMPRESS="DEFLATE",
-            PREDICTOR="2",
-            BLOCKSIZE=str(TILE),
-            OVERVIEWS="AUTO",
-            OVERVIEW_RESAMPLING="AVERAGE",
-            NUM_THREADS="ALL_CPUS",
-            BIGTIFF="IF_SAFER",
-        )
-        partial.replace(target)
+        to_cog(raw, target, BIGTIFF="IF_SAFER")
     if verbose:
         size_mb = target.stat().st_size / 1e6
         print(f"generated {target} ({size_mb:.0f} MB) in {time.perf_counter() - t0:.1f} s")

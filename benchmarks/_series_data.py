@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._data import CACHE_DIR
+from benchmarks._data import CACHE_DIR, to_cog
 
 __all__ = [
     "CRS",
@@ -71,7 +71,6 @@ def _field(i: int) -> np.ndarray:
 def _write_cog(i: int, target: Path, tmp: Path) -> None:
     import rasterio
     from affine import Affine
-    from rasterio.shutil import copy as rio_copy
 
     raw = tmp / f"raw{i}.tif"
     profile = {
@@ -89,21 +88,8 @@ def _write_cog(i: int, target: Path, tmp: Path) -> None:
     }
     with rasterio.open(raw, "w", **profile) as dst:
         dst.write(_field(i), 1)
-    partial = tmp / f"cog{i}.tif"
-    rio_copy(
-        raw,
-        partial,
-        driver="COG",
-        COMPRESS="DEFLATE",
-        PREDICTOR="2",
-        BLOCKSIZE=str(TILE),
-        OVERVIEWS="AUTO",
-        OVERVIEW_RESAMPLING="AVERAGE",
-        NUM_THREADS="ALL_CPUS",
-    )
+    to_cog(raw, target)
     raw.unlink()
-    partial.chmod(0o644)  # nginx workers run as nobody
-    partial.replace(target)
 
 
 def ensure_series(*, verbose: bool = True) -> list[Path]:

@@ -96,7 +96,6 @@ def records_to_table(
 
     bands = list(dict.fromkeys(b for r in records for b in r.assets))
     n = len(records)
-    code_of = functools.lru_cache(maxsize=None)(crs_to_code)
     epsg_of = functools.lru_cache(maxsize=None)(
         lambda code: int(code[5:]) if code.startswith("EPSG:") else crs_epsg(code)
     )
@@ -108,9 +107,9 @@ def records_to_table(
         hdr = _first_header(r, headers)
         code = None
         if hdr is not None and (hdr.geo.crs_epsg or hdr.geo.crs_wkt):
-            code = f"EPSG:{hdr.geo.crs_epsg}" if hdr.geo.crs_epsg else code_of(hdr.geo.crs_wkt)
+            code = f"EPSG:{hdr.geo.crs_epsg}" if hdr.geo.crs_epsg else crs_to_code(hdr.geo.crs_wkt)
         elif r.proj_code:
-            code = code_of(r.proj_code)
+            code = crs_to_code(r.proj_code)
         crs_codes.append(code)
         epsgs.append(epsg_of(code) if code else None)
         geoms.append(r.geometry)

@@ -113,6 +113,7 @@ async def fetch_tiles_async(
             by_href[key.href].append(key)
     loop = asyncio.get_running_loop()
     pool = decode_executor()
+    policy = opts.policy or _read_policy()
     n_fetch = sum(len(v) for v in by_href.values())
     # auto (None): a bar on a TTY, only for reads large enough to be worth watching
     show = opts.progress if opts.progress is not None else (None if n_fetch >= 64 else False)
@@ -147,7 +148,7 @@ async def fetch_tiles_async(
             merged = coalesce_ranges(
                 [o for _, o, _ in ranged],
                 [o + c for _, o, c in ranged],
-                opts.policy or _read_policy(),
+                policy,
             )
 
             async def serve(m) -> None:
