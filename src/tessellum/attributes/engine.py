@@ -11,6 +11,7 @@ an entry of ``failed_datasets``; the other datasets still return.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -265,7 +266,7 @@ class AttributeEngine:
                 stacks[m] = st
         failed_fp = _failed_footprints(coll)
         return await asyncio.to_thread(
-            _reduce_all, entry, coll, geoms, parts, stacks, job, failed_fp, self.qc, groups,
+            _reduce_serially, entry, coll, geoms, parts, stacks, job, failed_fp, self.qc, groups,
             group_stacks,
         )  # fmt: skip
 
@@ -434,9 +435,10 @@ def _parts(geoms: Sequence[Any], crs: Any, entry: Any, point_method: str) -> lis
 
 
 _CLUSTER_PX = 2048
-"""Polygons whose bounding boxes fit in a cell of this many native pixels share one read
-grid (and one exactextract call); larger ones, points and antimeridian halves are read on
-their own grid."""
+"""Polygons no larger than a cell of this many native pixels are binned by the cell of
+their bounding-box centre and share one read grid (at most two cells across) and one
+exactextract call; larger ones, points and antimeridian halves are read on their own
+grid."""
 
 
 def _clusters(parts: Sequence[_Part], crs: Any, entry: Any) -> list[tuple[Any, list[int]]]:
@@ -459,7 +461,7 @@ def _clusters(parts: Sequence[_Part], crs: Any, entry: Any) -> list[tuple[Any, l
             out.append((p.read_geom, [i]))
             continue
         w, s, e, n = p.read_geom.bounds
-        if e - w > cell / 2 or n - s > cell / 2:
+        if e - w > cell or n - s > cell:
             out.append((p.read_geom, [i]))
             continue
         key = (int(((w + e) / 2) // cell), int(((s + n) / 2) // cell))
@@ -503,6 +505,17 @@ def _failed_footprints(coll: Any) -> Any:
     return shapely.STRtree(fps) if fps else None
 
 
+_REDUCE_LOCK = threading.Lock()
+
+
+def _reduce_serially(*args: Any) -> list[AttributeResult]:
+    """:func:`_reduce_all`, one at a time per process: it is Python and exactextract
+    work under the GIL, so concurrent reductions only contend for it (measured 25 %
+    slower for two datasets); the event loop keeps reading meanwhile."""
+    with _REDUCE_LOCK:
+        return _reduce_all(*args)
+
+
 def _reduce_all(
     entry: Any,
     coll: Any,
@@ -515,19 +528,13 @@ def _reduce_all(
     groups: Sequence[tuple[Any, list[int]]] = (),
     group_stacks: Sequence[Any] = (),
 ) -> list[AttributeResult]:
-    from .zonal import pixel_coverage_many
-
     band = entry.variable
-    coverage: dict[int, Any] = {}  # part index -> (rows, cols, fractions) on its grid
-    mosaics: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # shared stacks, mosaicked once
-    for (_, members), st in zip(groups, group_stacks, strict=True):
-        if len(members) > 1 and st.grid is not None and st.data[band] is not None:
-            gs = _reproject_many([parts[m].read_geom for m in members], job.crs, st.grid.crs)
-            coverage.update(zip(members, pixel_coverage_many(gs, st.grid), strict=True))
-            mosaics[id(st)] = first_valid(*_ordered(st, band))
+    pieces_of = np.bincount([p.geom_index for p in parts], minlength=len(geoms))
+    fast = _reduce_groups(entry, parts, job, qc, groups, group_stacks, pieces_of)
+    mosaics: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # stacks shared by geometries
     by_geom: dict[int, list[tuple[_Part, Any, Any]]] = {}
     for k, (p, st) in enumerate(zip(parts, stacks, strict=True)):
-        by_geom.setdefault(p.geom_index, []).append((p, st, coverage.get(k)))
+        by_geom.setdefault(p.geom_index, []).append((p, st, fast.get(k)))
     degraded_at = np.zeros(len(geoms), dtype=bool)
     if failed_fp is not None and len(geoms):
         ll = _object_array(_reproject_many(geoms, job.crs, _CRS84))
@@ -538,7 +545,11 @@ def _reduce_all(
     out = []
     for i, g in enumerate(geoms):
         pieces = by_geom.get(i, [])
-        outcome, used, grid = _reduce_one(g, pieces, band, job, mosaics)
+        if len(pieces) == 1 and pieces[0][2] is not None:  # computed for its whole group
+            _, st, outcome = pieces[0]
+            used, grid = list(st.record_ids), st.grid
+        else:
+            outcome, used, grid = _reduce_one(g, pieces, band, job, mosaics)
         nodata = next((st.nodata[band] for _, st, _ in pieces if st.grid is not None), entry.nodata)
         flag, notes = quality_flag(
             value=outcome.value, coverage=outcome.coverage_fraction, values=outcome.values,
@@ -573,12 +584,52 @@ def _reduce_all(
     return out
 
 
+def _reduce_groups(
+    entry: Any,
+    parts: Sequence[_Part],
+    job: Job,
+    qc: QCConfig,
+    groups: Sequence[tuple[Any, list[int]]],
+    group_stacks: Sequence[Any],
+    pieces_of: np.ndarray,
+) -> dict[int, ZonalOutcome]:
+    """Outcomes of the polygons that are one part of their geometry, one exactextract
+    pass per read group (:func:`zonal_polygons`): ``{part index: outcome}``.
+
+    Groups whose mosaic holds a pixel QC would call suspect are left to
+    :func:`_reduce_one`, which keeps each geometry's values for the notes.
+    """
+    from .qc import suspect_pixels
+    from .zonal import zonal_polygons
+
+    band = entry.variable
+    out: dict[int, ZonalOutcome] = {}
+    for (_, members), st in zip(groups, group_stacks, strict=True):
+        if st.grid is None or st.data[band] is None:
+            continue
+        todo = [
+            m for m in members
+            if parts[m].kind == "polygon" and pieces_of[parts[m].geom_index] == 1
+        ]  # fmt: skip
+        if not todo:
+            continue
+        data, valid = first_valid(*_ordered(st, band))
+        if suspect_pixels(data, valid, entry, st.nodata[band], qc):
+            continue
+        geoms = _reproject_many([parts[m].read_geom for m in todo], job.crs, st.grid.crs)
+        found = zonal_polygons(
+            geoms, data, valid, st.grid, job.aggregation, geographic=_is_lonlat(st.grid.crs)
+        )
+        out.update(zip(todo, found, strict=True))
+    return out
+
+
 def _reduce_one(
     geom: Any,
     pieces: Sequence[tuple[_Part, Any, Any]],
     band: str,
     job: Job,
-    mosaics: dict[int, tuple[np.ndarray, np.ndarray]] | None = None,
+    mosaics: dict[int, tuple[np.ndarray, np.ndarray]],
 ) -> tuple[ZonalOutcome, list[str], Any]:
     from .zonal import pixel_coverage_samples
 
@@ -597,20 +648,19 @@ def _reduce_one(
             st.grid,
         )
     samples = []
-    for part, st, cov in pieces:
+    for part, st, _ in pieces:
         if st.grid is None or st.data[band] is None:
             # no record here: the part's area counts as invalid
             samples.append(None)
             continue
-        mosaic = (mosaics or {}).get(id(st))
-        data, valid = mosaic if mosaic is not None else first_valid(*_ordered(st, band))
+        if id(st) not in mosaics:
+            mosaics[id(st)] = first_valid(*_ordered(st, band))
+        data, valid = mosaics[id(st)]
         grid = st.grid
         used += [r for r in st.record_ids if r not in used]
-        g = None if cov is not None else _reproject(part.read_geom, job.crs, st.grid.crs)
+        g = _reproject(part.read_geom, job.crs, st.grid.crs)
         samples.append(
-            pixel_coverage_samples(
-                g, data, valid, st.grid, geographic=_is_lonlat(st.grid.crs), coverage=cov
-            )
+            pixel_coverage_samples(g, data, valid, st.grid, geographic=_is_lonlat(st.grid.crs))
         )
     live = [s for s in samples if s is not None]
     if not live:

@@ -19,7 +19,13 @@ import numpy as np
 
 from .models import AggregationMethod, AttributeResult, QualityFlag
 
-__all__ = ["DEFAULT_FILL_VALUES", "QCConfig", "consistency_warnings", "quality_flag"]
+__all__ = [
+    "DEFAULT_FILL_VALUES",
+    "QCConfig",
+    "consistency_warnings",
+    "quality_flag",
+    "suspect_pixels",
+]
 
 DEFAULT_FILL_VALUES: tuple[float, ...] = (
     -9999.0,
@@ -130,14 +136,36 @@ def quality_flag(
     return flag, notes
 
 
-def _fill_hits(values: np.ndarray, entry: Any, nodata: Any, config: QCConfig) -> list[float]:
+def suspect_pixels(
+    data: np.ndarray, valid: np.ndarray, entry: Any, nodata: Any, config: QCConfig
+) -> bool:
+    """Whether any valid pixel of a mosaic would make :func:`quality_flag` flag a result
+    ``suspect`` by its values (a common fill value, a class code the catalog does not
+    know). When none does, results over the mosaic need no per-geometry value checks."""
+    if not valid.any():
+        return False
+    candidates = _candidates(config, entry, nodata, data.dtype)
+    if candidates is not None and np.any(np.isin(data, candidates) & valid):
+        return True
+    if entry.is_categorical and entry.classes:
+        known = np.asarray(sorted(entry.classes))
+        if data.dtype.kind == "u" and data.dtype.itemsize <= 2:  # a histogram beats isin
+            present = np.flatnonzero(np.bincount(data[valid], minlength=1))
+            return bool(np.setdiff1d(present, known).size)
+        return bool(np.any(~np.isin(data, known) & valid))
+    return False
+
+
+def _candidates(config: QCConfig, entry: Any, nodata: Any, dtype: np.dtype) -> np.ndarray | None:
     categorical = bool(entry.is_categorical)
     try:
-        candidates = _fill_candidates(config.fill_values, categorical, nodata, values.dtype)
+        return _fill_candidates(config.fill_values, categorical, nodata, dtype)
     except TypeError:  # an unhashable nodata
-        candidates = _fill_candidates.__wrapped__(
-            config.fill_values, categorical, nodata, values.dtype
-        )
+        return _fill_candidates.__wrapped__(config.fill_values, categorical, nodata, dtype)
+
+
+def _fill_hits(values: np.ndarray, entry: Any, nodata: Any, config: QCConfig) -> list[float]:
+    candidates = _candidates(config, entry, nodata, values.dtype)
     if candidates is None:
         return []
     one = candidates.size == 1

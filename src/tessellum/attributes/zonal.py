@@ -41,6 +41,7 @@ __all__ = [
     "weighted_quantile",
     "zonal_point",
     "zonal_polygon",
+    "zonal_polygons",
 ]
 
 EARTH_RADIUS_M = 6_371_008.8
@@ -106,14 +107,18 @@ def _coverage_source(grid: Any) -> Any:
     return NumPyRasterSource(dummy, left, bottom, right, top)
 
 
+def _object_array(geoms: list[Any]) -> np.ndarray:
+    arr = np.empty(len(geoms), dtype=object)
+    arr[:] = geoms
+    return arr
+
+
 def _wkb_features(geoms: list[Any]) -> Any:
     """An exactextract feature source handing the geometries over as WKB (no GeoJSON
     round trip through Python dicts and ``json``)."""
     import shapely
 
-    arr = np.empty(len(geoms), dtype=object)
-    arr[:] = geoms
-    return _wkb_source_class()(list(shapely.to_wkb(arr)))
+    return _wkb_source_class()(list(shapely.to_wkb(_object_array(geoms))))
 
 
 @lru_cache(maxsize=1)
@@ -164,9 +169,11 @@ def _wkb_source_class() -> Any:
 
 def weighted_quantile(x: np.ndarray, w: np.ndarray, q: float) -> float:
     """Weighted quantile as exactextract computes it (stats.stackexchange.com/a/13223):
-    ``S_k = k·w_k + (n−1)·Σ_{i<k} w_i`` over sorted values, linear between neighbours."""
-    order = np.argsort(x, kind="stable")
-    xs, ws = x[order].astype(np.float64), w[order].astype(np.float64)
+    ``S_k = k·w_k + (n−1)·Σ_{i<k} w_i`` over the sorted *distinct* values (equal values
+    pool their weights, as exactextract's frequency table does), linear between
+    neighbours."""
+    xs, inverse = np.unique(np.asarray(x, dtype=np.float64), return_inverse=True)
+    ws = np.bincount(inverse.ravel(), weights=np.asarray(w, dtype=np.float64).ravel())
     n = len(xs)
     if n == 1:
         return float(xs[0])
@@ -307,6 +314,141 @@ def pixel_coverage_samples(
     return Samples(
         data[rows[ok], cols[ok]], w_all[ok], frac[ok], float(w_all.sum()), float(frac.sum())
     )
+
+
+_EE_OPS = {
+    AggregationMethod.mean: "mean",
+    AggregationMethod.median: "median",
+    AggregationMethod.min: "min",
+    AggregationMethod.max: "max",
+    AggregationMethod.std: "stdev",
+    AggregationMethod.majority: "majority",
+    AggregationMethod.minority: "minority",
+    AggregationMethod.unique: "unique",
+    AggregationMethod.distribution: "frac",
+}
+_UNWEIGHTED = {AggregationMethod.min, AggregationMethod.max, AggregationMethod.unique}
+_BY_CLASS = {AggregationMethod.majority, AggregationMethod.minority, AggregationMethod.distribution}
+
+
+def zonal_polygons(
+    geoms: list[Any],
+    data: np.ndarray,
+    valid: np.ndarray,
+    grid: Any,
+    method: AggregationMethod,
+    *,
+    geographic: bool,
+) -> list[ZonalOutcome]:
+    """:func:`zonal_polygon` of many (Multi)Polygons (in the grid's CRS) over one (H, W)
+    mosaic, every statistic computed inside exactextract in one pass.
+
+    The same definitions as :func:`pixel_coverage_samples` + :func:`zonal_polygon`
+    (exactextract's operations with ``coverage_weight`` ``area_spherical_m2`` on
+    geographic grids, ``fraction`` on projected ones), without handing each geometry's
+    pixels back to Python: the many-small-polygons case is bound by per-geometry work.
+    Outcomes carry no ``values``: check the mosaic for suspect pixels beforehand
+    (:func:`tessellum.attributes.qc.suspect_pixels`).
+    """
+    import shapely
+    from exactextract import exact_extract
+
+    method = AggregationMethod(method)
+    weight = "area_spherical_m2" if geographic else "fraction"
+    integer = data.dtype.kind in "iu"
+    if method is AggregationMethod.median and integer:
+        data = data.astype(np.float64)  # exactextract truncates an integer raster's median
+    src, fill = _masked_source(data, valid, grid)
+    by_class = method in _BY_CLASS
+    if method is AggregationMethod.sum:
+        value_op = "value=sum"  # value x coverage fraction (module docstring)
+    elif by_class:  # class shares: ties are broken here (smallest value), not by hash order
+        value_op = f"value=frac(coverage_weight={weight})"
+    elif method in _UNWEIGHTED:
+        value_op = f"value={_EE_OPS[method]}"
+    else:
+        value_op = f"value={_EE_OPS[method]}(coverage_weight={weight})"
+    ops = [
+        value_op,
+        f"valid_w=count(coverage_weight={weight})",
+        f"total_w=count(coverage_weight={weight},default_value={fill})",
+        "n=count(coverage_weight=none)",
+    ]
+    if by_class:
+        ops.append("classes=unique")
+    # the grid holds every geometry, so their coverage fractions sum to area / cell area
+    cell = abs(grid.transform.a * grid.transform.e - grid.transform.b * grid.transform.d)
+    in_cells = shapely.area(_object_array(geoms)) / cell
+    out = []
+    found = exact_extract(src, _wkb_features(geoms), ops, output="geojson")
+    for f, total_f in zip(found, in_cells.tolist(), strict=True):
+        p = f["properties"]
+        total_w, n = float(p["total_w"]), int(p["n"])
+        if total_w <= 0:
+            out.append(ZonalOutcome(None, 0.0, 0, notes=["geometry covers no pixel"]))
+            continue
+        cov = float(min(1.0, float(p["valid_w"]) / total_w))
+        value = _ee_value(p, method, integer) if n else None
+        outcome = ZonalOutcome(value, cov if n else 0.0, n)
+        if total_f < 1.0 and n:
+            outcome.estimated = True
+            outcome.notes.append("geometry is smaller than one pixel")
+        out.append(outcome)
+    return out
+
+
+def _ee_value(props: dict[str, Any], method: AggregationMethod, integer: bool) -> Any:
+    """exactextract's ``value`` in the types :func:`aggregate` returns."""
+    v = props["value"]
+    if method in _BY_CLASS:
+        codes, shares = np.asarray(props["classes"]), np.asarray(v, dtype=np.float64)
+        order = np.argsort(codes, kind="stable")
+        codes, shares = codes[order], shares[order]
+        if method is AggregationMethod.distribution:
+            return {_class_key(c): float(f) for c, f in zip(codes, shares, strict=True)}
+        pick = np.argmax(shares) if method is AggregationMethod.majority else np.argmin(shares)
+        return int(codes[pick]) if integer else float(codes[pick])
+    if method is AggregationMethod.unique:
+        return sorted(_scalar(c) if integer else float(c) for c in np.asarray(v).tolist())
+    if v is None:
+        return None
+    if integer and method in (AggregationMethod.min, AggregationMethod.max):
+        return int(v)
+    value = float(v)
+    return None if math.isnan(value) else value
+
+
+def _masked_source(data: np.ndarray, valid: np.ndarray, grid: Any) -> tuple[Any, Any]:
+    """An exactextract raster of ``data`` whose nodata is exactly ``~valid``, and a value
+    of the array's type to stand in for nodata where an operation must count it."""
+    from exactextract.raster import NumPyRasterSource
+
+    if not grid.is_axis_aligned or grid.transform.e >= 0:
+        raise ValidationError("zonal statistics need a north-up grid")
+    if data.dtype.kind == "f":
+        values = data if valid.all() else np.where(valid, data, data.dtype.type(np.nan))
+        nodata, fill = float("nan"), 0
+    else:
+        values, nodata = _integer_with_sentinel(data, valid)
+        fill = int(values.dtype.type(0))
+    left, bottom, right, top = grid.bounds
+    # no CRS: exactextract's area_spherical_m2 takes the coordinates as degrees itself
+    src = NumPyRasterSource(np.ascontiguousarray(values), left, bottom, right, top, nodata=nodata)
+    return src, fill
+
+
+def _integer_with_sentinel(data: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, Any]:
+    """``data`` with invalid pixels set to a value no valid pixel has (the type's extremes
+    first; a wider type when both are in use), and that value (None: all valid)."""
+    if valid.all():
+        return data, None
+    info = np.iinfo(data.dtype)
+    for sentinel in (info.max, info.min):
+        if not np.any((data == sentinel) & valid):
+            return np.where(valid, data, data.dtype.type(sentinel)), int(sentinel)
+    if data.dtype.itemsize < 8:
+        return np.where(valid, data.astype(np.int64), np.int64(-(2**63))), -(2**63)
+    return np.where(valid, data.astype(np.float64), np.nan), float("nan")  # beyond 2**53: rounded
 
 
 def zonal_polygon(samples: Samples, method: AggregationMethod) -> ZonalOutcome:
