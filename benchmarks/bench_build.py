@@ -96,13 +96,19 @@ def _arrow_checksum(coll: Any) -> int:
 
 def tessellum_warmup(ctx: CaseContext) -> None:
     """What a long-lived process has paid once: lazy imports and the PROJ database (the
-    counterpart of ``gdal_warmup``); no connection is opened."""
+    counterpart of ``gdal_warmup``); no connection is opened.
+
+    pyarrow's first ``pa.array`` imports pandas when it is installed (0.2 s here) — an
+    import like the others, which rasteret pays when it is imported, before its timer.
+    """
+    import pyarrow as pa
     import shapely  # noqa: F401
 
     import tessellum.collection.headers
     import tessellum.tiff.arrow  # noqa: F401
     from tessellum.geo.crs import crs_to_code, transformer
 
+    pa.array([0])
     crs_to_code("EPSG:32612")
     transformer("EPSG:32612", "OGC:CRS84")
 
