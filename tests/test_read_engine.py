@@ -281,3 +281,88 @@ def test_bad_arguments_named(tmp_path):
         coll.read_window(
             bounds=(500000, 4649000, 500500, 4649500), bands=["data"], resampling="fancy"
         )
+
+
+def _band_source(path):
+    from tessellum.read.sources import record_bands
+
+    return record_bands(_coll([path]).table, ["data"])[0].bands["data"]
+
+
+@pytest.mark.parametrize("nodata", [0, None, float("nan")])
+def test_window_beyond_the_image_marks_margins_and_nodata(tmp_path, nodata):
+    """A window hanging over two image edges: margins get the fill and are invalid,
+    inside pixels equal GDAL's boundless read and are valid exactly where not nodata
+    (the mask is built per tile in the decode threads)."""
+    import asyncio
+
+    from tessellum.read.engine import Target, read_targets_async
+
+    dtype = "float32" if nodata is not None and nodata != nodata else "uint16"
+    data = (np.arange(700 * 900).reshape(1, 700, 900) % 5000 + 1).astype(dtype)
+    data[0, 600:640, 100:150] = 0 if nodata is None else nodata  # nodata inside the image
+    path, _ = write_cog(
+        tmp_path / "a.tif", shape=(700, 900), crs=UTM, transform=T0, dtype=dtype,
+        compression="deflate", predictor=2, nodata=nodata, data=data,
+    )  # fmt: skip
+    src = _band_source(path)
+    grid = src.grid.window(-30, 850, 800, 120)  # above the top, past the right edge
+    ((got, valid),) = asyncio.run(read_targets_async([Target(grid, [src])]))
+    with rasterio.open(path) as ds:
+        fill = 0 if nodata is None else nodata
+        ref = ds.read(1, window=Window(850, -30, 120, 800), boundless=True, fill_value=fill)
+    np.testing.assert_array_equal(got, ref)
+    inside = np.zeros(got.shape, dtype=bool)
+    inside[30:730, :50] = True
+    if nodata is None:
+        want = inside
+    elif nodata != nodata:
+        want = inside & ~np.isnan(ref)
+    else:
+        want = inside & (ref != nodata)
+    np.testing.assert_array_equal(valid, want)
+    assert not valid[:30].any() and not valid[:, 50:].any()
+
+
+def test_inflight_byte_budget(tmp_path):
+    """A read keeps at most ``max_inflight_bytes`` of requests in flight (one at a time
+    when a request is larger) and returns the same pixels; a bad budget is named."""
+    import asyncio
+
+    from tessellum.read.engine import Target, read_targets_async
+    from tessellum.read.fetch import FetchOptions, _ByteBudget
+    from tessellum.store import CoalescePolicy
+
+    path, _ = write_cog(
+        tmp_path / "a.tif", shape=(700, 900), crs=UTM, transform=T0, dtype="uint16",
+        compression="deflate", predictor=2,
+    )  # fmt: skip
+    src = _band_source(path)
+    grid = src.grid.window(0, 0, 700, 900)
+    one_per_tile = CoalescePolicy(max_gap=0, max_request=1)
+    ((want, _),) = asyncio.run(read_targets_async([Target(grid, [src])]))
+    default_tile_cache().clear()
+    opts = FetchOptions(max_inflight_bytes=1, policy=one_per_tile, cache=False)
+    ((got, _),) = asyncio.run(read_targets_async([Target(grid, [src])], opts))
+    np.testing.assert_array_equal(got, want)
+    with pytest.raises(ValidationError, match="max_inflight_bytes must be >= 1, got 0"):
+        asyncio.run(read_targets_async([Target(grid, [src])], FetchOptions(max_inflight_bytes=0)))
+
+    async def run_budget() -> tuple[int, list[int]]:
+        budget, used, peak, order = _ByteBudget(100), [0], [0], []
+
+        async def req(i: int, n: int) -> None:
+            held = await budget.acquire(n)
+            used[0] += n
+            peak[0] = max(peak[0], used[0])
+            order.append(i)
+            await asyncio.sleep(0.001)
+            used[0] -= n
+            budget.release(held)
+
+        await asyncio.gather(*(req(i, n) for i, n in enumerate([40, 40, 40, 250, 10])))
+        return peak[0], order
+
+    peak, order = asyncio.run(run_budget())
+    assert order == [0, 1, 2, 3, 4]  # in the order asked
+    assert peak == 250  # the oversized request ran alone; otherwise <= 100

@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import ValidationError
 from ..geo.grid import Grid, transform_bounds
 from .fetch import FetchOptions, fetch_tiles_async
-from .plan import SourceRead, TileKey, pick_overview, unique_tiles
+from .plan import SourceRead, TileKey, inside_rect, pick_overview, unique_tiles
 
 RESAMPLING = (
     "nearest",
@@ -190,24 +190,28 @@ async def read_targets_async(
             raise ValidationError(f"resampling must be one of {RESAMPLING}, got {t.resampling!r}")
         plan_target(t)
     outs = [_allocate(t) for t in targets]
-    streamed: dict[Any, list[tuple[np.ndarray, SourceRead]]] = {}
+    streamed: dict[Any, list[tuple[np.ndarray, SourceRead, np.ndarray, Any]]] = {}
     held: set = set()
-    for t, (out, _, _) in zip(targets, outs, strict=True):
-        for i, (src, rd, _, direct) in enumerate(t.reads):
+    for t, (out, have, _, _) in zip(targets, outs, strict=True):
+        for i, (src, rd, _, _direct) in enumerate(t.reads):
             lvl = rd.header.levels[rd.level]
             keys = [
                 TileKey(rd.href, rd.level, idx)
                 for idx in tiles_in_window(lvl, rd.window, rd.sample)
             ]
-            if i == 0 and direct and src.dtype == out.dtype:
+            if i == 0 and have is not None:
                 for k in keys:
-                    streamed.setdefault(k, []).append((out, rd))
+                    streamed.setdefault(k, []).append((out, rd, have, src.nodata))
             else:
                 held.update(keys)
 
     def on_tile(key: Any, arr: np.ndarray) -> None:
-        for dst, rd in streamed.get(key, ()):
-            paste_tile(dst, rd, key.index, arr)
+        # paste and mark valid pixels here, in the decode threads: no full-image pass
+        # over the output after the last tile
+        for dst, rd, have, nodata in streamed.get(key, ()):
+            region = paste_tile(dst, rd, key.index, arr)
+            if region is not None:
+                _mark_valid(have[region], dst[region], nodata)
 
     tiles = unique_tiles([rd for t in targets for _, rd, _, _ in t.reads])
     decoded = await fetch_tiles_async(tiles, opts, on_tile=on_tile, keep=held.__contains__)
@@ -216,8 +220,19 @@ async def read_targets_async(
     )
 
 
-def _allocate(t: Target) -> tuple[np.ndarray, Any, Any]:
-    """The output array (filled with nodata) and its fill value."""
+def _streams_first(t: Target, dtype: np.dtype) -> bool:
+    """Whether ``t``'s first read is pasted tile by tile into the output as it decodes
+    (same pixel grid, same dtype)."""
+    if not t.reads:
+        return False
+    src, _, _, direct = t.reads[0]
+    return bool(direct and src.dtype == dtype)
+
+
+def _allocate(t: Target) -> tuple[np.ndarray, np.ndarray | None, Any, Any]:
+    """The output array, its validity mask when the first read streams into it (pixels
+    outside the read's image already set: nodata / False; every other pixel is written
+    by a tile), the fill value and the nodata."""
     first = t.sources[0] if t.sources else None
     dtype = (
         np.dtype(t.dtype)
@@ -226,24 +241,43 @@ def _allocate(t: Target) -> tuple[np.ndarray, Any, Any]:
     )
     nodata = t.nodata if t.nodata is not None else (first.nodata if first else None)
     fill = _fill_value(dtype, nodata)
-    return np.full(t.grid.shape, fill, dtype=dtype), fill, nodata
+    rect = inside_rect(t.reads[0][1]) if _streams_first(t, dtype) else None
+    if rect is None:
+        return np.full(t.grid.shape, fill, dtype=dtype), None, fill, nodata
+    # no full-size fill: the tiles write the inside, only the margins need the fill
+    out = np.empty(t.grid.shape, dtype=dtype)
+    have = np.empty(t.grid.shape, dtype=bool)
+    (y0, y1), (x0, x1) = ((r.start, r.stop) for r in rect)
+    for sl in (np.s_[:y0, :], np.s_[y1:, :], np.s_[y0:y1, :x0], np.s_[y0:y1, x1:]):
+        out[sl] = fill
+        have[sl] = False
+    return out, have, fill, nodata
+
+
+def _mark_valid(have: np.ndarray, values: np.ndarray, nodata: Any) -> None:
+    """``have[...] = values are valid`` in place."""
+    if nodata is None:
+        have[...] = True
+    elif is_nan(nodata):
+        np.isnan(values, out=have)
+        np.logical_not(have, out=have)
+    else:
+        np.not_equal(values, nodata, out=have)
 
 
 def _assemble(
-    t: Target, decoded: dict, out: np.ndarray, fill: Any, nodata: Any
+    t: Target, decoded: dict, out: np.ndarray, have: np.ndarray | None, fill: Any, nodata: Any
 ) -> tuple[np.ndarray, np.ndarray]:
     """Complete the target from its reads in priority order (first valid pixel wins);
-    the first read, when streamed, is already pasted into ``out``."""
-    from .plan import inside_mask, paste
+    the first read, when streamed, is already pasted into ``out`` and marked in
+    ``have``."""
+    from .plan import paste
 
-    have: np.ndarray | None = None
     for i, (src, rd, lgrid, direct) in enumerate(t.reads):
         src_fill = _fill_value(src.dtype, src.nodata)
-        if i == 0 and direct and src.dtype == out.dtype:
-            inside = inside_mask(rd)
-            have = _valid(out, inside, src.nodata)
+        if i == 0 and have is not None:
             if not _same_value(src_fill, fill):
-                np.copyto(out, fill, where=inside & ~have)
+                np.copyto(out, fill, where=~have)
         else:
             buf = np.full(rd.shape, src_fill, dtype=src.dtype)
             inside = paste(buf, rd, decoded)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from .._progress import progress_bar
+from ..errors import ValidationError
 from .cache import TileCache, default_tile_cache
 from .plan import TileKey
 
@@ -42,6 +43,7 @@ class FetchOptions:
     cache: TileCache | bool | None = True  # True: the process-wide cache; False/None: no cache
     stats: Any = None
     progress: bool | None = None  # tile progress bar; None: on a TTY for large reads
+    max_inflight_bytes: int | None = None  # response bytes in flight per read; None: default
 
 
 def _read_policy() -> Any:
@@ -56,6 +58,68 @@ def _read_policy() -> Any:
     gap = int(os.environ.get("TESSELLUM_READ_MAX_GAP", 256 * 1024))
     cap = int(os.environ.get("TESSELLUM_READ_MAX_REQUEST", 4 * 1024 * 1024))
     return CoalescePolicy(max_gap=gap, max_request=cap)
+
+
+_INFLIGHT_BYTES = 32 * 1024 * 1024
+
+
+def _inflight_budget(opts: FetchOptions) -> int:
+    """Response bytes one read keeps in flight (``TESSELLUM_READ_MAX_INFLIGHT`` overrides
+    the 32 MiB default). Requests share the link: with every request of a large read in
+    flight at once, all finish together and decoding starts at the end; a budget of a
+    few requests lets them finish in order and decoding overlap the transfer. Measured
+    on the 157 MB full-image read: 64 x 4 MiB in flight 0.57 s median with 0.93 s
+    outliers, 8 (32 MiB) 0.51 s flat at 0 ms and 0.62 s at 20 ms. Small reads (chips,
+    points, headers) never reach it."""
+    if opts.max_inflight_bytes is not None:
+        if opts.max_inflight_bytes < 1:
+            raise ValidationError(f"max_inflight_bytes must be >= 1, got {opts.max_inflight_bytes}")
+        return opts.max_inflight_bytes
+    return int(os.environ.get("TESSELLUM_READ_MAX_INFLIGHT", _INFLIGHT_BYTES))
+
+
+class _ByteBudget:
+    """At most ``limit`` bytes of requests in flight on one event loop, granted strictly
+    in the order asked (a read's requests then complete in file order); a request larger
+    than the budget runs alone."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._used = 0
+        self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
+
+    async def acquire(self, nbytes: int) -> int:
+        """Wait for ``nbytes`` (capped at the limit); returns what to :meth:`release`."""
+        n = min(nbytes, self._limit)
+        if not self._waiters and self._used + n <= self._limit:
+            self._used += n
+            return n
+        fut = asyncio.get_running_loop().create_future()
+        self._waiters.append((n, fut))
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self.release(n)  # granted just as we were cancelled: hand it back
+            self._wake()
+            raise
+        return n
+
+    def release(self, n: int) -> None:
+        self._used -= n
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters:
+            n, fut = self._waiters[0]
+            if fut.done():  # cancelled while waiting
+                self._waiters.popleft()
+                continue
+            if self._used + n > self._limit:
+                return
+            self._waiters.popleft()
+            self._used += n
+            fut.set_result(None)
 
 
 def _decoded_bytes(tiles: dict[TileKey, tuple[Any, int]]) -> int:
@@ -118,6 +182,7 @@ async def fetch_tiles_async(
     # auto (None): a bar on a TTY, only for reads large enough to be worth watching
     show = opts.progress if opts.progress is not None else (None if n_fetch >= 64 else False)
     bar = progress_bar(n_fetch, "tiles", show, unit="tile")
+    budget = _ByteBudget(_inflight_budget(opts))
 
     def decode_one(key: TileKey, data: Any, offset: int | None) -> None:
         header, level = tiles[key]
@@ -152,16 +217,20 @@ async def fetch_tiles_async(
             )
 
             async def serve(m) -> None:
-                data = await read_range_async(
-                    store,
-                    path,
-                    m.start,
-                    m.end,
-                    limiter=opts.limiter,
-                    retry=opts.retry,
-                    url=href,
-                    stats=opts.stats,
-                )
+                held = await budget.acquire(m.end - m.start)
+                try:
+                    data = await read_range_async(
+                        store,
+                        path,
+                        m.start,
+                        m.end,
+                        limiter=opts.limiter,
+                        retry=opts.retry,
+                        url=href,
+                        stats=opts.stats,
+                    )
+                finally:
+                    budget.release(held)
                 pieces = [
                     (ranged[i][0], data[off : off + ranged[i][2]], ranged[i][1])
                     for i, off in zip(m.members, m.offsets, strict=True)

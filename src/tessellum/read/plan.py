@@ -93,20 +93,31 @@ def unique_tiles(reads: Sequence[SourceRead]) -> dict[TileKey, tuple[Any, int]]:
 
 def inside_mask(rd: SourceRead) -> np.ndarray:
     """Pixels of ``rd``'s window that lie inside the image (a rectangle)."""
-    lvl = rd.header.levels[rd.level]
-    r0, c0, r1, c1 = rd.window
     inside = np.zeros(rd.shape, dtype=bool)
-    y0, x0 = max(r0, 0) - r0, max(c0, 0) - c0
-    y1, x1 = min(r1, lvl.height) - r0, min(c1, lvl.width) - c0
-    if y1 > y0 and x1 > x0:
-        inside[y0:y1, x0:x1] = True
+    rect = inside_rect(rd)
+    if rect is not None:
+        inside[rect] = True
     return inside
 
 
-def paste_tile(dst: np.ndarray, rd: SourceRead, index: int, tile: np.ndarray) -> None:
+def inside_rect(rd: SourceRead) -> tuple[slice, slice] | None:
+    """The rectangle of ``rd``'s window that lies inside the image (None: none)."""
+    lvl = rd.header.levels[rd.level]
+    r0, c0, r1, c1 = rd.window
+    y0, x0 = max(r0, 0) - r0, max(c0, 0) - c0
+    y1, x1 = min(r1, lvl.height) - r0, min(c1, lvl.width) - c0
+    if y1 > y0 and x1 > x0:
+        return slice(y0, y1), slice(x0, x1)
+    return None
+
+
+def paste_tile(
+    dst: np.ndarray, rd: SourceRead, index: int, tile: np.ndarray
+) -> tuple[slice, slice] | None:
     """Copy the part of one decoded tile (linear ``index``) that falls in ``rd``'s window
-    into ``dst`` (shape ``rd.shape``). Tiles touch disjoint regions, so several threads
-    may paste into one ``dst`` at once."""
+    into ``dst`` (shape ``rd.shape``); returns the region of ``dst`` written (None:
+    none). Tiles touch disjoint regions, so several threads may paste into one ``dst``
+    at once."""
     lvl = rd.header.levels[rd.level]
     r0, c0, r1, c1 = rd.window
     th, tw = lvl.tile_height, lvl.tile_width
@@ -119,10 +130,11 @@ def paste_tile(dst: np.ndarray, rd: SourceRead, index: int, tile: np.ndarray) ->
     y0, x0 = max(tr * th, r0, 0), max(tc * tw, c0, 0)
     y1 = min((tr + 1) * th, r1, lvl.height)
     x1 = min((tc + 1) * tw, c1, lvl.width)
-    if y1 > y0 and x1 > x0:
-        dst[y0 - r0 : y1 - r0, x0 - c0 : x1 - c0] = tile[
-            y0 - tr * th : y1 - tr * th, x0 - tc * tw : x1 - tc * tw, chan
-        ]
+    if y1 <= y0 or x1 <= x0:
+        return None
+    region = slice(y0 - r0, y1 - r0), slice(x0 - c0, x1 - c0)
+    dst[region] = tile[y0 - tr * th : y1 - tr * th, x0 - tc * tw : x1 - tc * tw, chan]
+    return region
 
 
 def paste(dst: np.ndarray, rd: SourceRead, tiles: dict[TileKey, np.ndarray]) -> np.ndarray:
