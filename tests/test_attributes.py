@@ -436,3 +436,33 @@ def test_one_pass_zonal_equals_per_geometry(method, case):
         else:
             assert type(got.value) is type(want.value)
             assert got.value == pytest.approx(want.value, rel=1e-6)
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int16", "float32"])
+def test_suspect_pixels_finds_what_quality_flag_would_flag(dtype):
+    """The mosaic-level pre-check agrees with the per-geometry QC: a valid fill value
+    or an unknown class code anywhere makes it True; declared nodata and invalid
+    pixels never do."""
+    from types import SimpleNamespace
+
+    from tessellum.attributes import QCConfig
+    from tessellum.attributes.qc import suspect_pixels
+
+    cfg = QCConfig()
+    data = np.full((40, 50), 10, dtype=dtype)
+    valid = np.ones(data.shape, dtype=bool)
+    cont = SimpleNamespace(is_categorical=False, classes={})
+    cat = SimpleNamespace(is_categorical=True, classes={10: "trees", 20: "shrub"})
+    assert not suspect_pixels(data, valid, cont, None, cfg)
+    assert not suspect_pixels(data, valid, cat, None, cfg)
+    fill = 255 if dtype == "uint8" else -9999
+    data[3, 4] = fill
+    assert suspect_pixels(data, valid, cont, None, cfg)
+    assert not suspect_pixels(data, valid, cont, fill, cfg)  # declared nodata
+    valid[3, 4] = False
+    assert not suspect_pixels(data, valid, cont, None, cfg)  # invalid pixels never count
+    data[5, 6] = 30  # a class the catalog does not know
+    assert suspect_pixels(data, valid, cat, None, cfg)
+    assert not suspect_pixels(data, valid, cont, None, cfg)
+    valid[5, 6] = False
+    assert not suspect_pixels(data, valid, cat, None, cfg)
