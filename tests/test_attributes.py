@@ -286,6 +286,20 @@ async def test_failing_and_slow_providers_become_warnings(aw):
     assert "request timeout" in " ".join(resp.warnings)
 
 
+async def test_failing_provider_in_a_batch_keeps_every_geometry(aw):
+    """A batch where one dataset fails: every geometry still gets the other dataset's
+    result, and the failure is a warning of the batch (not an error)."""
+    eng = engine_for(
+        aw, **{"nasadem:elevation": UpstreamError("503 from upstream", url="http://x")}
+    )
+    geoms = [box(X0 + 0.1 * k, Y0 - 0.2, X0 + 0.1 * k + 0.05, Y0 - 0.1) for k in range(1, 4)]
+    resp = await batch_extract(geoms, [DEM, "nasadem:elevation"], engine=eng)
+    assert resp.failed_datasets == ["nasadem:elevation"]
+    assert "UpstreamError" in resp.warnings[0]
+    assert len(resp.items) == 3
+    assert all([r.dataset_id for r in item.results] == [DEM] for item in resp.items)
+
+
 async def test_cache_hits_and_key(aw):
     cache = MemoryResultCache(ttl_s=60)
     eng = engine_for(aw, cache=cache)

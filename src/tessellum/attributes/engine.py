@@ -188,7 +188,9 @@ class AttributeEngine:
             await asyncio.gather(*pending, return_exceptions=True)
         items = []
         for i, h in enumerate(hashes):
-            results = [r for ds in job.dataset_ids if (r := per_dataset.get(ds, [None])[i])]
+            results = [
+                r for ds in job.dataset_ids if ds in per_dataset and (r := per_dataset[ds][i])
+            ]
             items.append(
                 AttributeResponse(
                     request_id=job.request_id,
