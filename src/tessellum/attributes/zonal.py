@@ -406,6 +406,8 @@ def _ee_value(props: dict[str, Any], method: AggregationMethod, integer: bool) -
         codes, shares = codes[order], shares[order]
         if method is AggregationMethod.distribution:
             return {_class_key(c): float(f) for c, f in zip(codes, shares, strict=True)}
+        if not codes.size:
+            return None
         pick = np.argmax(shares) if method is AggregationMethod.majority else np.argmin(shares)
         return int(codes[pick]) if integer else float(codes[pick])
     if method is AggregationMethod.unique:
