@@ -109,33 +109,20 @@ async def sample_points_async(
                     tiles.setdefault(TileKey(src.href, 0, int(t)), (src.header, 0))
             jobs.append((rec, b, idx, fr, fc, src))
     decoded = await fetch_tiles_async(tiles, fetch_options(max_concurrent, progress=progress))
-    cols: dict[str, list] = {
-        "point_index": [],
-        "x": [],
-        "y": [],
-        "record_id": [],
-        "datetime": [],
-        "band": [],
-        "value": [],
-    }
-    for rec, b, idx, fr, fc, src in jobs:
-        vals = _values(src, fr, fc, decoded, method)
-        n = len(idx)
-        cols["point_index"].append(idx)
-        cols["x"].append(px[idx]), cols["y"].append(py[idx])
-        cols["record_id"] += [rec.id] * n
-        cols["datetime"] += [rec.datetime] * n
-        cols["band"] += [b] * n
-        cols["value"].append(vals)
-    if not cols["band"]:
+    if not jobs:
         return _empty(g)
-    values = np.ma.concatenate(cols["value"])
+    values = np.ma.concatenate([_values(src, fr, fc, decoded, method) for *_, fr, fc, src in jobs])
+    pids = np.concatenate([idx for _, _, idx, *_ in jobs])
+    # per-job columns repeated by Arrow's take, not as Python lists of 200,000 objects
+    job_of_row = np.repeat(np.arange(len(jobs)), [len(idx) for _, _, idx, *_ in jobs])
     out = pa.table({
-        "point_index": pa.array(np.concatenate(cols["point_index"]), pa.int64()),
-        "x": pa.array(np.concatenate(cols["x"])), "y": pa.array(np.concatenate(cols["y"])),
-        "record_id": pa.array(cols["record_id"], pa.string()),
-        "datetime": pa.array(cols["datetime"], pa.timestamp("us", tz="UTC")),
-        "band": pa.array(cols["band"], pa.string()),
+        "point_index": pa.array(pids, pa.int64()),
+        "x": pa.array(px[pids]), "y": pa.array(py[pids]),
+        "record_id": pa.array([rec.id for rec, *_ in jobs], pa.string()).take(job_of_row),
+        "datetime": pa.array(
+            [rec.datetime for rec, *_ in jobs], pa.timestamp("us", tz="UTC")
+        ).take(job_of_row),
+        "band": pa.array([b for _, b, *_ in jobs], pa.string()).take(job_of_row),
         "value": pa.array(np.ma.getdata(values), mask=np.ma.getmaskarray(values)),
     })  # fmt: skip
     if g.attributes is not None and len(g.attributes.columns):
@@ -162,10 +149,16 @@ def _pixel(
     plane = src.sample if lvl.planar_config == 2 else 0
     chan = 0 if lvl.planar_config == 2 else src.sample
     tid = plane * across * down + (rr // lvl.tile_height) * across + cc // lvl.tile_width
-    for t in np.unique(tid[ok]).tolist():
-        sel = ok & (tid == t)
-        tile = decoded[TileKey(src.href, 0, int(t))]
-        out[sel] = tile[rr[sel] % lvl.tile_height, cc[sel] % lvl.tile_width, chan]
+    # group the points by tile with one sort (not one full-length mask per tile)
+    at = np.flatnonzero(ok)
+    at = at[np.argsort(tid[at], kind="stable")]
+    cuts = np.flatnonzero(np.r_[True, tid[at][1:] != tid[at][:-1], True]) if len(at) else []
+    for a, b in itertools.pairwise(cuts):
+        sel = at[a:b]
+        tile = decoded[TileKey(src.href, 0, int(tid[sel[0]]))]
+        _, tw, spp = tile.shape
+        flat = ((rr[sel] % lvl.tile_height) * tw + cc[sel] % lvl.tile_width) * spp + chan
+        out[sel] = tile.reshape(-1).take(flat)  # 1-D take: faster than 3-D fancy indexing
     nod = src.nodata
     if nod is not None:
         ok &= ~np.isnan(out) if is_nan(nod) else out != nod
