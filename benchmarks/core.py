@@ -125,7 +125,7 @@ def run_trial(case: Case, ctx: CaseContext) -> TrialResult:
     """
     if not case.fresh_process:
         seconds, output = _timed_call(case.target, ctx, case.warmup)
-        return TrialResult(seconds=seconds, output=output)
+        return TrialResult(seconds=_measured(seconds, output), output=output)
     env = {**os.environ, **case.env}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
     proc = subprocess.run(
@@ -143,4 +143,12 @@ def run_trial(case: Case, ctx: CaseContext) -> TrialResult:
     reply = json.loads(lines[-1])
     if "not_available" in reply:
         raise CaseNotAvailable(reply["not_available"])
-    return TrialResult(seconds=reply["seconds"], output=reply["output"])
+    return TrialResult(seconds=_measured(reply["seconds"], reply["output"]), output=reply["output"])
+
+
+def _measured(seconds: float, output: dict[str, Any]) -> float:
+    """The trial's time: the case's own timing of the measured call (``inner_seconds``)
+    when it runs that call in a process of its own (a peer in another venv: starting
+    that interpreter and importing the peer are not the peer's work), else ours."""
+    inner = output.get("inner_seconds")
+    return float(inner) if inner is not None else seconds
