@@ -5,6 +5,9 @@ the fixture world, every request through the latency proxy.
   (rustac, behind its own latency proxy), one header read per tile, each needed tile
   fetched once for all polygons, exact coverage weights. No result cache (NullResultCache)
   and the tile cache is cleared: every trial computes everything.
+* ``ours-2-processes``: the same with ``zonal_processes=2``: exactextract holds the GIL,
+  so its passes run in two worker processes (the pool started in the warmup, as a
+  long-lived process or service starts it once).
 * ``exactextract-vsicurl``: exactextract 0.3 over a GDAL VRT of the ``/vsicurl/`` tiles
   (handed the tile URLs directly, no STAC search), cloud-COG GDAL settings, GDAL's block
   cache shared by all polygons; same operations (``mean``/``majority`` with
@@ -30,9 +33,17 @@ from typing import Any
 from benchmarks.core import Benchmark, Case, CaseContext
 from benchmarks.window_2048 import TUNED_GDAL
 
-__all__ = ["BENCHMARK", "exactextract_vsicurl", "hru_polygons", "ours", "per_geometry"]
+__all__ = [
+    "BENCHMARK",
+    "exactextract_vsicurl",
+    "hru_polygons",
+    "ours",
+    "ours_processes",
+    "per_geometry",
+]
 
 N_HRU = 2000
+ZONAL_PROCESSES = 2
 DEM, LC = "copernicus_dem:elevation", "esa_worldcover:land_cover"
 _DATASETS = {"dem": ("cop-dem-glo-30", DEM, "mean"), "lc": ("esa-worldcover", LC, "majority")}
 _AREA = "(coverage_weight=area_spherical_m2)"
@@ -111,6 +122,24 @@ def warm_ours(ctx: CaseContext) -> None:
         eng = AttributeEngine(cache=NullResultCache())
         batch_extract_sync([box(-112.5, 42.5, -112.49, 42.51)], [DEM, LC], engine=eng)
     default_tile_cache().clear()
+
+
+def warm_ours_processes(ctx: CaseContext) -> None:
+    """:func:`warm_ours`, and the zonal worker pool started (a long-lived process or
+    service starts it once)."""
+    from tessellum.attributes import start_zonal_workers
+
+    warm_ours(ctx)
+    start_zonal_workers(ZONAL_PROCESSES)
+
+
+def ours_processes(ctx: CaseContext) -> dict[str, Any]:
+    """:func:`ours` with ``zonal_processes=2``: the exactextract passes in worker
+    processes (exactextract holds the GIL)."""
+    from tessellum.config import settings_override
+
+    with settings_override(zonal_processes=ZONAL_PROCESSES):
+        return ours(ctx)
 
 
 def ours(ctx: CaseContext) -> dict[str, Any]:
@@ -259,6 +288,12 @@ BENCHMARK = Benchmark(
             "benchmarks.bench_attributes:ours",
             warmup="benchmarks.bench_attributes:warm_ours",
             description="tessellum batch_extract (STAC search, shared tile reads)",
+        ),
+        Case(
+            "ours-2-processes",
+            "benchmarks.bench_attributes:ours_processes",
+            warmup="benchmarks.bench_attributes:warm_ours_processes",
+            description="the same with zonal_processes=2 (exactextract in 2 worker processes)",
         ),
         Case(
             "exactextract-vsicurl",

@@ -521,3 +521,27 @@ def test_one_pass_zonal_random_polygons(seed):
                 assert got.value is None
             else:
                 assert got.value == pytest.approx(want.value, rel=1e-6)
+
+
+async def test_zonal_worker_processes_give_the_same_results(aw):
+    """``zonal_processes``: a large batch's exactextract passes run in worker processes
+    and return exactly what the in-process path returns."""
+    from tessellum.attributes import _workers
+    from tessellum.config import settings_override
+
+    polys = random_polygons(300, seed=11)
+    want = await batch_extract(polys, [DEM, LC], aggregation="majority", engine=engine_for(aw))
+    try:
+        _workers.start_zonal_workers(2)  # what a service does at start-up
+        with settings_override(zonal_processes=2):
+            got = await batch_extract(
+                polys, [DEM, LC], aggregation="majority", engine=engine_for(aw)
+            )
+        assert _workers._pool is not None  # the batch did go to the workers
+    finally:
+        _workers.shutdown_zonal_pool()
+    assert not got.failed_datasets
+    for a, b in zip(got.items, want.items, strict=True):
+        assert [r.model_dump(exclude={"elapsed_ms"}) for r in a.results] == [
+            r.model_dump(exclude={"elapsed_ms"}) for r in b.results
+        ]

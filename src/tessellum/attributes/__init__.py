@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._sync import run_sync
+from ._workers import shutdown_zonal_pool, start_zonal_workers
 from .cache import (
     MemoryResultCache,
     NullResultCache,
@@ -79,6 +80,8 @@ __all__ = [
     "extract",
     "extract_sync",
     "geometry_hash",
+    "shutdown_zonal_pool",
+    "start_zonal_workers",
 ]
 
 _engine: AttributeEngine | None = None

@@ -267,9 +267,10 @@ class AttributeEngine:
             for m in members:
                 stacks[m] = st
         failed_fp = _failed_footprints(coll)
+        processes = self.settings.zonal_processes
         return await asyncio.to_thread(
-            _reduce_serially, entry, coll, geoms, parts, stacks, job, failed_fp, self.qc, groups,
-            group_stacks,
+            _reduce, entry, coll, geoms, parts, stacks, job, failed_fp, self.qc, groups,
+            group_stacks, processes,
         )  # fmt: skip
 
 
@@ -510,12 +511,48 @@ def _failed_footprints(coll: Any) -> Any:
 _REDUCE_LOCK = threading.Lock()
 
 
-def _reduce_serially(*args: Any) -> list[AttributeResult]:
-    """:func:`_reduce_all`, one at a time per process: it is Python and exactextract
-    work under the GIL, so concurrent reductions only contend for it (measured 25 %
-    slower for two datasets); the event loop keeps reading meanwhile."""
+def _reduce(
+    entry: Any,
+    coll: Any,
+    geoms: Sequence[Any],
+    parts: Sequence[_Part],
+    stacks: Sequence[Any],
+    job: Job,
+    failed_fp: Any,
+    qc: QCConfig,
+    groups: Sequence[tuple[Any, list[int]]],
+    group_stacks: Sequence[Any],
+    processes: int,
+) -> list[AttributeResult]:
+    """Statistics, QC and results of one dataset's parts.
+
+    The per-group exactextract passes run in worker processes when ``processes`` is set
+    and the batch is large, else here; everything else runs one reduction at a time per
+    process: it is Python and exactextract work under the GIL, so concurrent reductions
+    only contend for it (measured 25 % slower for two datasets). The event loop keeps
+    reading meanwhile.
+    """
+    from ._workers import MIN_POLYGONS, submit_zonal, zonal_pool
+    from .zonal import zonal_polygons
+
+    pieces_of = np.bincount([p.geom_index for p in parts], minlength=len(geoms))
+    jobs = _zonal_jobs(entry, parts, job, qc, groups, group_stacks, pieces_of)
+    size = sum(len(todo) for todo, *_ in jobs)
+    pool = zonal_pool(processes) if processes and size >= MIN_POLYGONS else None
+    fast: dict[int, ZonalOutcome] = {}
+    if pool is not None:
+        futures = [
+            (todo, submit_zonal(pool, gs, data, valid, grid, job.aggregation, geographic=geo))
+            for todo, gs, data, valid, grid, geo in jobs
+        ]
+        for todo, fut in futures:
+            fast.update(zip(todo, fut.result(), strict=True))
     with _REDUCE_LOCK:
-        return _reduce_all(*args)
+        if pool is None:
+            for todo, gs, data, valid, grid, geo in jobs:
+                found = zonal_polygons(gs, data, valid, grid, job.aggregation, geographic=geo)
+                fast.update(zip(todo, found, strict=True))
+        return _reduce_all(entry, coll, geoms, parts, stacks, job, failed_fp, qc, fast)
 
 
 def _reduce_all(
@@ -527,12 +564,11 @@ def _reduce_all(
     job: Job,
     failed_fp: Any,
     qc: QCConfig,
-    groups: Sequence[tuple[Any, list[int]]] = (),
-    group_stacks: Sequence[Any] = (),
+    fast: dict[int, ZonalOutcome],
 ) -> list[AttributeResult]:
+    """Results of every geometry: ``fast`` holds the outcomes already computed per
+    group (:func:`_zonal_jobs`); the other parts are reduced one by one."""
     band = entry.variable
-    pieces_of = np.bincount([p.geom_index for p in parts], minlength=len(geoms))
-    fast = _reduce_groups(entry, parts, job, qc, groups, group_stacks, pieces_of)
     mosaics: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # stacks shared by geometries
     by_geom: dict[int, list[tuple[_Part, Any, Any]]] = {}
     for k, (p, st) in enumerate(zip(parts, stacks, strict=True)):
@@ -586,7 +622,7 @@ def _reduce_all(
     return out
 
 
-def _reduce_groups(
+def _zonal_jobs(
     entry: Any,
     parts: Sequence[_Part],
     job: Job,
@@ -594,18 +630,18 @@ def _reduce_groups(
     groups: Sequence[tuple[Any, list[int]]],
     group_stacks: Sequence[Any],
     pieces_of: np.ndarray,
-) -> dict[int, ZonalOutcome]:
-    """Outcomes of the polygons that are one part of their geometry, one exactextract
-    pass per read group (:func:`zonal_polygons`): ``{part index: outcome}``.
+) -> list[tuple[list[int], list[Any], np.ndarray, np.ndarray, Any, bool]]:
+    """One :func:`~.zonal.zonal_polygons` pass per read group, for the polygons that are
+    one part of their geometry: ``(part indexes, geometries in the grid's CRS, mosaic,
+    valid mask, grid, geographic)``.
 
     Groups whose mosaic holds a pixel QC would call suspect are left to
     :func:`_reduce_one`, which keeps each geometry's values for the notes.
     """
     from .qc import suspect_pixels
-    from .zonal import zonal_polygons
 
     band = entry.variable
-    out: dict[int, ZonalOutcome] = {}
+    out = []
     for (_, members), st in zip(groups, group_stacks, strict=True):
         if st.grid is None or st.data[band] is None:
             continue
@@ -619,10 +655,7 @@ def _reduce_groups(
         if suspect_pixels(data, valid, entry, st.nodata[band], qc):
             continue
         geoms = _reproject_many([parts[m].read_geom for m in todo], job.crs, st.grid.crs)
-        found = zonal_polygons(
-            geoms, data, valid, st.grid, job.aggregation, geographic=_is_lonlat(st.grid.crs)
-        )
-        out.update(zip(todo, found, strict=True))
+        out.append((todo, geoms, data, valid, st.grid, _is_lonlat(st.grid.crs)))
     return out
 
 

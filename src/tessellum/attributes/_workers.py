@@ -1,0 +1,114 @@
+"""Zonal statistics in worker processes.
+
+exactextract holds the GIL while it computes, so threads cannot spread a large batch
+over cores; worker processes can. The pool is opt-in (``Settings.zonal_processes``),
+started once per process and shared; workers are forked from a ``forkserver`` that
+imported only numpy, shapely and exactextract (obstore's runtime does not survive a
+fork of the parent, and a spawned interpreter per worker would start slower).
+"""
+
+from __future__ import annotations
+
+import atexit
+import multiprocessing
+import threading
+from concurrent.futures import Future, ProcessPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from .models import AggregationMethod
+from .zonal import ZonalOutcome, zonal_polygons
+
+__all__ = [
+    "MIN_POLYGONS",
+    "shutdown_zonal_pool",
+    "start_zonal_workers",
+    "submit_zonal",
+    "zonal_pool",
+]
+
+MIN_POLYGONS = 256
+"""Reductions over fewer polygons stay in-process: shipping the mosaic costs more."""
+
+_lock = threading.Lock()
+_pool: ProcessPoolExecutor | None = None
+_pool_size = 0
+
+
+def zonal_pool(processes: int) -> ProcessPoolExecutor | None:
+    """The shared pool of ``processes`` workers, started on first use (None: 0)."""
+    global _pool, _pool_size
+    if processes < 1:
+        return None
+    with _lock:
+        if _pool is None or _pool_size != processes:
+            if _pool is not None:
+                _pool.shutdown(wait=False, cancel_futures=True)
+            ctx = multiprocessing.get_context("forkserver")
+            ctx.set_forkserver_preload(["numpy", "shapely", "exactextract"])
+            _pool = ProcessPoolExecutor(max_workers=processes, mp_context=ctx)
+            _pool_size = processes
+        return _pool
+
+
+def start_zonal_workers(processes: int | None = None) -> None:
+    """Start the worker processes now rather than on the first large batch (a service
+    calls this at start-up). ``processes`` defaults to ``Settings.zonal_processes``."""
+    if processes is None:
+        from ..config import get_settings
+
+        processes = get_settings().zonal_processes
+    pool = zonal_pool(processes)
+    if pool is not None:  # a short task per worker: each starts and imports this module
+        for fut in [pool.submit(_ping) for _ in range(2 * processes)]:
+            fut.result()
+
+
+def _ping() -> None:
+    import time
+
+    time.sleep(0.05)
+
+
+def shutdown_zonal_pool() -> None:
+    """Stop the workers (they are started again when needed)."""
+    global _pool, _pool_size
+    with _lock:
+        if _pool is not None:
+            _pool.shutdown(wait=True, cancel_futures=True)
+        _pool, _pool_size = None, 0
+
+
+atexit.register(shutdown_zonal_pool)
+
+
+def submit_zonal(
+    pool: ProcessPoolExecutor,
+    geoms: list[Any],
+    data: np.ndarray,
+    valid: np.ndarray,
+    grid: Any,
+    method: AggregationMethod,
+    *,
+    geographic: bool,
+) -> Future[list[ZonalOutcome]]:
+    """:func:`zonal_polygons` in a worker; geometries travel as WKB."""
+    import shapely
+
+    wkbs = shapely.to_wkb(np.asarray(geoms, dtype=object))
+    return pool.submit(_run, wkbs, data, valid, grid, method, geographic)
+
+
+def _run(
+    wkbs: np.ndarray,
+    data: np.ndarray,
+    valid: np.ndarray,
+    grid: Any,
+    method: AggregationMethod,
+    geographic: bool,
+) -> list[ZonalOutcome]:
+    import shapely
+
+    geoms = list(shapely.from_wkb(wkbs))
+    return zonal_polygons(geoms, data, valid, grid, method, geographic=geographic)
