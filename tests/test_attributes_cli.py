@@ -61,3 +61,46 @@ def test_extract_cli(tmp_path, monkeypatch, suffix):
     } <= set(df.columns)
     assert df["esa_worldcover__land_cover_value"].isin([10, 20, 30, 40, 50]).all()
     assert not list(tmp_path.glob("*.part"))
+
+
+def test_extract_cli_processes_same_table(tmp_path, monkeypatch):
+    """``--processes 2`` (the zonal worker pool, used for >= 256 polygons) writes the
+    table ``--processes 0`` writes."""
+    import tessellum.attributes as attrs
+    from _attr_world import random_polygons
+    from tessellum.attributes import AttributeEngine, NullResultCache, StaticCollectionSource
+    from tessellum.cli.extract import extract
+
+    aw = build_world(tmp_path / "w")
+    eng = AttributeEngine(
+        catalog=aw.catalog,
+        cache=NullResultCache(),
+        collections=StaticCollectionSource(aw.collections),
+    )
+    monkeypatch.setattr(attrs, "_engine", eng)
+    sent = []
+    submit = attrs._workers.submit_zonal
+    monkeypatch.setattr(
+        attrs._workers, "submit_zonal", lambda *a, **k: sent.append(1) or submit(*a, **k)
+    )
+    polys = random_polygons(300, seed=7)
+    src = tmp_path / "hrus.gpkg"
+    gpd.GeoDataFrame({"hru_id": range(len(polys))}, geometry=polys, crs="EPSG:4326").to_file(src)
+    app = typer.Typer()
+    app.command()(extract)
+    tables = []
+    for n in ("0", "2"):
+        out = tmp_path / f"attributes-{n}.parquet"
+        res = CliRunner().invoke(
+            app,
+            [
+                "--geometries", str(src), "--id-column", "hru_id",
+                "--datasets", "copernicus_dem:elevation,esa_worldcover:land_cover",
+                "--aggregation", "mean", "--out", str(out), "--no-progress", "--processes", n,
+            ],
+        )  # fmt: skip
+        assert res.exit_code == 0, res.output
+        tables.append(pd.read_parquet(out))
+    pd.testing.assert_frame_equal(tables[0], tables[1])
+    assert sent  # the second run did hand its passes to the workers
+    assert attrs._workers._pool is None  # the CLI stops its workers

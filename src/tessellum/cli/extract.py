@@ -41,6 +41,14 @@ def extract(
     layer: Annotated[str | None, typer.Option(help="Layer of a multi-layer file.")] = None,
     chunk_size: Annotated[int, typer.Option(min=1, help="Geometries per engine batch.")] = 1000,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    processes: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Worker processes for the zonal statistics (default: the "
+            "zonal_processes setting; 0: in-process).",
+        ),
+    ] = None,
 ) -> None:
     """Statistics of each dataset under each geometry, one row per geometry."""
     import geopandas as gpd
@@ -48,7 +56,8 @@ def extract(
     from rich.console import Console
     from rich.progress import Progress
 
-    from ..attributes import batch_extract_sync
+    from ..attributes import batch_extract_sync, shutdown_zonal_pool
+    from ..config import settings_override
 
     console = Console(stderr=True)
     if out.suffix.lower() not in (".parquet", ".csv"):
@@ -60,14 +69,18 @@ def extract(
     col = id_column or "row"
     frames = []
     warnings: list[str] = []
-    with Progress(console=console, disable=not progress) as bar:
+    overrides = {} if processes is None else {"zonal_processes": processes}
+    with Progress(console=console, disable=not progress) as bar, settings_override(**overrides):
         task = bar.add_task("extracting", total=len(gdf))
-        for start in range(0, len(gdf), chunk_size):
-            part = gdf.iloc[start : start + chunk_size]
-            resp = batch_extract_sync(part, datasets, aggregation=aggregation)
-            warnings += resp.warnings
-            frames.append(results_table(ids[start : start + chunk_size], resp, col))
-            bar.advance(task, len(part))
+        try:
+            for start in range(0, len(gdf), chunk_size):
+                part = gdf.iloc[start : start + chunk_size]
+                resp = batch_extract_sync(part, datasets, aggregation=aggregation)
+                warnings += resp.warnings
+                frames.append(results_table(ids[start : start + chunk_size], resp, col))
+                bar.advance(task, len(part))
+        finally:
+            shutdown_zonal_pool()
     table = pd.concat(frames, ignore_index=True)
     tmp = out.with_name(out.name + ".part")
     if out.suffix.lower() == ".csv":
