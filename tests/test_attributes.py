@@ -545,3 +545,27 @@ async def test_zonal_worker_processes_give_the_same_results(aw):
         assert [r.model_dump(exclude={"elapsed_ms"}) for r in a.results] == [
             r.model_dump(exclude={"elapsed_ms"}) for r in b.results
         ]
+
+
+async def test_a_dead_zonal_worker_costs_no_result(aw):
+    """A worker process that dies breaks the pool: the batch is finished in-process,
+    the broken pool is dropped (the next large batch starts a new one)."""
+    import os
+    from concurrent.futures.process import BrokenProcessPool
+
+    from tessellum.attributes import _workers
+    from tessellum.config import settings_override
+
+    polys = random_polygons(300, seed=12)
+    want = await batch_extract(polys, [DEM], aggregation="mean", engine=engine_for(aw))
+    try:
+        pool = _workers.zonal_pool(2)
+        with pytest.raises(BrokenProcessPool):
+            pool.submit(os._exit, 1).result()  # kill a worker: the pool is broken
+        with settings_override(zonal_processes=2):
+            got = await batch_extract(polys, [DEM], aggregation="mean", engine=engine_for(aw))
+        assert _workers._pool is None  # dropped
+    finally:
+        _workers.shutdown_zonal_pool()
+    assert not got.failed_datasets
+    assert [i.results[0].value for i in got.items] == [i.results[0].value for i in want.items]

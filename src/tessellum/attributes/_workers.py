@@ -43,8 +43,8 @@ def zonal_pool(processes: int) -> ProcessPoolExecutor | None:
         return None
     with _lock:
         if _pool is None or _pool_size != processes:
-            if _pool is not None:
-                _pool.shutdown(wait=False, cancel_futures=True)
+            if _pool is not None:  # resized: tasks already sent still finish
+                _pool.shutdown(wait=False)
             ctx = multiprocessing.get_context("forkserver")
             ctx.set_forkserver_preload(["numpy", "shapely", "exactextract"])
             _pool = ProcessPoolExecutor(max_workers=processes, mp_context=ctx)
@@ -71,12 +71,14 @@ def _ping() -> None:
     time.sleep(0.05)
 
 
-def shutdown_zonal_pool() -> None:
-    """Stop the workers (they are started again when needed)."""
+def shutdown_zonal_pool(pool: ProcessPoolExecutor | None = None) -> None:
+    """Stop the workers (they are started again when needed); with ``pool``, only if it
+    is still the current one (a broken pool is dropped once, not its successor)."""
     global _pool, _pool_size
     with _lock:
-        if _pool is not None:
-            _pool.shutdown(wait=True, cancel_futures=True)
+        if _pool is None or (pool is not None and pool is not _pool):
+            return
+        _pool.shutdown(wait=pool is None, cancel_futures=True)
         _pool, _pool_size = None, 0
 
 

@@ -532,21 +532,30 @@ def _reduce(
     only contend for it (measured 25 % slower for two datasets). The event loop keeps
     reading meanwhile.
     """
-    from ._workers import MIN_POLYGONS, submit_zonal, zonal_pool
+    from concurrent.futures.process import BrokenProcessPool
+
+    from . import _workers
     from .zonal import zonal_polygons
 
     pieces_of = np.bincount([p.geom_index for p in parts], minlength=len(geoms))
     jobs = _zonal_jobs(entry, parts, job, qc, groups, group_stacks, pieces_of)
     size = sum(len(todo) for todo, *_ in jobs)
-    pool = zonal_pool(processes) if processes and size >= MIN_POLYGONS else None
+    pool = _workers.zonal_pool(processes) if processes and size >= _workers.MIN_POLYGONS else None
     fast: dict[int, ZonalOutcome] = {}
     if pool is not None:
-        futures = [
-            (todo, submit_zonal(pool, gs, data, valid, grid, job.aggregation, geographic=geo))
-            for todo, gs, data, valid, grid, geo in jobs
-        ]
-        for todo, fut in futures:
-            fast.update(zip(todo, fut.result(), strict=True))
+        try:
+            futures = [
+                (todo, _workers.submit_zonal(
+                    pool, gs, data, valid, grid, job.aggregation, geographic=geo
+                ))
+                for todo, gs, data, valid, grid, geo in jobs
+            ]  # fmt: skip
+            for todo, fut in futures:
+                fast.update(zip(todo, fut.result(), strict=True))
+        except BrokenProcessPool:  # a worker died: restart the pool next time, finish here
+            _workers.shutdown_zonal_pool(pool)
+            fast.clear()
+            pool = None
     with _REDUCE_LOCK:
         if pool is None:
             for todo, gs, data, valid, grid, geo in jobs:
