@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -262,15 +262,11 @@ class AttributeEngine:
         group_stacks = await read_stacks_async(
             coll.table, [g for g, _ in groups], [band], geometry_crs=job.crs, mask=False
         )
-        stacks: list[Any] = [None] * len(parts)
-        for (_, members), st in zip(groups, group_stacks, strict=True):
-            for m in members:
-                stacks[m] = st
         failed_fp = _failed_footprints(coll)
         processes = self.settings.zonal_processes
         return await asyncio.to_thread(
-            _reduce, entry, coll, geoms, parts, stacks, job, failed_fp, self.qc, groups,
-            group_stacks, processes,
+            _reduce, entry, coll, geoms, parts, job, failed_fp, self.qc, groups, group_stacks,
+            processes,
         )  # fmt: skip
 
 
@@ -516,7 +512,6 @@ def _reduce(
     coll: Any,
     geoms: Sequence[Any],
     parts: Sequence[_Part],
-    stacks: Sequence[Any],
     job: Job,
     failed_fp: Any,
     qc: QCConfig,
@@ -539,16 +534,17 @@ def _reduce(
 
     pieces_of = np.bincount([p.geom_index for p in parts], minlength=len(geoms))
     jobs = _zonal_jobs(entry, parts, job, qc, groups, group_stacks, pieces_of)
-    size = sum(len(todo) for todo, *_ in jobs)
+    size = sum(len(zj.parts) for zj in jobs)
     pool = _workers.zonal_pool(processes) if processes and size >= _workers.MIN_POLYGONS else None
     fast: dict[int, ZonalOutcome] = {}
     if pool is not None:
         try:
             futures = [
-                (todo, _workers.submit_zonal(
-                    pool, gs, data, valid, grid, job.aggregation, geographic=geo
+                (zj.parts, _workers.submit_zonal(
+                    pool, zj.geoms, zj.data, zj.valid, zj.grid, job.aggregation,
+                    geographic=zj.geographic,
                 ))
-                for todo, gs, data, valid, grid, geo in jobs
+                for zj in jobs
             ]  # fmt: skip
             for todo, fut in futures:
                 fast.update(zip(todo, fut.result(), strict=True))
@@ -558,9 +554,16 @@ def _reduce(
             pool = None
     with _REDUCE_LOCK:
         if pool is None:
-            for todo, gs, data, valid, grid, geo in jobs:
-                found = zonal_polygons(gs, data, valid, grid, job.aggregation, geographic=geo)
-                fast.update(zip(todo, found, strict=True))
+            for zj in jobs:
+                found = zonal_polygons(
+                    zj.geoms, zj.data, zj.valid, zj.grid, job.aggregation,
+                    geographic=zj.geographic,
+                )  # fmt: skip
+                fast.update(zip(zj.parts, found, strict=True))
+        stacks: list[Any] = [None] * len(parts)  # each part's read group
+        for (_, members), st in zip(groups, group_stacks, strict=True):
+            for m in members:
+                stacks[m] = st
         return _reduce_all(entry, coll, geoms, parts, stacks, job, failed_fp, qc, fast)
 
 
@@ -631,6 +634,17 @@ def _reduce_all(
     return out
 
 
+class _ZonalJob(NamedTuple):
+    """One exactextract pass: polygons (in the grid's CRS) over one read group's mosaic."""
+
+    parts: list[int]
+    geoms: list[Any]
+    data: np.ndarray
+    valid: np.ndarray
+    grid: Any
+    geographic: bool
+
+
 def _zonal_jobs(
     entry: Any,
     parts: Sequence[_Part],
@@ -639,10 +653,9 @@ def _zonal_jobs(
     groups: Sequence[tuple[Any, list[int]]],
     group_stacks: Sequence[Any],
     pieces_of: np.ndarray,
-) -> list[tuple[list[int], list[Any], np.ndarray, np.ndarray, Any, bool]]:
+) -> list[_ZonalJob]:
     """One :func:`~.zonal.zonal_polygons` pass per read group, for the polygons that are
-    one part of their geometry: ``(part indexes, geometries in the grid's CRS, mosaic,
-    valid mask, grid, geographic)``.
+    one part of their geometry.
 
     Groups whose mosaic holds a pixel QC would call suspect are left to
     :func:`_reduce_one`, which keeps each geometry's values for the notes.
@@ -664,7 +677,7 @@ def _zonal_jobs(
         if suspect_pixels(data, valid, entry, st.nodata[band], qc):
             continue
         geoms = _reproject_many([parts[m].read_geom for m in todo], job.crs, st.grid.crs)
-        out.append((todo, geoms, data, valid, st.grid, _is_lonlat(st.grid.crs)))
+        out.append(_ZonalJob(todo, geoms, data, valid, st.grid, _is_lonlat(st.grid.crs)))
     return out
 
 
