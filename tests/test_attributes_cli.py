@@ -12,11 +12,10 @@ from typer.testing import CliRunner
 from _attr_world import X0, Y0, build_world
 
 
-@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
-def test_extract_cli(tmp_path, monkeypatch, suffix):
+def _use_world_engine(tmp_path, monkeypatch):
+    """Point the default engine (what the CLI uses) at a fresh attribute world."""
     import tessellum.attributes as attrs
     from tessellum.attributes import AttributeEngine, NullResultCache, StaticCollectionSource
-    from tessellum.cli.extract import extract
 
     aw = build_world(tmp_path / "w")
     eng = AttributeEngine(
@@ -25,6 +24,13 @@ def test_extract_cli(tmp_path, monkeypatch, suffix):
         collections=StaticCollectionSource(aw.collections),
     )
     monkeypatch.setattr(attrs, "_engine", eng)
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_extract_cli(tmp_path, monkeypatch, suffix):
+    from tessellum.cli.extract import extract
+
+    _use_world_engine(tmp_path, monkeypatch)
     hrus = gpd.GeoDataFrame(
         {"hru_id": [101, 102, 103]},
         geometry=[box(X0 + 0.1 * i, Y0 - 0.3, X0 + 0.1 * i + 0.08, Y0 - 0.2) for i in range(1, 4)],
@@ -68,16 +74,9 @@ def test_extract_cli_processes_same_table(tmp_path, monkeypatch):
     table ``--processes 0`` writes."""
     import tessellum.attributes as attrs
     from _attr_world import random_polygons
-    from tessellum.attributes import AttributeEngine, NullResultCache, StaticCollectionSource
     from tessellum.cli.extract import extract
 
-    aw = build_world(tmp_path / "w")
-    eng = AttributeEngine(
-        catalog=aw.catalog,
-        cache=NullResultCache(),
-        collections=StaticCollectionSource(aw.collections),
-    )
-    monkeypatch.setattr(attrs, "_engine", eng)
+    _use_world_engine(tmp_path, monkeypatch)
     sent = []
     submit = attrs._workers.submit_zonal
     monkeypatch.setattr(
