@@ -360,7 +360,8 @@ async def test_projected_geometry_and_antimeridian_parts(aw):
     from tessellum.attributes.engine import _parts
 
     mp = shapely.MultiPolygon([box(179.5, 0, 180, 1), box(-180, 0, -179.5, 1)])
-    parts = _parts([mp], "OGC:CRS84", aw.catalog.get(DEM), "nearest")
+    entry = aw.catalog.get(DEM)
+    parts = _parts([mp], "OGC:CRS84", entry, "nearest", entry.native_resolution)
     assert len(parts) == 2 and all(
         p.read_geom.bounds[2] - p.read_geom.bounds[0] <= 0.5 for p in parts
     )

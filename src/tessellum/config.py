@@ -131,10 +131,10 @@ class Settings(BaseSettings):
     max_output_pixels: int = Field(default=100_000_000, ge=1)
     """Raster mode refuses outputs larger than this many pixels."""
     zonal_processes: int = Field(default=0, ge=0)
-    """Worker processes for the exactextract passes of large attribute batches (it holds
-    the GIL, so threads cannot share it out); 0 computes in-process. A batch job or a
-    single-process service on N cores wants N; batches under 256 polygons per dataset
-    always stay in-process."""
+    """Worker processes for the zonal passes of large attribute batches; 0 computes
+    in-process (datasets side by side in threads). Workers pay for shipping each mosaic,
+    so they pay off for many datasets or very large batches; batches under 256 polygons
+    per dataset always stay in-process."""
 
     # --- attribute cache -------------------------------------------------------------
     cache_enabled: bool = True

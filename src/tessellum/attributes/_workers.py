@@ -1,10 +1,12 @@
 """Zonal statistics in worker processes.
 
-exactextract holds the GIL while it computes, so threads cannot spread a large batch
-over cores; worker processes can. The pool is opt-in (``Settings.zonal_processes``),
-started once per process and shared; workers are forked from a ``forkserver`` that
-imported only numpy, shapely and exactextract (obstore's runtime does not survive a
-fork of the parent, and a spawned interpreter per worker would start slower).
+The vectorized zonal pass is numpy work, which releases the GIL for its large
+operations only: datasets reduce side by side in threads, but one dataset's pass runs
+on one core. Worker processes spread the passes of large batches over cores. The pool
+is opt-in (``Settings.zonal_processes``), started once per process and shared; workers
+are forked from a ``forkserver`` that imported only numpy and shapely (obstore's
+runtime does not survive a fork of the parent, and a spawned interpreter per worker
+would start slower).
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ def zonal_pool(processes: int) -> ProcessPoolExecutor | None:
             if _pool is not None:  # resized: tasks already sent still finish
                 _pool.shutdown(wait=False)
             ctx = multiprocessing.get_context("forkserver")
-            ctx.set_forkserver_preload(["numpy", "shapely", "exactextract"])
+            ctx.set_forkserver_preload(["numpy", "shapely"])
             _pool = ProcessPoolExecutor(max_workers=processes, mp_context=ctx)
             _pool_size = processes
         return _pool

@@ -11,7 +11,6 @@ an entry of ``failed_datasets``; the other datasets still return.
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -257,8 +256,9 @@ class AttributeEngine:
         from ..read.stacks import read_stacks_async
 
         band = entry.variable
-        parts = _parts(geoms, job.crs, entry, job.point_method)
-        groups = _clusters(parts, job.crs, entry)
+        pixel = _pixel_size(coll.table, band, entry)
+        parts = _parts(geoms, job.crs, entry, job.point_method, pixel)
+        groups = _clusters(parts, job.crs, entry, pixel)
         group_stacks = await read_stacks_async(
             coll.table, [g for g, _ in groups], [band], geometry_crs=job.crs, mask=False
         )
@@ -409,9 +409,33 @@ def _geographic(crs: Any) -> bool:
     return bool(to_crs(crs).is_geographic)
 
 
-def _parts(geoms: Sequence[Any], crs: Any, entry: Any, point_method: str) -> list[_Part]:
+def _pixel_size(table: Any, band: str, entry: Any) -> float:
+    """The finest full-resolution pixel size of the records, in the native CRS's units:
+    what the data says, not the catalog's nominal ``native_resolution`` (its fallback,
+    also when a record's CRS has other units than the native CRS)."""
+    import pyarrow.compute as pc
+
+    from ..collection.schema import METADATA_SUFFIX
+
+    column = f"{band}{METADATA_SUFFIX}"
+    if column not in table.column_names or table.num_rows == 0:
+        return float(entry.native_resolution)
+    native_geographic = _is_lonlat(entry.native_crs)
+    for crs in pc.unique(table.column("crs")).to_pylist():
+        if crs is None or _is_lonlat(crs) != native_geographic:
+            return float(entry.native_resolution)
+    transform = pc.struct_field(table.column(column), "transform")
+    sizes = pc.abs(pc.list_element(transform, 0)).to_numpy(zero_copy_only=False)
+    sizes = sizes[np.isfinite(sizes) & (sizes > 0)]
+    return float(sizes.min()) if sizes.size else float(entry.native_resolution)
+
+
+def _parts(
+    geoms: Sequence[Any], crs: Any, entry: Any, point_method: str, pixel: float
+) -> list[_Part]:
     """What to read per geometry: polygons straddling the antimeridian as their east and
-    west halves (so no grid spans 360°), bilinear points as a small box around them."""
+    west halves (so no grid spans 360°), bilinear points as a small box around them
+    (``pixel``: the native pixel size, see :func:`_pixel_size`)."""
     from shapely.geometry import box
 
     out: list[_Part] = []
@@ -421,7 +445,7 @@ def _parts(geoms: Sequence[Any], crs: Any, entry: Any, point_method: str) -> lis
             # a box, not the point: the read engine's grid for a bare point on a pixel
             # edge covers no pixel (see the report); bilinear needs the neighbours too
             bilinear = point_method == "bilinear" and not entry.is_categorical
-            box_ = _point_box(g, crs, entry, 1.5 if bilinear else 0.25)
+            box_ = _point_box(g, crs, entry, (1.5 if bilinear else 0.25) * pixel)
             out.append(_Part(i, box_, "point", bilinear))
             continue
         if lonlat and g.geom_type == "MultiPolygon" and g.bounds[2] - g.bounds[0] > 180:
@@ -440,48 +464,57 @@ exactextract call; larger ones, points and antimeridian halves are read on their
 grid."""
 
 
-def _clusters(parts: Sequence[_Part], crs: Any, entry: Any) -> list[tuple[Any, list[int]]]:
+def _clusters(
+    parts: Sequence[_Part], crs: Any, entry: Any, pixel: float
+) -> list[tuple[Any, list[int]]]:
     """Group parts into read grids: ``[(read geometry, [part indices])]``.
 
-    Small polygons are binned by the lattice cell (``_CLUSTER_PX`` native pixels) of
-    their bounding-box centre; a bin is read as the union of its members' boxes. The
-    read engine then plans one target per bin instead of one per polygon.
+    Small polygons are binned by the lattice cell (``_CLUSTER_PX`` native pixels of size
+    ``pixel``) of their bounding-box centre; a bin is read as the union of its members'
+    boxes. The read engine then plans one target per bin instead of one per polygon.
     """
+    import shapely
     from shapely.geometry import box
 
     from ..geo.crs import to_crs
 
     same_units = _is_lonlat(crs) == bool(to_crs(entry.native_crs).is_geographic)
-    cell = _CLUSTER_PX * entry.native_resolution
-    bins: dict[tuple[int, int], list[int]] = {}
+    cell = _CLUSTER_PX * pixel
     out: list[tuple[Any, list[int]]] = []
-    for i, p in enumerate(parts):
-        if p.kind != "polygon" or not same_units:
-            out.append((p.read_geom, [i]))
-            continue
-        w, s, e, n = p.read_geom.bounds
-        if e - w > cell or n - s > cell:
-            out.append((p.read_geom, [i]))
-            continue
-        key = (int(((w + e) / 2) // cell), int(((s + n) / 2) // cell))
-        bins.setdefault(key, []).append(i)
-    for members in bins.values():
+    if not parts:
+        return out
+    b = shapely.bounds(_object_array([p.read_geom for p in parts]))
+    small = np.array([p.kind == "polygon" for p in parts]) & same_units
+    small &= (b[:, 2] - b[:, 0] <= cell) & (b[:, 3] - b[:, 1] <= cell)
+    for i in np.flatnonzero(~small).tolist():
+        out.append((parts[i].read_geom, [i]))
+    idx = np.flatnonzero(small)
+    if not len(idx):
+        return out
+    kx = np.floor((b[idx, 0] + b[idx, 2]) / 2 / cell).astype(np.int64)
+    ky = np.floor((b[idx, 1] + b[idx, 3]) / 2 / cell).astype(np.int64)
+    _, bin_of = np.unique(np.column_stack([kx, ky]), axis=0, return_inverse=True)
+    bin_of = bin_of.ravel()
+    order = np.argsort(bin_of, kind="stable")  # members keep their input order
+    cuts = np.flatnonzero(np.diff(bin_of[order])) + 1
+    for members in np.split(idx[order], cuts):
         if len(members) == 1:
-            out.append((parts[members[0]].read_geom, members))
+            out.append((parts[int(members[0])].read_geom, [int(members[0])]))
             continue
-        b = np.array([parts[m].read_geom.bounds for m in members])
-        out.append((box(b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max()), members))
+        mb = b[members]
+        out.append((box(mb[:, 0].min(), mb[:, 1].min(), mb[:, 2].max(), mb[:, 3].max()),
+                    members.tolist()))  # fmt: skip
     return out
 
 
-def _point_box(pt: Any, crs: Any, entry: Any, pixels: float) -> Any:
-    """A box of ±``pixels`` native pixels around a point, in the point's CRS."""
+def _point_box(pt: Any, crs: Any, entry: Any, half: float) -> Any:
+    """A box of ±``half`` native CRS units around a point, in the point's CRS."""
     from shapely.geometry import box
 
     from ..geo.grid import transform_bounds
 
     native = _reproject(pt, crs, entry.native_crs)
-    d = pixels * entry.native_resolution
+    d = half
     b = transform_bounds((native.x - d, native.y - d, native.x + d, native.y + d),
                          entry.native_crs, crs)  # fmt: skip
     return box(*b)
@@ -504,9 +537,6 @@ def _failed_footprints(coll: Any) -> Any:
     return shapely.STRtree(fps) if fps else None
 
 
-_REDUCE_LOCK = threading.Lock()
-
-
 def _reduce(
     entry: Any,
     coll: Any,
@@ -521,11 +551,11 @@ def _reduce(
 ) -> list[AttributeResult]:
     """Statistics, QC and results of one dataset's parts.
 
-    The per-group exactextract passes run in worker processes when ``processes`` is set
-    and the batch is large, else here; everything else runs one reduction at a time per
-    process: it is Python and exactextract work under the GIL, so concurrent reductions
-    only contend for it (measured 25 % slower for two datasets). The event loop keeps
-    reading meanwhile.
+    The per-group zonal passes run in worker processes when ``processes`` is set and
+    the batch is large, else here, in a thread: they are large numpy operations, most
+    of which release the GIL, so the datasets of a request reduce side by side (two
+    datasets: 1.4x faster than one after the other). The event loop keeps reading
+    meanwhile.
     """
     from concurrent.futures.process import BrokenProcessPool
 
@@ -552,19 +582,18 @@ def _reduce(
             _workers.shutdown_zonal_pool(pool)
             fast.clear()
             pool = None
-    with _REDUCE_LOCK:
-        if pool is None:
-            for zj in jobs:
-                found = zonal_polygons(
-                    zj.geoms, zj.data, zj.valid, zj.grid, job.aggregation,
-                    geographic=zj.geographic,
-                )  # fmt: skip
-                fast.update(zip(zj.parts, found, strict=True))
-        stacks: list[Any] = [None] * len(parts)  # each part's read group
-        for (_, members), st in zip(groups, group_stacks, strict=True):
-            for m in members:
-                stacks[m] = st
-        return _reduce_all(entry, coll, geoms, parts, stacks, job, failed_fp, qc, fast)
+    if pool is None:
+        for zj in jobs:
+            found = zonal_polygons(
+                zj.geoms, zj.data, zj.valid, zj.grid, job.aggregation,
+                geographic=zj.geographic,
+            )  # fmt: skip
+            fast.update(zip(zj.parts, found, strict=True))
+    stacks: list[Any] = [None] * len(parts)  # each part's read group
+    for (_, members), st in zip(groups, group_stacks, strict=True):
+        for m in members:
+            stacks[m] = st
+    return _reduce_all(entry, coll, geoms, parts, stacks, job, failed_fp, qc, fast)
 
 
 def _reduce_all(
@@ -761,7 +790,7 @@ def _provenance(coll: Any, used: Sequence[str], grid: Any, entry: Any, kind: str
         text += f"; native grid {grid.crs} {rx:.6g}x{ry:.6g}"
         if kind != "Point":
             w = "coverage fraction x cell area" if _is_lonlat(grid.crs) else "coverage fraction"
-            text += f"; weights: {w} (exactextract)"
+            text += f"; weights: {w} (exact cell coverage)"
     return text
 
 

@@ -1,0 +1,160 @@
+"""Exact cell coverage (tessellum.geo.coverage) against shapely's cell-by-cell
+intersection areas and exactextract's coverage fractions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import shapely
+from affine import Affine
+from shapely.geometry import MultiPolygon, Point, Polygon, box
+
+from tessellum.errors import ValidationError
+from tessellum.geo import coverage
+from tessellum.geo.coverage import cell_coverage
+from tessellum.geo.grid import Grid
+
+
+def _grid(height: int, width: int, x0: float, y0: float, res: float) -> Grid:
+    return Grid(height, width, Affine(res, 0, x0, 0, -res, y0), "EPSG:4326")
+
+
+def _shapely_fractions(geom, grid: Grid) -> dict[tuple[int, int], float]:
+    """Covered fraction of every cell, from shapely intersections (the ground truth)."""
+    t = grid.transform
+    cells = {}
+    for r in range(grid.height):
+        for c in range(grid.width):
+            cell = box(t.c + c * t.a, t.f + (r + 1) * t.e, t.c + (c + 1) * t.a, t.f + r * t.e)
+            area = geom.intersection(cell).area / (t.a * -t.e)
+            if area > 1e-9:
+                cells[(r, c)] = area
+    return cells
+
+
+def _ours(cov, i: int) -> dict[tuple[int, int], float]:
+    m = cov.geom == i
+    return dict(
+        zip(
+            zip(cov.row[m].tolist(), cov.col[m].tolist(), strict=True),
+            cov.fraction[m].tolist(),
+            strict=True,
+        )
+    )
+
+
+def _shapes(grid: Grid) -> list:
+    left, bottom, right, top = grid.bounds
+    a = grid.transform.a
+    cx, cy = (left + right) / 2, (bottom + top) / 2
+    ring = Point(cx, cy).buffer(6 * a, quad_segs=5)
+    return [
+        ring,  # counter-clockwise exterior
+        ring.reverse(),  # clockwise exterior
+        ring.difference(Point(cx, cy).buffer(2 * a)),  # with a hole
+        Polygon(ring.exterior.coords[::-1], [Point(cx, cy).buffer(2 * a).exterior.coords]),
+        MultiPolygon(
+            [
+                box(left + a, bottom + a, left + 4.5 * a, bottom + 3 * a),
+                box(cx, cy, cx + 2.2 * a, cy + 0.7 * a),
+            ]
+        ),
+        box(left + 3 * a, top - 5 * a, left + 7 * a, top - 2 * a),  # on cell lines
+        box(left - 3 * a, top - 2.5 * a, left + 2.5 * a, top + 4 * a),  # over the corner
+        box(cx + 0.2 * a, cy + 0.1 * a, cx + 0.5 * a, cy + 0.3 * a),  # inside one cell
+        Polygon(
+            [
+                (cx, cy),
+                (cx + 9 * a, cy + 0.3 * a),
+                (cx + 0.4 * a, cy + 7 * a),
+                (cx + 3 * a, cy + 2 * a),
+            ]
+        ),  # concave
+        box(right + a, top + a, right + 3 * a, top + 3 * a),  # outside
+        Point(cx, cy),  # not polygonal
+        Polygon(),  # empty
+    ]
+
+
+@pytest.mark.parametrize("origin", [(0.0, 0.0), (-112.37, 41.91), (499_980.0, 4_600_020.0)])
+def test_fractions_equal_shapely_intersections(origin):
+    """Every shape (both ring orientations, holes, parts, cell-aligned edges, corners,
+    sub-cell, concave, outside, non-polygonal) gets shapely's cell areas."""
+    res = 30.0 if origin[0] > 1000 else 0.01
+    grid = _grid(24, 30, *origin, res)
+    shapes = _shapes(grid)
+    cov = cell_coverage(shapes, grid)
+    assert np.all(np.diff(cov.geom) >= 0)
+    assert np.all((cov.fraction > 0) & (cov.fraction <= 1))
+    for i, g in enumerate(shapes):
+        want = _shapely_fractions(g, grid)
+        got = _ours(cov, i)
+        assert got.keys() == want.keys(), i
+        for k, v in want.items():
+            assert got[k] == pytest.approx(v, abs=1e-9), (i, k)
+
+
+def test_fractions_equal_exactextract_on_random_polygons():
+    """Random convex hulls on a geographic grid: the cells and fractions exactextract finds."""
+    from exactextract import exact_extract
+    from exactextract.raster import NumPyRasterSource
+
+    grid = _grid(300, 400, -113.0, 42.0, 0.0025)
+    rng = np.random.default_rng(3)
+    left, bottom, right, top = grid.bounds
+    geoms = []
+    for _ in range(200):
+        cx, cy = rng.uniform(left, right), rng.uniform(bottom, top)
+        pts = rng.normal(0, rng.uniform(0.002, 0.05), (12, 2)) + (cx, cy)
+        geoms.append(shapely.convex_hull(shapely.multipoints(pts)))
+    cov = cell_coverage(geoms, grid)
+    src = NumPyRasterSource(np.zeros(grid.shape, np.uint8), left, bottom, right, top)
+    feats = [
+        {"type": "Feature", "properties": {}, "geometry": shapely.geometry.mapping(g)}
+        for g in geoms
+    ]
+    found = exact_extract(src, feats, ["cell_id", "coverage"], output="geojson")
+    for i, f in enumerate(found):
+        cells = np.asarray(f["properties"]["cell_id"], dtype=np.int64)
+        frac = np.asarray(f["properties"]["coverage"], dtype=np.float64)
+        want = {
+            (int(c) // grid.width, int(c) % grid.width): v
+            for c, v in zip(cells, frac, strict=True)
+            if v > 1e-9
+        }
+        got = _ours(cov, i)
+        assert got.keys() == want.keys()
+        assert list(got.values()) == pytest.approx([want[k] for k in got], abs=1e-7)
+
+
+def test_chunks_and_row_bands_give_the_same_cells(monkeypatch):
+    """Batches larger than the accumulation budget (several chunks, one polygon in
+    bands of rows) give what one pass gives."""
+    grid = _grid(200, 150, 10.0, 50.0, 0.01)
+    rng = np.random.default_rng(5)
+    geoms = [
+        Point(rng.uniform(10.1, 11.4), rng.uniform(48.1, 49.9)).buffer(rng.uniform(0.02, 0.3))
+        for _ in range(30)
+    ]
+    geoms.append(
+        box(10.0, 48.0, 11.5, 50.0).difference(Point(10.7, 49.0).buffer(0.4))
+    )  # the whole grid
+    one = cell_coverage(geoms, grid)
+    monkeypatch.setattr(coverage, "_CHUNK_CELLS", 500)
+    many = cell_coverage(geoms, grid)
+    for a, b in zip(one, many, strict=True):
+        assert (
+            np.array_equal(a, b) if a.dtype.kind == "i" else np.allclose(a, b, rtol=0, atol=1e-12)
+        )
+
+
+def test_empty_input_and_bad_grid():
+    grid = _grid(10, 10, 0.0, 10.0, 1.0)
+    assert len(cell_coverage([], grid).geom) == 0
+    assert len(cell_coverage([Point(1, 1)], grid).geom) == 0
+    rotated = Grid(10, 10, Affine(1, 0.1, 0, 0, -1, 10), "EPSG:4326")
+    with pytest.raises(ValidationError, match="north-up"):
+        cell_coverage([box(1, 1, 2, 2)], rotated)
+    south_up = Grid(10, 10, Affine(1, 0, 0, 0, 1, 0), "EPSG:4326")
+    with pytest.raises(ValidationError, match="north-up"):
+        cell_coverage([box(1, 1, 2, 2)], south_up)
