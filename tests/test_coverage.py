@@ -10,8 +10,7 @@ from affine import Affine
 from shapely.geometry import MultiPolygon, Point, Polygon, box
 
 from tessellum.errors import ValidationError
-from tessellum.geo import coverage
-from tessellum.geo.coverage import cell_coverage
+from tessellum.geo.coverage import cell_coverage, coverage_runs
 from tessellum.geo.grid import Grid
 
 
@@ -105,7 +104,7 @@ def test_fractions_equal_exactextract_on_random_polygons():
     geoms = []
     for _ in range(200):
         cx, cy = rng.uniform(left, right), rng.uniform(bottom, top)
-        pts = rng.normal(0, rng.uniform(0.002, 0.05), (12, 2)) + (cx, cy)
+        pts = rng.normal(0, rng.uniform(0.002, 0.05), (12, 2)) + np.array([cx, cy])
         geoms.append(shapely.convex_hull(shapely.multipoints(pts)))
     cov = cell_coverage(geoms, grid)
     src = NumPyRasterSource(np.zeros(grid.shape, np.uint8), left, bottom, right, top)
@@ -127,25 +126,31 @@ def test_fractions_equal_exactextract_on_random_polygons():
         assert list(got.values()) == pytest.approx([want[k] for k in got], abs=1e-7)
 
 
-def test_chunks_and_row_bands_give_the_same_cells(monkeypatch):
-    """Batches larger than the accumulation budget (several chunks, one polygon in
-    bands of rows) give what one pass gives."""
+def test_runs_spell_out_to_the_cells_and_stay_small_for_large_polygons():
+    """Runs and cells partition the covered cells (no cell twice, every run at one
+    fraction), and a polygon of 10^8 cells is described by a few thousand entries."""
     grid = _grid(200, 150, 10.0, 50.0, 0.01)
     rng = np.random.default_rng(5)
     geoms = [
         Point(rng.uniform(10.1, 11.4), rng.uniform(48.1, 49.9)).buffer(rng.uniform(0.02, 0.3))
         for _ in range(30)
     ]
-    geoms.append(
-        box(10.0, 48.0, 11.5, 50.0).difference(Point(10.7, 49.0).buffer(0.4))
-    )  # the whole grid
-    one = cell_coverage(geoms, grid)
-    monkeypatch.setattr(coverage, "_CHUNK_CELLS", 500)
-    many = cell_coverage(geoms, grid)
-    for a, b in zip(one, many, strict=True):
-        assert (
-            np.array_equal(a, b) if a.dtype.kind == "i" else np.allclose(a, b, rtol=0, atol=1e-12)
-        )
+    geoms.append(box(10.0, 48.0, 11.5, 50.0).difference(Point(10.7, 49.0).buffer(0.4)))
+    runs = coverage_runs(geoms, grid)
+    cells = runs.expand()
+    assert len(cells.geom) == len(runs.cells.geom) + int((runs.run_stop - runs.run_start).sum())
+    keys = set(zip(cells.geom.tolist(), cells.row.tolist(), cells.col.tolist(), strict=True))
+    assert len(keys) == len(cells.geom)  # no cell twice
+    for i in (0, len(geoms) - 1):
+        want = _shapely_fractions(geoms[i], grid)
+        assert _ours(cells, i).keys() == want.keys()
+    big = _grid(10_000, 10_000, 0.0, 100.0, 0.01)
+    huge = coverage_runs([Point(50, 50).buffer(49.0)], big)
+    assert len(huge.cells.geom) + len(huge.run_geom) < 100_000
+    area = float(
+        huge.cells.fraction.sum() + (huge.run_fraction * (huge.run_stop - huge.run_start)).sum()
+    )
+    assert area == pytest.approx(Point(50, 50).buffer(49.0).area / 0.01**2, rel=1e-12)
 
 
 def test_empty_input_and_bad_grid():

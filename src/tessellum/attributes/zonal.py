@@ -286,9 +286,12 @@ def zonal_polygons(
             f"data {data.shape} and valid {valid.shape} must match the grid "
             f"({grid.height}, {grid.width})"
         )
+    from ._runs import MosaicSums
+
+    sums = MosaicSums(data, valid)  # row prefix sums, shared by the batches
     out: list[ZonalOutcome] = []
     for lo, hi in _batches(geoms, grid):
-        out += _zonal_batch(geoms[lo:hi], data, valid, grid, method, geographic)
+        out += _zonal_batch(geoms[lo:hi], sums, grid, method, geographic)
     return out
 
 
@@ -319,27 +322,36 @@ def _batches(geoms: list[Any], grid: Any) -> list[tuple[int, int]]:
 
 
 def _zonal_batch(
-    geoms: list[Any], data: np.ndarray, valid: np.ndarray, grid: Any,
-    method: AggregationMethod, geographic: bool,
-) -> list[ZonalOutcome]:  # fmt: skip
-    from ..geo.coverage import cell_coverage
+    geoms: list[Any], sums: Any, grid: Any, method: AggregationMethod, geographic: bool
+) -> list[ZonalOutcome]:
+    from ..geo.coverage import coverage_runs
+    from ._runs import run_statistics
 
     n_geoms = len(geoms)
-    cov = cell_coverage(geoms, grid)
-    cell = cov.row * grid.width + cov.col
-    weight = cov.fraction * cell_area_rows(grid)[cov.row] if geographic else cov.fraction
-    total_w = np.bincount(cov.geom, weight, n_geoms)
-    total_f = np.bincount(cov.geom, cov.fraction, n_geoms)
-    ok = valid.ravel()[cell]
-    px = _Pixels(cov.geom[ok], data.ravel()[cell[ok]], weight[ok], cov.fraction[ok], n_geoms)
-    values = _values_per_geometry(px, method, data.dtype.kind in "iub")
+    data, valid = sums.data, sums.valid
+    integer = data.dtype.kind in "iub"
+    runs = coverage_runs(geoms, grid)
+    area = cell_area_rows(grid) if geographic else None
+    found = run_statistics(runs, sums, method, n_geoms, area, integer)
+    if found is not None:
+        values, count = found.values, found.count
+        valid_w, total_w, total_f = found.valid_weight, found.total_weight, found.total_fraction
+    else:  # every cell's value is needed: spell the runs out
+        cov = runs.expand()
+        cell = cov.row * grid.width + cov.col
+        weight = cov.fraction * area[cov.row] if area is not None else cov.fraction
+        total_w = np.bincount(cov.geom, weight, n_geoms)
+        total_f = np.bincount(cov.geom, cov.fraction, n_geoms)
+        ok = valid.ravel()[cell]
+        px = _Pixels(cov.geom[ok], data.ravel()[cell[ok]], weight[ok], cov.fraction[ok], n_geoms)
+        values, count, valid_w = _values_per_geometry(px, method, integer), px.count, px.weight_sum
     out = []
     for i in range(n_geoms):
         if total_w[i] <= 0:
             out.append(ZonalOutcome(None, 0.0, 0, notes=["geometry covers no pixel"]))
             continue
-        n = int(px.count[i])
-        cov_i = float(min(1.0, px.weight_sum[i] / total_w[i])) if n else 0.0
+        n = int(count[i])
+        cov_i = float(min(1.0, valid_w[i] / total_w[i])) if n else 0.0
         outcome = ZonalOutcome(values[i] if n else None, cov_i, n)
         if total_f[i] < 1.0 and n:
             outcome.estimated = True

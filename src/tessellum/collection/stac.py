@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -33,13 +34,11 @@ def search_items(
     Raises:
         ProtocolError: naming the API URL when the search fails.
     """
-    from pystac_client import Client
+    from pystac_client import ItemSearch
     from pystac_client.exceptions import APIError
+    from pystac_client.stac_api_io import StacApiIO
 
-    try:
-        client = Client.open(stac_api)
-    except Exception as exc:
-        raise ProtocolError(f"cannot open STAC API {stac_api}: {exc}", url=stac_api) from exc
+    client = _open_api(stac_api)
     boxes = bbox.split() if bbox is not None else [None]
     seen: dict[str, dict[str, Any]] = {}
     for box in boxes:
@@ -58,7 +57,10 @@ def search_items(
         if filter is not None:
             kwargs.update(_filter_kwargs(filter))
         try:
-            for item in client.search(**kwargs).items_as_dicts():
+            # the opened API's search endpoint, with a connection of this call's own
+            # (requests sessions are not shared between threads)
+            search = ItemSearch(client.search(**kwargs).url, stac_io=StacApiIO(), **kwargs)
+            for item in search.items_as_dicts():
                 seen.setdefault(item["id"], item)
         except APIError as exc:
             raise ProtocolError(f"STAC search failed at {stac_api}: {exc}", url=stac_api) from exc
@@ -67,6 +69,34 @@ def search_items(
                 f"STAC search failed at {stac_api}: {type(exc).__name__}: {exc}", url=stac_api
             ) from exc
     return list(seen.values())
+
+
+_APIS: dict[str, Any] = {}
+_APIS_LOCK = threading.Lock()
+
+
+def _open_api(stac_api: str) -> Any:
+    """The API's ``pystac_client.Client``, opened once per process: its landing page
+    (search endpoint, conformance) is one round trip every search would otherwise pay
+    again. A failed open is not cached.
+
+    Raises:
+        ProtocolError: naming the API URL when its landing page cannot be read.
+    """
+    from pystac_client import Client
+
+    with _APIS_LOCK:
+        client = _APIS.get(stac_api)
+    if client is not None:
+        return client
+    try:
+        client = Client.open(stac_api)
+    except Exception as exc:
+        raise ProtocolError(f"cannot open STAC API {stac_api}: {exc}", url=stac_api) from exc
+    with _APIS_LOCK:
+        if len(_APIS) >= 64:
+            _APIS.clear()
+        return _APIS.setdefault(stac_api, client)
 
 
 def _filter_kwargs(filter: Mapping[str, Any] | str) -> dict[str, Any]:

@@ -12,11 +12,15 @@ cell. A piece with vertical extent ``dy`` whose mean column offset within its ce
 row; adding ``dy·(1 − f)`` to its cell and ``dy·f`` to the next and summing along the row
 gives each cell's covered area. Exterior rings add, holes subtract (whatever the rings'
 orientation), and MultiPolygon parts add up. Errors are floating-point rounding only.
+
+The sums are kept sparse: only cells a piece touches get a value of their own; between
+two of them a row holds a *run* of cells with one and the same fraction (1 inside a
+polygon). Work and memory grow with the polygons' perimeters, not their areas, and
+zonal statistics can sum a run's pixels from row prefix sums (:class:`CoverageRuns`).
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -24,11 +28,7 @@ import numpy as np
 
 from ..errors import ValidationError
 
-__all__ = ["CellCoverage", "cell_coverage"]
-
-_CHUNK_CELLS = 4_000_000
-"""Accumulation cells (float64) held at once: polygon boxes are processed in chunks of
-about this many cells; a polygon whose box is larger is processed in bands of rows."""
+__all__ = ["CellCoverage", "CoverageRuns", "cell_coverage", "coverage_runs"]
 
 
 def _tolerance(x: np.ndarray, y: np.ndarray, t: Any) -> float:
@@ -54,6 +54,53 @@ class CellCoverage(NamedTuple):
     """Covered fraction of the cell, in (0, 1] (float64)."""
 
 
+class CoverageRuns(NamedTuple):
+    """Covered cells of a batch of polygons in two parts: every cell with a value of its
+    own (a boundary crosses it or ends next to it), and runs of cells between them with
+    one shared fraction. Both sorted by polygon, then row, then column."""
+
+    cells: CellCoverage
+    """Cells with a fraction of their own."""
+    run_geom: np.ndarray
+    """Index of the polygon of each run (int64)."""
+    run_row: np.ndarray
+    """Grid row of each run (int64)."""
+    run_start: np.ndarray
+    """First column of each run (int64)."""
+    run_stop: np.ndarray
+    """Column after the last of each run (int64)."""
+    run_fraction: np.ndarray
+    """Covered fraction of every cell of each run, in (0, 1] (float64)."""
+
+    def expand(self) -> CellCoverage:
+        """Every covered cell, runs spelled out (sorted by polygon, row, column)."""
+        lengths = self.run_stop - self.run_start
+        total = int(lengths.sum())
+        if total == 0:
+            return self.cells
+        first = np.cumsum(lengths) - lengths
+        offset = np.arange(total) - np.repeat(first, lengths)
+        cols = np.repeat(self.run_start, lengths) + offset
+        rows = np.repeat(self.run_row, lengths)
+        geoms = np.repeat(self.run_geom, lengths)
+        fracs = np.repeat(self.run_fraction, lengths)
+        c = self.cells
+        geom = np.concatenate([c.geom, geoms])
+        row = np.concatenate([c.row, rows])
+        col = np.concatenate([c.col, cols])
+        # both parts are sorted: a stable sort of the keys merges them in linear time
+        order = np.argsort(_cell_key(geom, row, col), kind="stable")
+        return CellCoverage(
+            geom[order], row[order], col[order], np.concatenate([c.fraction, fracs])[order]
+        )
+
+
+def _cell_key(geom: np.ndarray, row: np.ndarray, col: np.ndarray) -> np.ndarray:
+    """One int64 sort key of (polygon, row, column)."""
+    rows, cols = int(row.max()) + 1, int(col.max()) + 1
+    return (geom * rows + row) * cols + col
+
+
 def cell_coverage(geoms: Sequence[Any], grid: Any) -> CellCoverage:
     """Every cell of ``grid`` that each polygon covers, with the exact covered fraction.
 
@@ -61,7 +108,7 @@ def cell_coverage(geoms: Sequence[Any], grid: Any) -> CellCoverage:
         geoms: shapely Polygons/MultiPolygons in the grid's CRS (other geometry types and
             empty geometries cover no cell). Parts outside the grid are ignored.
         grid: a north-up grid (``transform``, ``width``, ``height``), e.g.
-            :class:`tessellum.geo.grid.GridSpec`.
+            :class:`tessellum.geo.grid.Grid`.
 
     Returns:
         A :class:`CellCoverage`; a polygon covering no cell has no entry.
@@ -69,13 +116,19 @@ def cell_coverage(geoms: Sequence[Any], grid: Any) -> CellCoverage:
     Raises:
         ValidationError: the grid is rotated or not north-up.
     """
+    return coverage_runs(geoms, grid).expand()
+
+
+def coverage_runs(geoms: Sequence[Any], grid: Any) -> CoverageRuns:
+    """:func:`cell_coverage` as cells and runs of equal fractions (:class:`CoverageRuns`);
+    arguments and errors as for :func:`cell_coverage`."""
     t = grid.transform
     if t.b != 0 or t.d != 0 or t.a <= 0 or t.e >= 0:
         raise ValidationError(f"cell coverage needs a north-up grid, got transform {tuple(t)[:6]}")
     width, height = int(grid.width), int(grid.height)
     rings = _rings(geoms, grid)
     if rings is None:
-        return _empty()
+        return _no_runs()
     x, y, ring_of, sign, geom_of_ring = rings
     # pixel coordinates: columns to the right, rows downwards
     cx, cy = (x - t.c) / t.a, (y - t.f) / t.e
@@ -90,8 +143,62 @@ def cell_coverage(geoms: Sequence[Any], grid: Any) -> CellCoverage:
     col, row = np.floor(xm), np.floor(ym)
     dy = dy[keep] * sign[edge_ring[keep]]
     geom = geom_of_ring[edge_ring[keep]]
-    return _accumulate(geom, row.astype(np.int64), col.astype(np.int64), xm - col, dy,
-                       len(geoms), width, height, _tolerance(x, y, t))  # fmt: skip
+    return _runs(geom, row.astype(np.int64), col.astype(np.int64), xm - col, dy,
+                 width, height, _tolerance(x, y, t))  # fmt: skip
+
+
+def _no_runs() -> CoverageRuns:
+    i = np.empty(0, np.int64)
+    return CoverageRuns(_empty(), i, i, i, i, np.empty(0, np.float64))
+
+
+def _runs(
+    geom: np.ndarray,
+    row: np.ndarray,
+    col: np.ndarray,
+    frac: np.ndarray,
+    dy: np.ndarray,
+    width: int,
+    height: int,
+    eps: float,
+) -> CoverageRuns:
+    """Sum the pieces' contributions along each row of each polygon, sparsely."""
+    if not len(geom):
+        return _no_runs()
+    # events: dy·(1 − f) at the piece's cell, dy·f at the next; keyed by (polygon, row,
+    # column) so that one sort orders them along every row of every polygon
+    span = width + 2  # columns -1 .. width of a row, after clipping to the grid
+    key = (geom * (height + 1) + row) * span + (col + 1)
+    order = np.argsort(key, kind="stable")  # pieces run along edges: nearly sorted
+    key = key[order]
+    both = np.concatenate([key, key + 1])
+    value = np.concatenate([(dy * (1 - frac))[order], (dy * frac)[order]])
+    merge = np.argsort(both, kind="stable")  # two sorted halves: a linear merge
+    both, value = both[merge], value[merge]
+    first = np.flatnonzero(np.diff(both, prepend=-1))
+    keys, total = both[first], np.add.reduceat(value, first)
+    # running sum along each row; rows net to zero (rings are closed), so one running
+    # sum over all rows is enough once each row's inherited rounding is taken off
+    cum = np.cumsum(total)
+    row_key = keys // span
+    row_first = np.flatnonzero(np.diff(row_key, prepend=-1))
+    inherited = np.zeros(len(row_first))
+    inherited[1:] = cum[row_first[1:] - 1]
+    row_len = np.diff(np.append(row_first, len(keys)))
+    cov = cum - np.repeat(inherited, row_len)
+    cov = np.minimum(cov, 1.0)
+    cov[cov > 1 - eps] = 1.0
+    g, r = np.divmod(row_key, height + 1)
+    c = keys % span - 1
+    on = np.flatnonzero((cov > eps) & (c >= 0) & (c < width) & (r >= 0) & (r < height))
+    cells = CellCoverage(g[on], r[on], c[on], cov[on])
+    # runs: from after an event to the next event of the same row, at the event's value
+    nxt = np.append(keys[1:], -1)
+    same_row = np.append(row_key[1:] == row_key[:-1], False)
+    start, stop = c + 1, np.minimum(nxt % span - 1, width)
+    start = np.maximum(start, 0)
+    run = np.flatnonzero(same_row & (cov > eps) & (stop > start) & (r >= 0) & (r < height))
+    return CoverageRuns(cells, g[run], r[run], start[run], stop[run], cov[run])
 
 
 def _empty() -> CellCoverage:
@@ -172,127 +279,15 @@ def _split(
     vk = v0[seg] + (k - u0[seg]) * ((v1[seg] - v0[seg]) / (u1[seg] - u0[seg]))
     pieces = n + 1
     ends = np.cumsum(pieces)
-    is_first = np.zeros(int(ends[-1]), dtype=bool)
-    is_first[ends - pieces] = True
-    is_last = np.zeros_like(is_first)
-    is_last[ends - 1] = True
-    su, sv, eu, ev = (np.empty(len(is_first)) for _ in range(4))
-    su[is_first], sv[is_first] = u0, v0
-    su[~is_first], sv[~is_first] = k, vk
-    eu[is_last], ev[is_last] = u1, v1
-    eu[~is_last], ev[~is_last] = k, vk
+    firsts = ends - pieces
+    total = int(ends[-1])
+    # piece starts: each segment's start, then its cuts; a piece ends where the next
+    # piece of its segment starts, the last one at the segment's end
+    cut_at = firsts[seg] + j + 1
+    su, sv = np.empty(total), np.empty(total)
+    su[firsts], sv[firsts] = u0, v0
+    su[cut_at], sv[cut_at] = k, vk
+    eu, ev = np.empty(total), np.empty(total)
+    eu[:-1], ev[:-1] = su[1:], sv[1:]
+    eu[ends - 1], ev[ends - 1] = u1, v1
     return su, sv, eu, ev, np.repeat(tag, pieces)
-
-
-def _accumulate(
-    geom: np.ndarray,
-    row: np.ndarray,
-    col: np.ndarray,
-    frac: np.ndarray,
-    dy: np.ndarray,
-    n_geoms: int,
-    width: int,
-    height: int,
-    eps: float,
-) -> CellCoverage:
-    """Sum the pieces' contributions along each row of each polygon's box."""
-    if not len(geom):
-        return _empty()
-    # each polygon's box (in cells, one extra column for the last piece's remainder)
-    big = np.iinfo(np.int64).max
-    r0 = np.full(n_geoms, big)
-    c0 = np.full(n_geoms, big)
-    r1 = np.full(n_geoms, -1)
-    c1 = np.full(n_geoms, -1)
-    np.minimum.at(r0, geom, row)
-    np.maximum.at(r1, geom, row)
-    np.minimum.at(c0, geom, col)
-    np.maximum.at(c1, geom, col)
-    present = np.flatnonzero(r1 >= 0)
-    bw = c1[present] - c0[present] + 2
-    rows = r1[present] - r0[present] + 1
-    # units: a polygon's box, or a band of its rows when the box alone is too large
-    band = np.maximum(_CHUNK_CELLS // bw, 1)
-    n_bands = -(-rows // band)
-    unit_geom = np.repeat(present, n_bands)
-    unit_first = np.repeat(np.cumsum(n_bands) - n_bands, n_bands)
-    k = np.arange(len(unit_geom)) - unit_first
-    unit_r0 = r0[unit_geom] + k * np.repeat(band, n_bands)
-    unit_rows = np.minimum(np.repeat(band, n_bands), r1[unit_geom] + 1 - unit_r0)
-    unit_w = np.repeat(bw, n_bands)
-    unit_cells = unit_rows * unit_w
-    # the unit of each piece
-    slot = np.zeros(n_geoms, dtype=np.int64)
-    slot[present] = np.cumsum(n_bands) - n_bands
-    band_of = np.zeros(n_geoms, dtype=np.int64)
-    band_of[present] = band
-    piece_unit = slot[geom] + (row - r0[geom]) // band_of[geom]
-    # chunks of consecutive units holding about _CHUNK_CELLS cells
-    starts = np.cumsum(unit_cells) - unit_cells
-    chunk_of_unit = starts // _CHUNK_CELLS
-    bounds = np.flatnonzero(np.diff(chunk_of_unit, prepend=-1, append=chunk_of_unit[-1] + 1))
-    out: list[CellCoverage] = []
-    single = len(bounds) == 2
-    for ua, ub in itertools.pairwise(bounds):
-        sel = slice(None) if single else (piece_unit >= ua) & (piece_unit < ub)
-        out.append(
-            _accumulate_units(
-                piece_unit[sel] - ua, row[sel], col[sel], frac[sel], dy[sel],
-                unit_geom[ua:ub], unit_r0[ua:ub], c0[unit_geom[ua:ub]], unit_w[ua:ub],
-                unit_rows[ua:ub], width, height, eps,
-            )
-        )  # fmt: skip
-    if len(out) == 1:
-        return out[0]
-    return CellCoverage(*(np.concatenate([o[i] for o in out]) for i in range(4)))
-
-
-def _accumulate_units(
-    unit: np.ndarray,
-    row: np.ndarray,
-    col: np.ndarray,
-    frac: np.ndarray,
-    dy: np.ndarray,
-    unit_geom: np.ndarray,
-    unit_r0: np.ndarray,
-    unit_c0: np.ndarray,
-    unit_w: np.ndarray,
-    unit_rows: np.ndarray,
-    width: int,
-    height: int,
-    eps: float,
-) -> CellCoverage:
-    cells = unit_rows * unit_w
-    offset = np.cumsum(cells) - cells
-    total = int(cells.sum())
-    at = offset[unit] + (row - unit_r0[unit]) * unit_w[unit] + (col - unit_c0[unit])
-    # a piece adds dy·(1 − f) to its cell and dy·f to the next; the running sum along a
-    # row is then each cell's covered area. Rows net to zero (rings are closed), so one
-    # running sum over all rows is enough: what a row inherits from the rows before it
-    # is rounding (~1e-13), subtracted from the cells kept only.
-    acc = np.bincount(
-        np.concatenate([at, at + 1]),
-        weights=np.concatenate([dy * (1 - frac), dy * frac]),
-        minlength=total + 1,
-    )
-    acc = np.cumsum(acc[:total])
-    row_len = np.repeat(unit_w, unit_rows)
-    row_start = np.cumsum(row_len) - row_len
-    before = np.zeros(len(row_start))
-    before[1:] = acc[row_start[1:] - 1]
-    hit = np.flatnonzero(acc > eps)
-    at_row = np.repeat(np.arange(len(row_len)), row_len)[hit]
-    frac_out = np.minimum(acc[hit] - before[at_row], 1.0)
-    frac_out[frac_out > 1 - eps] = 1.0
-    # per buffer row: its polygon, grid row and the buffer position of grid column 0
-    row_unit = np.repeat(np.arange(len(unit_w)), unit_rows)
-    row_geom = unit_geom[row_unit]
-    row_grid = unit_r0[row_unit] + (
-        np.arange(len(row_len)) - (np.cumsum(unit_rows) - unit_rows)[row_unit]
-    )
-    col_zero = row_start - unit_c0[row_unit]
-    g, r, c = row_geom[at_row], row_grid[at_row], hit - col_zero[at_row]
-    inside = (r >= 0) & (r < height) & (c >= 0) & (c < width)
-    if not inside.all():
-        g, r, c, frac_out = g[inside], r[inside], c[inside], frac_out[inside]
-    return CellCoverage(g, r, c, frac_out)
