@@ -453,6 +453,24 @@ def test_one_pass_zonal_equals_per_geometry(method, case):
             assert got.value == pytest.approx(want.value, rel=1e-6)
 
 
+@pytest.mark.parametrize("method", [m.value for m in AggregationMethod])
+@pytest.mark.parametrize("dtype", ["uint8", "float32"])
+def test_one_pass_zonal_on_a_mosaic_without_valid_pixels(method, dtype):
+    """No valid pixel anywhere: every polygon gets no value and coverage 0."""
+    from tessellum.attributes.zonal import zonal_polygons
+
+    grid = _grid(30, 40, "EPSG:4326", -112.0, 42.0, 0.01)
+    data = np.ones((30, 40), dtype=dtype)
+    valid = np.zeros((30, 40), dtype=bool)
+    left, bottom = grid.bounds[:2]
+    geoms = [
+        box(left + 0.05, bottom + 0.05, left + 0.2, bottom + 0.15),
+        Point(-111.8, 41.8).buffer(0.04),
+    ]
+    for got in zonal_polygons(geoms, data, valid, grid, AggregationMethod(method), geographic=True):
+        assert got.value is None and got.pixel_count == 0 and got.coverage_fraction == 0.0
+
+
 @pytest.mark.parametrize("dtype", ["uint8", "int16", "float32"])
 def test_suspect_pixels_finds_what_quality_flag_would_flag(dtype):
     """The mosaic-level pre-check agrees with the per-geometry QC: a valid fill value

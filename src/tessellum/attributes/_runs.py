@@ -204,6 +204,8 @@ def _class_values(
     classes = sums.classes
     assert classes is not None
     k = len(classes)
+    if k == 0:  # no valid pixel anywhere
+        return [None] * n_geoms
     c = runs.cells
     rg, rr, ra, rb = runs.run_geom, runs.run_row, runs.run_start, runs.run_stop
     # weight and pixel count per (polygon, class): the cells, then every pixel of the
