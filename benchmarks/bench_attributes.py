@@ -5,9 +5,10 @@ the fixture world, every request through the latency proxy.
   (rustac, behind its own latency proxy), one header read per tile, each needed tile
   fetched once for all polygons, exact coverage weights. No result cache (NullResultCache)
   and the tile cache is cleared: every trial computes everything.
-* ``ours-2-processes``: the same with ``zonal_processes=2``: exactextract holds the GIL,
-  so its passes run in two worker processes (the pool started in the warmup, as a
-  long-lived process or service starts it once).
+* ``ours-2-processes``: the same with ``zonal_processes=2``: the zonal passes run in two
+  worker processes, free of the GIL the event loop and the other dataset's reduction
+  want (the pool started in the warmup, as a long-lived process or service starts it
+  once).
 * ``exactextract-vsicurl``: exactextract 0.3 over a GDAL VRT of the ``/vsicurl/`` tiles
   (handed the tile URLs directly, no STAC search), cloud-COG GDAL settings, GDAL's block
   cache shared by all polygons; same operations (``mean``/``majority`` with
@@ -114,7 +115,8 @@ def _stac_api(ctx: CaseContext) -> str:
 
 
 def warm_ours(ctx: CaseContext) -> None:
-    """Start the STAC API and pay one-off imports (PROJ, exactextract) before timing."""
+    """Start the STAC API, make the polygons and pay one-off imports (PROJ) before
+    timing."""
     from shapely.geometry import box
 
     from tessellum.attributes import AttributeEngine, NullResultCache, batch_extract_sync
@@ -138,8 +140,7 @@ def warm_ours_processes(ctx: CaseContext) -> None:
 
 
 def ours_processes(ctx: CaseContext) -> dict[str, Any]:
-    """:func:`ours` with ``zonal_processes=2``: the exactextract passes in worker
-    processes (exactextract holds the GIL)."""
+    """:func:`ours` with ``zonal_processes=2``: the zonal passes in worker processes."""
     from tessellum.config import settings_override
 
     with settings_override(zonal_processes=ZONAL_PROCESSES):
@@ -311,7 +312,7 @@ BENCHMARK = Benchmark(
             "ours-2-processes",
             "benchmarks.bench_attributes:ours_processes",
             warmup="benchmarks.bench_attributes:warm_ours_processes",
-            description="the same with zonal_processes=2 (exactextract in 2 worker processes)",
+            description="the same with zonal_processes=2 (zonal passes in 2 worker processes)",
         ),
         Case(
             "exactextract-vsicurl",
