@@ -118,14 +118,21 @@ def _timed_call(
 
 
 def checked(output: dict[str, Any]) -> dict[str, Any]:
-    """A case's output with its ``"array"`` (the pixels it read) replaced by ``shape``
-    and ``checksum`` (``int(array.sum(dtype="uint64"))``), computed after the timer
-    stopped: verifying the pixels is not part of reading them (summing the full image
-    alone takes ~0.1 s), and every case is checked the same way."""
+    """A case's output, verified after the timer stopped: verifying the pixels is not
+    part of reading them (summing the full image alone takes ~0.1 s), and the peers in
+    other interpreters (rasteret) checksum outside their timers too.
+
+    ``"array"`` (the pixels read) becomes ``shape`` and ``checksum``
+    (``int(array.sum(dtype="uint64"))``); ``"after"`` (a callable) is called and its
+    dict merged in.
+    """
     array = output.pop("array", None)
     if array is not None:
         output["shape"] = list(array.shape)
         output["checksum"] = int(array.sum(dtype="uint64"))
+    after = output.pop("after", None)
+    if after is not None:
+        output.update(after())
     return output
 
 
