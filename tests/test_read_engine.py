@@ -366,3 +366,30 @@ def test_inflight_byte_budget(tmp_path):
     peak, order = asyncio.run(run_budget())
     assert order == [0, 1, 2, 3, 4]  # in the order asked
     assert peak == 250  # the oversized request ran alone; otherwise <= 100
+
+
+def test_candidate_pairs_of_points_equal_the_tree_query(monkeypatch):
+    """Points are matched to footprints by a direct test per footprint; the pairs (and
+    their order) equal the STRtree query's, for points inside, on edges and vertices,
+    outside, and a record without a footprint."""
+    import pyarrow as pa
+    import shapely
+
+    from tessellum.read import stacks
+
+    fps = [box(0, 0, 2, 2), None, box(1, 1, 3, 3), shapely.Polygon([(5, 5), (6, 5), (5, 6)])]
+    table = pa.table(
+        {"geometry": pa.array([None if f is None else f.wkb for f in fps], pa.binary())}
+    )
+    pts = np.array(
+        [Point(0.5, 0.5), Point(2, 2), Point(1, 1), Point(3, 1.5), Point(9, 9), Point(5.5, 5.5),
+         Point(5.5, 5.49), Point(6, 5), Point(2.5, 2.5)],
+        dtype=object,
+    )  # fmt: skip
+    fast = stacks.candidate_pairs(table, pts, "OGC:CRS84")
+    monkeypatch.setattr(stacks, "_POINT_TESTS", 0)
+    tree = stacks.candidate_pairs(table, pts, "OGC:CRS84")
+    assert [a.tolist() for a in fast] == [a.tolist() for a in tree]
+    assert list(zip(*(a.tolist() for a in fast), strict=True)) == [
+        (0, 0), (1, 0), (1, 2), (2, 0), (2, 2), (3, 2), (5, 3), (6, 3), (7, 3), (8, 2),
+    ]  # fmt: skip

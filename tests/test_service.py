@@ -330,7 +330,9 @@ def test_load(aw, per_client):
             r = await client.post("/api/v1/extract", json=body, headers={"X-Request-ID": rid})
             lat.append(time.perf_counter() - t0)
             assert r.status_code == 200, r.text
-            assert r.json()["request_id"] == rid and len(r.json()["results"]) == 2, r.json()["warnings"]
+            assert r.json()["request_id"] == rid and len(r.json()["results"]) == 2, r.json()[
+                "warnings"
+            ]
             seen[rid] = r.status_code
 
     async def main(url):

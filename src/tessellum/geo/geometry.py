@@ -75,9 +75,11 @@ def coerce_geometries(value: Any, *, crs: Any = None, name: str = "geometries") 
         raise ValidationError(f"cannot interpret {type(value).__name__} as {name}")
     if len(geoms) == 0:
         raise ValidationError(f"{name} is empty")
-    bad = [i for i, g in enumerate(geoms) if g is None or shapely.is_empty(g)]
-    if bad:
-        raise ValidationError(f"{name} has empty or missing geometries at positions {bad[:10]}")
+    bad = np.flatnonzero(shapely.is_missing(geoms) | shapely.is_empty(geoms))
+    if len(bad):
+        raise ValidationError(
+            f"{name} has empty or missing geometries at positions {bad[:10].tolist()}"
+        )
     invalid = ~shapely.is_valid(geoms.astype(object))
     if invalid.any():
         geoms = geoms.copy()

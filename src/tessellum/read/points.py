@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 from collections.abc import Sequence
 from typing import Any
@@ -78,8 +79,7 @@ async def sample_points_async(
     gi_by_row, ri_sorted = gi[order], ri[order]
     cuts = np.flatnonzero(np.r_[True, ri_sorted[1:] != ri_sorted[:-1], True]) if len(ri) else []
     per_rec = {int(ri_sorted[a]): gi_by_row[a:b] for a, b in itertools.pairwise(cuts)}
-    jobs = []  # (record, band, pids, rows, cols (float), src)
-    tiles: dict[TileKey, tuple[Any, int]] = {}
+    jobs: list[_Job] = []
     for row, idx in per_rec.items():
         rec = recs[row]
         for b in bands:
@@ -88,41 +88,45 @@ async def sample_points_async(
             if not to_crs(src.grid.crs).equals(g.crs):
                 xs, ys = transformer(g.crs, src.grid.crs).transform(xs, ys)
             fr, fc = _pixel_coords(src, np.asarray(xs), np.asarray(ys))
-            lvl = src.header.levels[0]
-            if method == "nearest":
-                r_need, c_need = [np.floor(fr).astype(np.int64)], [np.floor(fc).astype(np.int64)]
-            else:
-                r0, c0 = np.floor(fr - 0.5).astype(np.int64), np.floor(fc - 0.5).astype(np.int64)
-                r_need = [r0, r0, r0 + 1, r0 + 1]
-                c_need = [c0, c0 + 1, c0, c0 + 1]
-            for rr, cc in zip(r_need, c_need, strict=True):
-                inside = (rr >= 0) & (rr < lvl.height) & (cc >= 0) & (cc < lvl.width)
-                plane = src.sample if lvl.planar_config == 2 else 0
-                across = -(-lvl.width // lvl.tile_width)
-                down = -(-lvl.height // lvl.tile_height)
-                tid = (
-                    plane * across * down
-                    + (rr[inside] // lvl.tile_height) * across
-                    + cc[inside] // lvl.tile_width
-                )
-                for t in np.unique(tid).tolist():
-                    tiles.setdefault(TileKey(src.href, 0, int(t)), (src.header, 0))
-            jobs.append((rec, b, idx, fr, fc, src))
-    decoded = await fetch_tiles_async(tiles, fetch_options(max_concurrent, progress=progress))
+            jobs.append(_Job(rec, b, idx, fr, fc, src, method))
     if not jobs:
         return _empty(g)
-    values = np.ma.concatenate([_values(src, fr, fc, decoded, method) for *_, fr, fc, src in jobs])
-    pids = np.concatenate([idx for _, _, idx, *_ in jobs])
+    # every probe's points grouped by tile; each tile is sampled in its decode thread as
+    # soon as it is decoded (and then dropped), so sampling overlaps fetching/decoding
+    tiles: dict[TileKey, tuple[Any, int]] = {}
+    by_tile: dict[TileKey, list[tuple[_Probe, np.ndarray, np.ndarray]]] = {}
+    for job in jobs:
+        for probe in job.probes:
+            for key, sel, flat in probe.by_tile():
+                tiles.setdefault(key, (probe.src.header, 0))
+                by_tile.setdefault(key, []).append((probe, sel, flat))
+
+    def on_tile(key: TileKey, tile: np.ndarray) -> None:
+        values = tile.reshape(-1)
+        for probe, sel, flat in by_tile.get(key, ()):
+            probe.values[sel] = values.take(flat)  # 1-D take: faster than 3-D indexing
+
+    await fetch_tiles_async(
+        tiles, fetch_options(max_concurrent, progress=progress),
+        on_tile=on_tile, keep=lambda _key: False,
+    )  # fmt: skip
+    # rows ordered by point, then datetime (missing last), then band: jobs in that order,
+    # then a stable sort by point index merges their (sorted) point runs
+    jobs.sort(key=lambda j: (j.rec.datetime is None, j.rec.datetime or _EPOCH, j.band))
+    values = np.ma.concatenate([job.values() for job in jobs])
+    pids = np.concatenate([job.idx for job in jobs])
+    job_of_row = np.repeat(np.arange(len(jobs)), [len(job.idx) for job in jobs])
+    rows = np.argsort(pids, kind="stable")
+    pids, job_of_row, values = pids[rows], job_of_row[rows], values[rows]
     # per-job columns repeated by Arrow's take, not as Python lists of 200,000 objects
-    job_of_row = np.repeat(np.arange(len(jobs)), [len(idx) for _, _, idx, *_ in jobs])
     out = pa.table({
         "point_index": pa.array(pids, pa.int64()),
         "x": pa.array(px[pids]), "y": pa.array(py[pids]),
-        "record_id": pa.array([rec.id for rec, *_ in jobs], pa.string()).take(job_of_row),
+        "record_id": pa.array([j.rec.id for j in jobs], pa.string()).take(job_of_row),
         "datetime": pa.array(
-            [rec.datetime for rec, *_ in jobs], pa.timestamp("us", tz="UTC")
+            [j.rec.datetime for j in jobs], pa.timestamp("us", tz="UTC")
         ).take(job_of_row),
-        "band": pa.array([b for _, b, *_ in jobs], pa.string()).take(job_of_row),
+        "band": pa.array([j.band for j in jobs], pa.string()).take(job_of_row),
         "value": pa.array(np.ma.getdata(values), mask=np.ma.getmaskarray(values)),
     })  # fmt: skip
     if g.attributes is not None and len(g.attributes.columns):
@@ -132,59 +136,84 @@ async def sample_points_async(
         for name in attrs.column_names:
             if name not in out.column_names:
                 out = out.append_column(name, attrs.column(name))
-    return out.sort_by(
-        [("point_index", "ascending"), ("datetime", "ascending"), ("band", "ascending")]
-    )
+    return out
 
 
-def _pixel(
-    src: Any, rr: np.ndarray, cc: np.ndarray, decoded: dict
-) -> tuple[np.ndarray, np.ndarray]:
-    """Values and validity at integer pixel positions of level 0."""
-    lvl = src.header.levels[0]
-    out = np.zeros(len(rr), dtype=np.dtype(lvl.dtype))
-    ok = (rr >= 0) & (rr < lvl.height) & (cc >= 0) & (cc < lvl.width)
-    across = -(-lvl.width // lvl.tile_width)
-    down = -(-lvl.height // lvl.tile_height)
-    plane = src.sample if lvl.planar_config == 2 else 0
-    chan = 0 if lvl.planar_config == 2 else src.sample
-    tid = plane * across * down + (rr // lvl.tile_height) * across + cc // lvl.tile_width
-    # group the points by tile with one sort (not one full-length mask per tile)
-    at = np.flatnonzero(ok)
-    at = at[np.argsort(tid[at], kind="stable")]
-    cuts = np.flatnonzero(np.r_[True, tid[at][1:] != tid[at][:-1], True]) if len(at) else []
-    for a, b in itertools.pairwise(cuts):
-        sel = at[a:b]
-        tile = decoded[TileKey(src.href, 0, int(tid[sel[0]]))]
-        _, tw, spp = tile.shape
-        flat = ((rr[sel] % lvl.tile_height) * tw + cc[sel] % lvl.tile_width) * spp + chan
-        out[sel] = tile.reshape(-1).take(flat)  # 1-D take: faster than 3-D fancy indexing
-    nod = src.nodata
-    if nod is not None:
-        ok &= ~np.isnan(out) if is_nan(nod) else out != nod
-    return out, ok
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
-def _values(src: Any, fr: np.ndarray, fc: np.ndarray, decoded: dict, method: str) -> np.ndarray:
-    """Sampled values; invalid ones are null (masked) in the result."""
-    if method == "nearest":
-        v, ok = _pixel(src, np.floor(fr).astype(np.int64), np.floor(fc).astype(np.int64), decoded)
-        return np.ma.MaskedArray(v, mask=~ok)
-    r0, c0 = np.floor(fr - 0.5).astype(np.int64), np.floor(fc - 0.5).astype(np.int64)
-    wy, wx = fr - 0.5 - r0, fc - 0.5 - c0
-    acc = np.zeros(len(fr))
-    wsum = np.zeros(len(fr))
-    for dr, dc, w in (
-        (0, 0, (1 - wy) * (1 - wx)),
-        (0, 1, (1 - wy) * wx),
-        (1, 0, wy * (1 - wx)),
-        (1, 1, wy * wx),
-    ):
-        v, ok = _pixel(src, r0 + dr, c0 + dc, decoded)
-        acc += np.where(ok, v.astype(float) * w, 0)
-        wsum += np.where(ok, w, 0)
-    good = wsum > 1e-12
-    return np.ma.MaskedArray(np.where(good, acc / np.where(good, wsum, 1), np.nan), mask=~good)
+class _Probe:
+    """Values of one band at integer pixel positions of its full-resolution level,
+    filled tile by tile (:meth:`by_tile`)."""
+
+    def __init__(self, src: Any, rr: np.ndarray, cc: np.ndarray) -> None:
+        lvl = src.header.levels[0]
+        self.src, self.rr, self.cc = src, rr, cc
+        self.values = np.zeros(len(rr), dtype=np.dtype(lvl.dtype))
+        self.inside = (rr >= 0) & (rr < lvl.height) & (cc >= 0) & (cc < lvl.width)
+
+    def by_tile(self) -> list[tuple[TileKey, np.ndarray, np.ndarray]]:
+        """``(tile, positions in this probe, flat offsets in the decoded tile)`` for every
+        tile holding a point (points grouped with one sort, not one mask per tile)."""
+        src, rr, cc = self.src, self.rr, self.cc
+        lvl = src.header.levels[0]
+        across = -(-lvl.width // lvl.tile_width)
+        down = -(-lvl.height // lvl.tile_height)
+        plane = src.sample if lvl.planar_config == 2 else 0
+        chan = 0 if lvl.planar_config == 2 else src.sample
+        _, tw, spp = lvl.tile_shape()  # the decoded tile's layout
+        tid = plane * across * down + (rr // lvl.tile_height) * across + cc // lvl.tile_width
+        at = np.flatnonzero(self.inside)
+        at = at[np.argsort(tid[at], kind="stable")]
+        if not len(at):
+            return []
+        cuts = np.flatnonzero(np.r_[True, tid[at][1:] != tid[at][:-1], True])
+        flat = ((rr[at] % lvl.tile_height) * tw + cc[at] % lvl.tile_width) * spp + chan
+        return [
+            (TileKey(src.href, 0, int(tid[at[a]])), at[a:b], flat[a:b])
+            for a, b in itertools.pairwise(cuts)
+        ]
+
+    def valid(self) -> np.ndarray:
+        """Inside the image and not nodata."""
+        ok = self.inside.copy()
+        nod = self.src.nodata
+        if nod is not None:
+            ok &= ~np.isnan(self.values) if is_nan(nod) else self.values != nod
+        return ok
+
+
+class _Job:
+    """One (record, band): its points' pixel positions and the probes reading them."""
+
+    def __init__(
+        self, rec: Any, band: str, idx: np.ndarray, fr: np.ndarray, fc: np.ndarray, src: Any,
+        method: str,
+    ) -> None:  # fmt: skip
+        self.rec, self.band, self.idx, self.method = rec, band, idx, method
+        if method == "nearest":
+            r0, c0 = np.floor(fr).astype(np.int64), np.floor(fc).astype(np.int64)
+            self.probes = [_Probe(src, r0, c0)]
+            return
+        r0, c0 = np.floor(fr - 0.5).astype(np.int64), np.floor(fc - 0.5).astype(np.int64)
+        self.wy, self.wx = fr - 0.5 - r0, fc - 0.5 - c0
+        self.probes = [_Probe(src, r0 + dr, c0 + dc) for dr in (0, 1) for dc in (0, 1)]
+
+    def values(self) -> np.ma.MaskedArray:
+        """Sampled values; invalid ones are masked (null in the result)."""
+        if self.method == "nearest":
+            (probe,) = self.probes
+            return np.ma.MaskedArray(probe.values, mask=~probe.valid())
+        wy, wx = self.wy, self.wx
+        acc = np.zeros(len(wy))
+        wsum = np.zeros(len(wy))
+        weights = ((1 - wy) * (1 - wx), (1 - wy) * wx, wy * (1 - wx), wy * wx)
+        for probe, w in zip(self.probes, weights, strict=True):
+            ok = probe.valid()
+            acc += np.where(ok, probe.values.astype(float) * w, 0)
+            wsum += np.where(ok, w, 0)
+        good = wsum > 1e-12
+        return np.ma.MaskedArray(np.where(good, acc / np.where(good, wsum, 1), np.nan), mask=~good)
 
 
 def _empty(g: Any) -> pa.Table:

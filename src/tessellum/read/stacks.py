@@ -43,6 +43,10 @@ def fetch_options(max_concurrent: int | None = None, **kw: Any) -> FetchOptions:
     return FetchOptions(limiter=limiter, **kw)
 
 
+_POINT_TESTS = 20_000_000
+"""Largest (points x footprints) matrix tested directly in :func:`candidate_pairs`."""
+
+
 def candidate_pairs(table: Any, geoms: np.ndarray, geom_crs: Any) -> tuple[np.ndarray, np.ndarray]:
     """``(geometry index, row index)`` pairs whose footprint and geometry intersect
     (STRtree over footprints), sorted by geometry then row."""
@@ -59,6 +63,19 @@ def candidate_pairs(table: Any, geoms: np.ndarray, geom_crs: Any) -> tuple[np.nd
             lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1])),
         )
     fps = shapely.from_wkb(table.column("geometry").to_numpy(zero_copy_only=False))
+    points = shapely.get_type_id(g) == 0
+    if points.all() and len(g) * len(fps) <= _POINT_TESTS:
+        # points: a vectorized test per footprint beats building and querying a tree
+        # (10,000 points x 20 footprints: 4 ms instead of 60); nonzero of the
+        # (point, footprint) matrix is ordered by point, then footprint
+        xy = shapely.get_coordinates(g)
+        hits = np.zeros((len(g), len(fps)), dtype=bool)
+        for j, fp in enumerate(fps):
+            if fp is not None:
+                shapely.prepare(fp)
+                hits[:, j] = shapely.intersects_xy(fp, xy[:, 0], xy[:, 1])
+        gi, ri = np.nonzero(hits)
+        return gi.astype(np.int64), ri.astype(np.int64)
     if len(g) > len(fps):  # index the larger side: 10,000 points vs 20 footprints
         ri, gi = shapely.STRtree(g).query(fps, predicate="intersects")
     else:
