@@ -291,3 +291,24 @@ def test_antimeridian_subset(served: Any) -> None:
     # the collection spans Utah and Fiji: its bounds cross the antimeridian
     w, _, e, _ = coll.bounds
     assert w == pytest.approx(179.5) and e == pytest.approx(-111.35, abs=0.01)
+
+
+def test_landing_page_is_read_once_and_a_stale_one_is_replaced(
+    rustac_many: RustacServer, world: Any, served: Any
+) -> None:
+    """An API's landing page is read once per process; when the remembered one no longer
+    leads to a working search (the API moved or restarted elsewhere), the search is
+    tried once more with a freshly read landing page."""
+    from tessellum.collection import stac
+
+    url = rustac_many.url
+    stac.search_items(url, "dem-copies", max_items=1)
+    assert stac._open_api(url)[1]  # from the cache
+    # remember, for this URL, a landing page whose search endpoint is gone
+    gone = _start(RustacServer(world.collections(served.data_url), world.items(served.data_url)))
+    stale, _ = stac._open_api(gone.url)
+    gone.stop()
+    stac._APIS[url] = stale
+    items = stac.search_items(url, "dem-copies")
+    assert len(items) == N_EXTRA
+    assert stac._open_api(url)[0] is not stale

@@ -34,11 +34,35 @@ def search_items(
     Raises:
         ProtocolError: naming the API URL when the search fails.
     """
+    args = (collection, bbox, date_range, query, filter, max_items, page_size)
+    client, cached = _open_api(stac_api)
+    try:
+        return _search(client, stac_api, *args)
+    except ProtocolError:
+        if not cached:
+            raise
+    # the landing page read earlier may be stale (the API moved or restarted): once more
+    # with a fresh one
+    _forget_api(stac_api)
+    client, _ = _open_api(stac_api)
+    return _search(client, stac_api, *args)
+
+
+def _search(
+    client: Any,
+    stac_api: str,
+    collection: str,
+    bbox: BBox | None,
+    date_range: tuple[dt.datetime, dt.datetime] | None,
+    query: Mapping[str, Any] | None,
+    filter: Mapping[str, Any] | str | None,
+    max_items: int | None,
+    page_size: int,
+) -> list[dict[str, Any]]:
     from pystac_client import ItemSearch
     from pystac_client.exceptions import APIError
     from pystac_client.stac_api_io import StacApiIO
 
-    client = _open_api(stac_api)
     boxes = bbox.split() if bbox is not None else [None]
     seen: dict[str, dict[str, Any]] = {}
     for box in boxes:
@@ -75,10 +99,10 @@ _APIS: dict[str, Any] = {}
 _APIS_LOCK = threading.Lock()
 
 
-def _open_api(stac_api: str) -> Any:
-    """The API's ``pystac_client.Client``, opened once per process: its landing page
-    (search endpoint, conformance) is one round trip every search would otherwise pay
-    again. A failed open is not cached.
+def _open_api(stac_api: str) -> tuple[Any, bool]:
+    """The API's ``pystac_client.Client``, opened once per process (its landing page:
+    search endpoint, conformance, is one round trip every search would otherwise pay
+    again), and whether it came from that cache. A failed open is not cached.
 
     Raises:
         ProtocolError: naming the API URL when its landing page cannot be read.
@@ -88,7 +112,7 @@ def _open_api(stac_api: str) -> Any:
     with _APIS_LOCK:
         client = _APIS.get(stac_api)
     if client is not None:
-        return client
+        return client, True
     try:
         client = Client.open(stac_api)
     except Exception as exc:
@@ -96,7 +120,12 @@ def _open_api(stac_api: str) -> Any:
     with _APIS_LOCK:
         if len(_APIS) >= 64:
             _APIS.clear()
-        return _APIS.setdefault(stac_api, client)
+        return _APIS.setdefault(stac_api, client), False
+
+
+def _forget_api(stac_api: str) -> None:
+    with _APIS_LOCK:
+        _APIS.pop(stac_api, None)
 
 
 def _filter_kwargs(filter: Mapping[str, Any] | str) -> dict[str, Any]:
