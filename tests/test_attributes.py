@@ -367,6 +367,25 @@ async def test_projected_geometry_and_antimeridian_parts(aw):
     )
 
 
+def test_native_pixel_comes_from_the_records(aw):
+    """Read grids and point boxes are sized by the records' own pixel (from their
+    headers), not by the catalog's nominal ``native_resolution``; a point reads a box of
+    half a pixel."""
+    from shapely.geometry import Point
+
+    from tessellum.attributes.engine import _parts, _pixel_size
+
+    entry = aw.catalog.get(DEM)
+    table = aw.collections[DEM].table
+    assert _pixel_size(table, entry.variable, entry) == pytest.approx(RES, rel=1e-12)
+    nominal = entry.model_copy(update={"native_resolution": RES / 30})  # a wrong catalog
+    pixel = _pixel_size(table, entry.variable, nominal)
+    assert pixel == pytest.approx(RES, rel=1e-12)
+    (part,) = _parts([Point(X0 + 0.3, Y0 - 0.3)], "OGC:CRS84", nominal, "nearest", pixel)
+    w, s, e, n = part.read_geom.bounds
+    assert e - w == pytest.approx(0.5 * RES) and n - s == pytest.approx(0.5 * RES)
+
+
 def test_weighted_quantile_matches_exactextract():
     from exactextract import exact_extract
     from exactextract.raster import NumPyRasterSource

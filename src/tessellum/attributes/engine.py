@@ -424,8 +424,11 @@ def _pixel_size(table: Any, band: str, entry: Any) -> float:
     for crs in pc.unique(table.column("crs")).to_pylist():
         if crs is None or _is_lonlat(crs) != native_geographic:
             return float(entry.native_resolution)
-    transform = pc.struct_field(table.column(column), "transform")
-    sizes = pc.abs(pc.list_element(transform, 0)).to_numpy(zero_copy_only=False)
+    transform = pc.struct_field(table.column(column), "transform")  # GDAL order
+    sizes = np.concatenate([
+        pc.abs(pc.list_element(transform, i)).to_numpy(zero_copy_only=False)
+        for i in (1, 5)  # pixel width, pixel height
+    ])  # fmt: skip
     sizes = sizes[np.isfinite(sizes) & (sizes > 0)]
     return float(sizes.min()) if sizes.size else float(entry.native_resolution)
 
