@@ -424,11 +424,12 @@ def _pixel_size(table: Any, band: str, entry: Any) -> float:
     for crs in pc.unique(table.column("crs")).to_pylist():
         if crs is None or _is_lonlat(crs) != native_geographic:
             return float(entry.native_resolution)
-    transform = pc.struct_field(table.column(column), "transform")  # GDAL order
-    sizes = np.concatenate([
-        pc.abs(pc.list_element(transform, i)).to_numpy(zero_copy_only=False)
-        for i in (1, 5)  # pixel width, pixel height
-    ])  # fmt: skip
+    # the geotransforms (GDAL order) as one (records, 6) array
+    transform = pc.struct_field(table.column(column), "transform").combine_chunks()
+    values = transform.values.to_numpy(zero_copy_only=False)
+    gt = values[transform.offset * 6 : (transform.offset + len(transform)) * 6].reshape(-1, 6)
+    valid = transform.is_valid().to_numpy(zero_copy_only=False)
+    sizes = np.abs(gt[valid][:, [1, 5]]).ravel()  # pixel width, pixel height
     sizes = sizes[np.isfinite(sizes) & (sizes > 0)]
     return float(sizes.min()) if sizes.size else float(entry.native_resolution)
 
@@ -484,8 +485,8 @@ def _clusters(
     same_units = _is_lonlat(crs) == bool(to_crs(entry.native_crs).is_geographic)
     cell = _CLUSTER_PX * pixel
     out: list[tuple[Any, list[int]]] = []
-    if not parts:
-        return out
+    if len(parts) <= 1:
+        return [(p.read_geom, [i]) for i, p in enumerate(parts)]
     b = shapely.bounds(_object_array([p.read_geom for p in parts]))
     small = np.array([p.kind == "polygon" for p in parts]) & same_units
     small &= (b[:, 2] - b[:, 0] <= cell) & (b[:, 3] - b[:, 1] <= cell)
@@ -496,8 +497,8 @@ def _clusters(
         return out
     kx = np.floor((b[idx, 0] + b[idx, 2]) / 2 / cell).astype(np.int64)
     ky = np.floor((b[idx, 1] + b[idx, 3]) / 2 / cell).astype(np.int64)
-    _, bin_of = np.unique(np.column_stack([kx, ky]), axis=0, return_inverse=True)
-    bin_of = bin_of.ravel()
+    key = (kx - kx.min()) * (int(ky.max() - ky.min()) + 1) + (ky - ky.min())
+    _, bin_of = np.unique(key, return_inverse=True)
     order = np.argsort(bin_of, kind="stable")  # members keep their input order
     cuts = np.flatnonzero(np.diff(bin_of[order])) + 1
     for members in np.split(idx[order], cuts):
