@@ -107,12 +107,12 @@ def _open_api(stac_api: str) -> tuple[Any, bool]:
     Raises:
         ProtocolError: naming the API URL when its landing page cannot be read.
     """
-    from pystac_client import Client
-
     with _APIS_LOCK:
         client = _APIS.get(stac_api)
     if client is not None:
         return client, True
+    from pystac_client import Client
+
     try:
         client = Client.open(stac_api)
     except Exception as exc:
