@@ -163,3 +163,21 @@ def test_empty_input_and_bad_grid():
     south_up = Grid(10, 10, Affine(1, 0, 0, 0, 1, 0), "EPSG:4326")
     with pytest.raises(ValidationError, match="north-up"):
         cell_coverage([box(1, 1, 2, 2)], south_up)
+
+
+def test_polygon_over_the_grid_edge_counts_once():
+    """A MultiPolygon over the grid's edge whose clip by rectangle (GEOS) has
+    overlapping parts: the overlap must not count twice (found by a randomized check)."""
+    grid = _grid(18, 11, 0.0, 0.0, 0.01)
+    g = shapely.from_wkt(
+        "MULTIPOLYGON (((0.01 -0.08, 0 -0.08, 0.01 -0.04, 0.02 -0.04, 0.02 -0.05, 0.02 -0.06,"
+        " 0.01 -0.08)), ((-0.03 -0.04, 0 -0.03, 0.01 -0.02, 0 0, 0.05 0, 0.07 -0.03, 0.03 -0.05,"
+        " 0.03 -0.04, 0.03 -0.03, 0.02 -0.03, 0.01 -0.03, 0.01 -0.04, -0.03 -0.04)))"
+    )
+    assert g.is_valid
+    cov = cell_coverage([g], grid)
+    want = _shapely_fractions(g, grid)
+    got = _ours(cov, 0)
+    assert got.keys() == want.keys()
+    for k, v in want.items():
+        assert got[k] == pytest.approx(v, abs=1e-9), k

@@ -224,8 +224,9 @@ def _rings(geoms: Sequence[Any], grid: Any) -> tuple[np.ndarray, ...] | None:
         (bounds[:, 0] < left) | (bounds[:, 1] < bottom) | (bounds[:, 2] > right) | (bounds[:, 3] > top)
     )  # fmt: skip
     if outside.any():
-        # only the part inside matters, and clipping bounds the accumulation buffers
-        arr[outside] = shapely.clip_by_rect(arr[outside], left, bottom, right, top)
+        # only the part inside matters (and it bounds the work); an intersection, not
+        # clip_by_rect, whose output can hold overlapping parts that would count twice
+        arr[outside] = shapely.intersection(arr[outside], shapely.box(left, bottom, right, top))
         ok &= np.isin(shapely.get_type_id(arr), (3, 6, 7))  # clipping may return collections
     idx = np.flatnonzero(ok)
     parts, part_geom = shapely.get_parts(arr[idx], return_index=True)
