@@ -10,7 +10,7 @@ from affine import Affine
 from shapely.geometry import MultiPolygon, Point, Polygon, box
 
 from tessellum.errors import ValidationError
-from tessellum.geo.coverage import cell_coverage, coverage_runs
+from tessellum.geo.coverage import _tolerance, cell_coverage, coverage_runs
 from tessellum.geo.grid import Grid
 
 
@@ -181,3 +181,47 @@ def test_polygon_over_the_grid_edge_counts_once():
     assert got.keys() == want.keys()
     for k, v in want.items():
         assert got[k] == pytest.approx(v, abs=1e-9), k
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_polygons_equal_shapely(seed):
+    """Random star-shaped polygons, some with holes, extra parts or vertices snapped to
+    the cell lines, on grids with origins far from zero; shapely's areas are taken in
+    pixel space, where they are exact to rounding (in world space they are not)."""
+    rng = np.random.default_rng(seed)
+    for _ in range(8):
+        h, w = int(rng.integers(3, 25)), int(rng.integers(3, 25))
+        res = float(rng.choice([1.0, 0.01, 30.0, 0.0025]))
+        x0, y0 = (
+            float(rng.choice([0.0, -113.37, 499980.0])),
+            float(rng.choice([0.0, 42.1, 4600020.0])),
+        )
+        grid = _grid(h, w, x0, y0, res)
+        left, bottom, right, top = grid.bounds
+        geoms = []
+        for _ in range(8):
+            cx = rng.uniform(left - 2 * res, right + 2 * res)
+            cy = rng.uniform(bottom - 2 * res, top + 2 * res)
+            ang = np.sort(rng.uniform(0, 2 * np.pi, int(rng.integers(3, 14))))
+            rad = rng.uniform(0.2, 6, len(ang)) * res
+            p = shapely.make_valid(
+                Polygon(np.column_stack([cx + rad * np.cos(ang), cy + rad * np.sin(ang)]))
+            )
+            if rng.random() < 0.3:
+                p = p.difference(Point(cx, cy).buffer(res * rng.uniform(0.1, 1.5)))
+            if rng.random() < 0.2:
+                p = shapely.union(p, box(cx + 3 * res, cy, cx + 4.5 * res, cy + 0.7 * res))
+            if rng.random() < 0.2:  # vertices on the cell lines (precision model dropped)
+                p = shapely.from_wkb(shapely.to_wkb(shapely.set_precision(p, res)))
+            geoms.append(p)
+        cov = cell_coverage(geoms, grid)
+        t = grid.transform
+        # fractions within the grid's coordinate resolution of 0 or 1 are snapped to them
+        tol = max(1e-9, 2 * _tolerance(grid))
+        for i, g in enumerate(geoms):
+            pixel = shapely.transform(g, lambda xy: (xy - [t.c, t.f]) / [t.a, t.e])  # noqa: B023
+            got = _ours(cov, i)
+            for r in range(h):
+                for c in range(w):
+                    want = pixel.intersection(box(c, r, c + 1, r + 1)).area
+                    assert got.get((r, c), 0.0) == pytest.approx(want, abs=tol), (i, r, c)

@@ -31,13 +31,15 @@ from ..errors import ValidationError
 __all__ = ["CellCoverage", "CoverageRuns", "cell_coverage", "coverage_runs"]
 
 
-def _tolerance(x: np.ndarray, y: np.ndarray, t: Any) -> float:
+def _tolerance(grid: Any) -> float:
     """Fractions within this of 0 are dropped and within this of 1 are set to 1: the
-    rounding of pixel coordinates, a few ulps of the world coordinates in cells (a
-    boundary on a cell line otherwise leaves slivers of 1e-12 in the next row, 1e2°
-    over 1e-3° cells; interior cells come out 1 - 1e-16)."""
+    rounding of the world coordinates in cells, a few ulps of the grid's largest
+    coordinate (a boundary on a cell line otherwise leaves slivers of 1e-12 in the next
+    row, 1e2° over 1e-3° cells; interior cells come out 1 - 1e-16)."""
+    t = grid.transform
+    left, bottom, right, top = grid.bounds
     ulp = np.finfo(np.float64).eps
-    span = max(float(np.abs(x).max()) / t.a, float(np.abs(y).max()) / -t.e, 1.0)
+    span = max(max(abs(left), abs(right)) / t.a, max(abs(bottom), abs(top)) / -t.e, 1.0)
     return 8 * ulp * span
 
 
@@ -129,9 +131,7 @@ def coverage_runs(geoms: Sequence[Any], grid: Any) -> CoverageRuns:
     rings = _rings(geoms, grid)
     if rings is None:
         return _no_runs()
-    x, y, ring_of, sign, geom_of_ring = rings
-    # pixel coordinates: columns to the right, rows downwards
-    cx, cy = (x - t.c) / t.a, (y - t.f) / t.e
+    cx, cy, ring_of, sign, geom_of_ring = rings
     same = ring_of[1:] == ring_of[:-1]  # consecutive vertices of one ring make an edge
     x0, y0, x1, y1 = cx[:-1][same], cy[:-1][same], cx[1:][same], cy[1:][same]
     edge_ring = ring_of[:-1][same]
@@ -144,7 +144,7 @@ def coverage_runs(geoms: Sequence[Any], grid: Any) -> CoverageRuns:
     dy = dy[keep] * sign[edge_ring[keep]]
     geom = geom_of_ring[edge_ring[keep]]
     return _runs(geom, row.astype(np.int64), col.astype(np.int64), xm - col, dy,
-                 width, height, _tolerance(x, y, t))  # fmt: skip
+                 width, height, _tolerance(grid))  # fmt: skip
 
 
 def _no_runs() -> CoverageRuns:
@@ -207,11 +207,13 @@ def _empty() -> CellCoverage:
 
 
 def _rings(geoms: Sequence[Any], grid: Any) -> tuple[np.ndarray, ...] | None:
-    """Ring vertices of every polygon clipped to the grid: ``(x, y, ring index per vertex,
-    sign per ring, geometry index per ring)``; the sign makes every exterior ring add
-    and every hole subtract. None when there is no ring."""
+    """Ring vertices of every polygon clipped to the grid, in pixel coordinates (columns
+    to the right, rows downwards): ``(x, y, ring index per vertex, sign per ring,
+    geometry index per ring)``; the sign makes every exterior ring add and every hole
+    subtract. None when there is no ring."""
     import shapely
 
+    t = grid.transform
     arr = np.empty(len(geoms), dtype=object)
     arr[:] = list(geoms)
     polygonal = shapely.get_type_id(arr)
@@ -224,9 +226,12 @@ def _rings(geoms: Sequence[Any], grid: Any) -> tuple[np.ndarray, ...] | None:
         (bounds[:, 0] < left) | (bounds[:, 1] < bottom) | (bounds[:, 2] > right) | (bounds[:, 3] > top)
     )  # fmt: skip
     if outside.any():
-        # only the part inside matters (and it bounds the work); an intersection, not
-        # clip_by_rect, whose output can hold overlapping parts that would count twice
-        arr[outside] = shapely.intersection(arr[outside], shapely.box(left, bottom, right, top))
+        # only the part inside matters (and it bounds the work). Cut in pixel space, where
+        # the new vertices keep the precision of cells (world coordinates of 4.6e6 m hold
+        # 1e-9 m, 4e-7 of a 2.5 mm cell); an intersection, not clip_by_rect, whose output
+        # can hold overlapping parts that would count twice
+        pixel = shapely.transform(arr[outside], lambda xy: (xy - [t.c, t.f]) / [t.a, t.e])
+        arr[outside] = shapely.intersection(pixel, shapely.box(0, 0, grid.width, grid.height))
         ok &= np.isin(shapely.get_type_id(arr), (3, 6, 7))  # clipping may return collections
     idx = np.flatnonzero(ok)
     parts, part_geom = shapely.get_parts(arr[idx], return_index=True)
@@ -238,16 +243,19 @@ def _rings(geoms: Sequence[Any], grid: Any) -> tuple[np.ndarray, ...] | None:
     if not len(rings):
         return None
     coords, ring_of = shapely.get_coordinates(rings, return_index=True)
-    x, y = coords[:, 0], coords[:, 1]
+    geom_of_ring = part_geom[ring_part]
+    world = ~outside[geom_of_ring[ring_of]]  # vertices not yet in pixel space
+    x = np.where(world, (coords[:, 0] - t.c) / t.a, coords[:, 0])
+    y = np.where(world, (coords[:, 1] - t.f) / t.e, coords[:, 1])
     # get_rings lists each polygon's exterior first, then its holes
     exterior = np.ones(len(rings), dtype=bool)
     exterior[1:] = ring_part[1:] != ring_part[:-1]
     orient = np.sign(_signed_areas(x, y, ring_of, len(rings)))
-    # in pixel space rows run downwards (y is flipped), so a counter-clockwise ring in
-    # map coordinates is clockwise there; the accumulation of a clockwise-in-map ring
-    # is negative: exterior rings must come out positive, holes negative
-    sign = np.where(exterior, orient, -orient)
-    return x, y, ring_of, sign, part_geom[ring_part]
+    # rows run downwards, so a ring counter-clockwise on the map is clockwise here
+    # (negative area); the accumulation makes such a ring add: exterior rings must come
+    # out that way, holes the other
+    sign = np.where(exterior, -orient, orient)
+    return x, y, ring_of, sign, geom_of_ring
 
 
 def _signed_areas(x: np.ndarray, y: np.ndarray, ring_of: np.ndarray, n: int) -> np.ndarray:
