@@ -166,9 +166,11 @@ def _runs(
     if not len(geom):
         return _no_runs()
     # events: dy·(1 − f) at the piece's cell, dy·f at the next; keyed by (polygon, row,
-    # column) so that one sort orders them along every row of every polygon
-    span = width + 2  # columns -1 .. width of a row, after clipping to the grid
-    key = (geom * (height + 1) + row) * span + (col + 1)
+    # column) so that one sort orders them along every row of every polygon. Rows
+    # -1 .. height and columns -1 .. width + 1 (pieces on the grid's edges, rounding
+    # there) keep distinct keys: no event spills into another row
+    rows, span = height + 2, width + 3
+    key = (geom * rows + (row + 1)) * span + (col + 1)
     order = np.argsort(key, kind="stable")  # pieces run along edges: nearly sorted
     key = key[order]
     both = np.concatenate([key, key + 1])
@@ -188,7 +190,8 @@ def _runs(
     cov = cum - np.repeat(inherited, row_len)
     cov = np.minimum(cov, 1.0)
     cov[cov > 1 - eps] = 1.0
-    g, r = np.divmod(row_key, height + 1)
+    g, r = np.divmod(row_key, rows)
+    r -= 1
     c = keys % span - 1
     on = np.flatnonzero((cov > eps) & (c >= 0) & (c < width) & (r >= 0) & (r < height))
     cells = CellCoverage(g[on], r[on], c[on], cov[on])
