@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from .models import AggregationMethod
+from .zonal import _BY_CLASS, _class_key
 
 __all__ = ["MosaicSums", "RunTotals", "run_statistics"]
 
@@ -29,12 +30,6 @@ _MAX_TABLE = 20_000_000
 """Largest (polygons x classes) table."""
 
 _MOMENTS = {AggregationMethod.mean, AggregationMethod.sum, AggregationMethod.std}
-_CLASSES = {
-    AggregationMethod.majority,
-    AggregationMethod.minority,
-    AggregationMethod.distribution,
-    AggregationMethod.unique,
-}
 
 
 class MosaicSums:
@@ -138,7 +133,7 @@ def run_statistics(
         integer: the mosaic holds integers (statistics keep their type).
     """
     if method not in _MOMENTS and not (
-        method in _CLASSES
+        method in _BY_CLASS
         and sums.classes is not None
         and n_geoms * (len(sums.classes) + 1) <= _MAX_TABLE
     ):
@@ -199,8 +194,6 @@ def _class_values(
     runs: Any, sums: MosaicSums, method: AggregationMethod, n_geoms: int,
     cell_w: np.ndarray, run_w: np.ndarray, ok: np.ndarray, integer: bool,
 ) -> list[Any]:  # fmt: skip
-    from .zonal import _class_key
-
     classes = sums.classes
     assert classes is not None
     k = len(classes)
