@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from .models import AggregationMethod
-from .zonal import _BY_CLASS, _class_key
+from .zonal import _BY_CLASS, class_values
 
 __all__ = ["MosaicSums", "RunTotals", "run_statistics"]
 
@@ -216,24 +216,5 @@ def _class_values(
     count = np.bincount(keys, minlength=size)
     weight = weight.reshape(n_geoms, k + 1)[:, :k]
     count = count.reshape(n_geoms, k + 1)[:, :k]
-    present = count > 0
-    codes = classes.tolist() if integer else classes.astype(np.float64).tolist()
-    out: list[Any] = [None] * n_geoms
-    has = np.flatnonzero(present.any(axis=1))
-    if method is AggregationMethod.unique:
-        for i in has.tolist():
-            out[i] = [codes[j] for j in np.flatnonzero(present[i]).tolist()]
-    elif method is AggregationMethod.distribution:
-        keys = [_class_key(x) for x in codes]
-        share = weight / np.maximum(weight.sum(axis=1, keepdims=True), np.finfo(float).tiny)
-        for i in has.tolist():
-            js = np.flatnonzero(present[i]).tolist()
-            out[i] = {keys[j]: float(share[i, j]) for j in js}
-    else:  # majority / minority; classes ascend, so argmax/argmin break ties to the smallest
-        if method is AggregationMethod.majority:
-            pick = np.argmax(np.where(present, weight, -np.inf), axis=1)
-        else:
-            pick = np.argmin(np.where(present, weight, np.inf), axis=1)
-        for i in has.tolist():
-            out[i] = codes[int(pick[i])]
-    return out
+    g, j = np.nonzero(count > 0)  # ordered by polygon, then class (classes ascend)
+    return class_values(g, classes[j], weight[g, j], weight.sum(axis=1), method, n_geoms, integer)

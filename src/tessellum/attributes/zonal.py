@@ -448,10 +448,20 @@ def _weighted_medians(px: _Pixels, v: np.ndarray) -> list[Any]:
 
 
 def _class_statistic(px: _Pixels, method: AggregationMethod, integer: bool) -> list[Any]:
-    """majority / minority / distribution / unique of every geometry from its class
-    totals (classes in ascending order, so ties go to the smallest value)."""
+    """majority / minority / distribution / unique of every geometry from its pixels."""
     g, cls, tot = _class_totals(px, integer)
-    out: list[Any] = [None] * px.n_geoms
+    return class_values(g, cls, tot, px.weight_sum, method, px.n_geoms, integer)
+
+
+def class_values(
+    g: np.ndarray, cls: np.ndarray, tot: np.ndarray, valid_weight: np.ndarray,
+    method: AggregationMethod, n_geoms: int, integer: bool,
+) -> list[Any]:  # fmt: skip
+    """majority / minority / distribution / unique of every geometry from its class
+    totals: ``(geometry, class value, total weight)`` of each class present, sorted by
+    geometry then value (so ties go to the smallest value); ``valid_weight`` per
+    geometry divides the ``distribution`` shares."""
+    out: list[Any] = [None] * n_geoms
     if not len(g):
         return out
     cuts = np.flatnonzero(np.diff(g)) + 1
@@ -463,7 +473,7 @@ def _class_statistic(px: _Pixels, method: AggregationMethod, integer: bool) -> l
             out[i] = codes[a:b]
         return out
     if method is AggregationMethod.distribution:
-        share = (tot / px.weight_sum[g]).tolist()
+        share = (tot / valid_weight[g]).tolist()
         keys = [_class_key(c) for c in codes]
         for i, a, b in zip(owners, starts.tolist(), [*cuts.tolist(), len(g)], strict=True):
             out[i] = dict(zip(keys[a:b], share[a:b], strict=True))

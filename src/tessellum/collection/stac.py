@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -34,10 +35,13 @@ def search_items(
     Raises:
         ProtocolError: naming the API URL when the search fails.
     """
-    args = (collection, bbox, date_range, query, filter, max_items, page_size)
+    search = functools.partial(
+        _search, stac_api=stac_api, collection=collection, bbox=bbox, date_range=date_range,
+        query=query, filter=filter, max_items=max_items, page_size=page_size,
+    )  # fmt: skip
     client, cached = _open_api(stac_api)
     try:
-        return _search(client, stac_api, *args)
+        return search(client)
     except ProtocolError:
         if not cached:
             raise
@@ -45,11 +49,12 @@ def search_items(
     # with a fresh one
     _forget_api(stac_api)
     client, _ = _open_api(stac_api)
-    return _search(client, stac_api, *args)
+    return search(client)
 
 
 def _search(
     client: Any,
+    *,
     stac_api: str,
     collection: str,
     bbox: BBox | None,
