@@ -15,7 +15,7 @@ all: test
 system:            ## Debian packages the test servers need (nginx, PostgreSQL+PostGIS, redis)
 	@bash scripts/setup-system.sh
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py src/tessellum/_kernels.c
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON)"; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -U pip $(QUIET_PIP)

@@ -4,6 +4,7 @@
 #   postgresql-15-postgis-3  PostgreSQL + PostGIS for the pgstac STAC API
 #   redis-server             shared result cache backend
 #   cgi-mapserver            MapServer WCS 2.0.1 (mapserv CGI) for raster mode's WCS passthrough tests
+#   gcc                      builds tessellum._kernels (optional: without it those paths run as numpy)
 # Idempotent; a no-op when everything is present. Without root or apt, it says what is missing
 # and exits 0: the tests that need a missing server skip with that reason.
 set -u
@@ -12,6 +13,7 @@ command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light
 ls /usr/share/postgresql/*/extension/postgis.control >/dev/null 2>&1 || need+=(postgresql-15-postgis-3)
 command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || need+=(redis-server)
 command -v mapserv >/dev/null 2>&1 || [ -x /usr/lib/cgi-bin/mapserv ] || need+=(cgi-mapserver)
+command -v gcc >/dev/null 2>&1 || command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

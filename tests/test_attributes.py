@@ -410,11 +410,28 @@ def _grid(height: int, width: int, crs: str, x0: float, y0: float, res: float):
     return Grid(height, width, Affine(res, 0, x0, 0, -res, y0), crs)
 
 
+@pytest.fixture(params=["compiled", "runs", "mixed"])
+def zonal_path(request, monkeypatch):
+    """Which one-pass path sums the polygons: the compiled pass (tessellum._kernels),
+    coverage runs only, or both (polygons of more than 40 box cells go to runs)."""
+    from tessellum.attributes import zonal
+
+    if request.param == "runs":
+        monkeypatch.setattr(zonal, "COMPILED", False)
+    else:
+        pytest.importorskip("tessellum._kernels", reason="the C extension is not built")
+        if request.param == "mixed":
+            from tessellum.attributes import _dense
+
+            monkeypatch.setattr(_dense, "MAX_BOX_CELLS", 40)
+    return request.param
+
+
 @pytest.mark.parametrize("method", [m.value for m in AggregationMethod])
 @pytest.mark.parametrize(
     "case", ["float-geographic", "uint8-projected", "uint8-all-values", "int16-all-valid"]
 )
-def test_one_pass_zonal_equals_per_geometry(method, case):
+def test_one_pass_zonal_equals_per_geometry(method, case, zonal_path):
     """``zonal_polygons`` (statistics inside exactextract) gives what the per-geometry
     path (pixel arrays back in numpy) gives, for every aggregation and the nodata
     corner cases: every value of the type in use, no invalid pixel at all."""
@@ -474,7 +491,7 @@ def test_one_pass_zonal_equals_per_geometry(method, case):
 
 @pytest.mark.parametrize("method", [m.value for m in AggregationMethod])
 @pytest.mark.parametrize("dtype", ["uint8", "float32"])
-def test_one_pass_zonal_on_a_mosaic_without_valid_pixels(method, dtype):
+def test_one_pass_zonal_on_a_mosaic_without_valid_pixels(method, dtype, zonal_path):
     """No valid pixel anywhere: every polygon gets no value and coverage 0."""
     from tessellum.attributes.zonal import zonal_polygons
 
@@ -521,7 +538,7 @@ def test_suspect_pixels_finds_what_quality_flag_would_flag(dtype):
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_one_pass_zonal_random_polygons(seed):
+def test_one_pass_zonal_random_polygons(seed, zonal_path):
     """Random polygons (with holes, across the grid edge, sub-pixel) on a random raster
     with scattered nodata: the one-pass statistics equal the per-geometry path."""
     from tessellum.attributes.zonal import pixel_coverage_samples, zonal_polygon, zonal_polygons
@@ -544,7 +561,11 @@ def test_one_pass_zonal_random_polygons(seed):
         if rng.random() < 0.3:
             poly = poly.difference(Point(cx, cy).buffer(r / 3))
         geoms.append(poly)
-    for method in (AggregationMethod.mean, AggregationMethod.majority, AggregationMethod.median):
+    methods = (
+        AggregationMethod.mean, AggregationMethod.std, AggregationMethod.sum,
+        AggregationMethod.majority, AggregationMethod.distribution, AggregationMethod.median,
+    )  # fmt: skip
+    for method in methods:
         fast = zonal_polygons(geoms, data, valid, grid, method, geographic=geographic)
         for g, got in zip(geoms, fast, strict=True):
             want = zonal_polygon(
@@ -557,8 +578,11 @@ def test_one_pass_zonal_random_polygons(seed):
             )
             if want.value is None:
                 assert got.value is None
+            elif isinstance(want.value, dict):
+                assert got.value.keys() == want.value.keys()
+                assert list(got.value.values()) == pytest.approx(list(want.value.values()))
             else:
-                assert got.value == pytest.approx(want.value, rel=1e-6)
+                assert got.value == pytest.approx(want.value, rel=1e-6, abs=1e-9)
 
 
 async def test_zonal_worker_processes_give_the_same_results(aw):

@@ -10,7 +10,7 @@ from affine import Affine
 from shapely.geometry import MultiPolygon, Point, Polygon, box
 
 from tessellum.errors import ValidationError
-from tessellum.geo.coverage import _tolerance, cell_coverage, coverage_runs
+from tessellum.geo.coverage import cell_coverage, coverage_runs, fraction_tolerance
 from tessellum.geo.grid import Grid
 
 
@@ -217,7 +217,7 @@ def test_random_polygons_equal_shapely(seed):
         cov = cell_coverage(geoms, grid)
         t = grid.transform
         # fractions within the grid's coordinate resolution of 0 or 1 are snapped to them
-        tol = max(1e-9, 2 * _tolerance(grid))
+        tol = max(1e-9, 2 * fraction_tolerance(grid))
         for i, g in enumerate(geoms):
             pixel = shapely.transform(g, lambda xy: (xy - [t.c, t.f]) / [t.a, t.e])  # noqa: B023
             got = _ours(cov, i)
@@ -225,3 +225,81 @@ def test_random_polygons_equal_shapely(seed):
                 for c in range(w):
                     want = pixel.intersection(box(c, r, c + 1, r + 1)).area
                     assert got.get((r, c), 0.0) == pytest.approx(want, abs=tol), (i, r, c)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_compiled_accumulation_equals_vectorized(seed):
+    """The compiled per-polygon accumulation (the zonal kernel's coverage) gives every
+    cell the fraction the vectorized form gives: random polygons with holes and several
+    parts, over the grid's edges, on grids near and far from the origin."""
+    kernels = pytest.importorskip("tessellum._kernels", reason="the C extension is not built")
+    from tessellum.geo.coverage import pixel_rings
+
+    rng = np.random.default_rng(100 + seed)
+    for _ in range(6):
+        h, w = int(rng.integers(3, 40)), int(rng.integers(3, 40))
+        res = float(rng.choice([1.0, 0.01, 30.0]))
+        grid = _grid(h, w, float(rng.choice([0.0, 499980.0])), float(rng.choice([0.0, 4.6e6])), res)
+        left, bottom, right, top = grid.bounds
+        geoms = []
+        for _ in range(10):
+            cx = rng.uniform(left - 2 * res, right + 2 * res)
+            cy = rng.uniform(bottom - 2 * res, top + 2 * res)
+            p = Point(cx, cy).buffer(rng.uniform(0.3, 9) * res, quad_segs=int(rng.integers(1, 6)))
+            if rng.random() < 0.4:
+                p = p.difference(Point(cx, cy).buffer(res * rng.uniform(0.1, 2)))
+            if rng.random() < 0.3:
+                p = shapely.union(p, box(cx + 10 * res, cy, cx + 12.5 * res, cy + 0.7 * res))
+            geoms.append(p)
+        want = cell_coverage(geoms, grid)
+        rings = pixel_rings(geoms, grid)
+        ring_first, geom_first = rings.ring_offsets(), rings.geom_offsets(len(geoms))
+        eps = fraction_tolerance(grid)
+        for g in range(len(geoms)):
+            dense = np.zeros((h, w))
+            a, b = int(geom_first[g]), int(geom_first[g + 1])
+            if a < b:
+                xs, ys = (
+                    rings.x[ring_first[a] : ring_first[b]],
+                    rings.y[ring_first[a] : ring_first[b]],
+                )
+                r0, c0 = int(np.floor(ys.min())), int(np.floor(xs.min()))
+                rows, cols = int(np.floor(ys.max())) - r0 + 1, int(np.floor(xs.max())) - c0 + 2
+                acc = np.zeros((rows, cols))
+                kernels.accumulate_polygon(acc, r0, c0, rings.x, rings.y, ring_first,
+                                           rings.sign.astype(float), a, b)  # fmt: skip
+                cover = np.cumsum(acc, axis=1)
+                for i in range(rows):
+                    for j in range(cols):
+                        r, c = r0 + i, c0 + j
+                        if 0 <= r < h and 0 <= c < w and cover[i, j] > eps:
+                            dense[r, c] = 1.0 if cover[i, j] > 1 - eps else cover[i, j]
+            m = want.geom == g
+            expected = np.zeros((h, w))
+            expected[want.row[m], want.col[m]] = want.fraction[m]
+            np.testing.assert_allclose(dense, expected, rtol=0, atol=1e-12)
+
+
+def test_compiled_kernels_reject_bad_arrays():
+    """The C kernels check dtypes, shapes and offsets before touching memory."""
+    kernels = pytest.importorskip("tessellum._kernels", reason="the C extension is not built")
+    x = np.array([0.0, 2.0, 2.0, 0.0, 0.0])
+    y = np.array([0.0, 0.0, 2.0, 2.0, 0.0])
+    first, sign = np.array([0, 5], np.int64), np.array([-1.0])  # rows run downwards
+    acc = np.zeros((3, 4))
+    kernels.accumulate_polygon(acc, 0, 0, x, y, first, sign, 0, 1)
+    assert np.cumsum(acc, axis=1)[:2, :2].tolist() == [[1.0, 1.0], [1.0, 1.0]]
+    with pytest.raises(ValueError, match="x must be a 1-d float64"):
+        kernels.accumulate_polygon(acc, 0, 0, x.astype(np.float32), y, first, sign, 0, 1)
+    with pytest.raises(ValueError, match="ring_first must ascend"):
+        kernels.accumulate_polygon(acc, 0, 0, x, y, np.array([0, 9], np.int64), sign, 0, 1)
+    with pytest.raises(ValueError, match="inconsistent sizes"):
+        kernels.accumulate_polygon(acc, 0, 0, x, y, first, sign, 0, 2)
+    with pytest.raises(ValueError, match="acc must be a C-contiguous writable"):
+        kernels.accumulate_polygon(acc[:, ::2], 0, 0, x, y, first, sign, 0, 1)
+    valid, cls = np.ones((2, 2), bool), np.full((2, 2), 7, np.int32)
+    outs = np.zeros(1, bool), np.zeros((4, 1)), np.zeros((4, 1)), np.zeros((1, 2))
+    with pytest.raises(ValueError, match=r"cls holds an index outside \[0, 1\]"):
+        kernels.polygon_totals(x, y, first, sign, np.array([0, 1], np.int64), valid,
+                               np.zeros((1, 1)), cls, 1, np.ones(2), 1e-12, 100, False,
+                               *outs)  # fmt: skip

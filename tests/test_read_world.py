@@ -368,3 +368,41 @@ def test_sample_points_keeps_point_columns(s2):
     )
     t = s2.sample_points(pts, ["B08"], match="latest")
     assert t.num_rows == 2 and t.column("site").to_pylist() == [7, 9]
+
+
+@pytest.mark.parametrize("dataset", ["s2", "dem"])
+def test_mosaic_stack_equals_first_valid_of_the_layers(s2, served, world, dataset):
+    """``read_stacks_async(mosaic=True)`` gives what mosaicking the per-record layers
+    gives, first valid pixel winning newest first: Sentinel-2 dates across two UTM zones
+    (one zone warped), and DEM tiles across a seam (one datetime: read order)."""
+    import asyncio
+
+    from tessellum.read.stacks import read_stacks_async
+
+    if dataset == "s2":
+        coll, band = s2, "B04"
+        aois = [box(-114.02, 42.0, -113.98, 42.03), box(-113.95, 42.0, -113.94, 42.01)]
+    else:
+        files = world.files_of("cop-dem-glo-30")
+        coll = build_from_files([served.href(f.key) for f in files], name="dem", progress=False)
+        band = coll.bands[0]
+        aois = [box(-112.1, 41.9, -111.9, 42.1)]  # over the four tiles' corner
+    layers = asyncio.run(read_stacks_async(coll.table, aois, [band], mask=False))
+    mosaics = asyncio.run(read_stacks_async(coll.table, aois, [band], mask=False, mosaic=True))
+    for per_record, mosaic in zip(layers, mosaics, strict=True):
+        assert mosaic.data[band].shape == (1, *per_record.grid.shape)
+        assert mosaic.grid == per_record.grid
+        dts = per_record.datetimes
+        order = list(range(len(dts)))
+        if len({d for d in dts if d is not None}) > 1:  # newest first
+            order = list(np.argsort([d.timestamp() for d in dts], kind="stable")[::-1])
+        assert mosaic.record_ids == [per_record.record_ids[i] for i in order]
+        want = per_record.data[band][order[0]].copy()
+        have = per_record.valid[band][order[0]].copy()
+        for i in order[1:]:
+            take = per_record.valid[band][i] & ~have
+            want[take] = per_record.data[band][i][take]
+            have |= take
+        assert have.any()
+        np.testing.assert_array_equal(mosaic.valid[band][0], have)
+        np.testing.assert_array_equal(mosaic.data[band][0][have], want[have])

@@ -52,18 +52,19 @@ class MosaicSums:
         return float(vals.mean(dtype=np.float64)) if vals.size else 0.0
 
     @cached_property
-    def _centred(self) -> np.ndarray:
+    def centred(self) -> np.ndarray:
+        """Valid values minus :attr:`shift` (float64; invalid pixels 0)."""
         return np.where(self.valid, self.data.astype(np.float64) - self.shift, 0.0)
 
     @cached_property
     def values(self) -> np.ndarray:
         """Valid values minus :attr:`shift`."""
-        return _prefix(self._centred)
+        return _prefix(self.centred)
 
     @cached_property
     def squares(self) -> np.ndarray:
         """Squares of valid values minus :attr:`shift`."""
-        return _prefix(self._centred**2)
+        return _prefix(self.centred**2)
 
     @cached_property
     def classes(self) -> np.ndarray | None:
@@ -109,6 +110,18 @@ class RunTotals:
     valid_weight: np.ndarray
     total_weight: np.ndarray
     total_fraction: np.ndarray
+
+    def put(self, at: np.ndarray, other: RunTotals) -> None:
+        """Overwrite the polygons ``at`` with ``other``'s (one entry per index of ``at``)."""
+        for mine, theirs in (
+            (self.count, other.count),
+            (self.valid_weight, other.valid_weight),
+            (self.total_weight, other.total_weight),
+            (self.total_fraction, other.total_fraction),
+        ):
+            mine[at] = theirs
+        for i, v in zip(at.tolist(), other.values, strict=True):
+            self.values[i] = v
 
 
 def run_statistics(
@@ -187,7 +200,11 @@ def _moments(
             return (mean + shift).tolist()
         run_vv = sums.squares[rr, rb] - sums.squares[rr, ra]
         second = per_geom(cell_w * v * v, run_w * run_vv) / totals.valid_weight
-        return np.sqrt(np.maximum(second - mean * mean, 0.0)).tolist()
+        var = second - mean * mean
+        # E[v²] − E[v]² loses a few ulps of E[v²] to cancellation: a variance below that
+        # is indistinguishable from 0 (a polygon of one value would get 1e-8, not 0)
+        var[var <= 8 * np.finfo(np.float64).eps * second] = 0.0
+        return np.sqrt(var).tolist()
 
 
 def _class_values(

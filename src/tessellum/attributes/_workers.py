@@ -1,8 +1,10 @@
 """Zonal statistics in worker processes.
 
-The vectorized zonal pass is numpy work, which releases the GIL for its large
+The compiled zonal pass releases the GIL and the numpy one does for its large
 operations only: datasets reduce side by side in threads, but one dataset's pass runs
-on one core. Worker processes spread the passes of large batches over cores. The pool
+on one core. Worker processes spread the passes of large batches over cores (with the
+compiled pass, shipping each mosaic to a worker costs about what it saves on two
+cores). The pool
 is opt-in (``Settings.zonal_processes``), started once per process and shared; workers
 are forked from a ``forkserver`` that imported only numpy and shapely (obstore's
 runtime does not survive a fork of the parent, and a spawned interpreter per worker

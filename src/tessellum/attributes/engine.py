@@ -35,7 +35,7 @@ from .models import (
 )
 from .qc import QCConfig, consistency_warnings, quality_flag
 from .sources import CollectionSource, StacCollectionSource
-from .zonal import ZonalOutcome, first_valid, method_note, zonal_point, zonal_polygon
+from .zonal import ZonalOutcome, method_note, zonal_point, zonal_polygon
 
 __all__ = ["AttributeEngine", "Job"]
 
@@ -262,8 +262,9 @@ class AttributeEngine:
         parts = _parts(geoms, job.crs, entry, job.point_method, pixel)
         groups = _clusters(parts, job.crs, entry, pixel)
         group_stacks = await read_stacks_async(
-            coll.table, [g for g, _ in groups], [band], geometry_crs=job.crs, mask=False
-        )
+            coll.table, [g for g, _ in groups], [band], geometry_crs=job.crs, mask=False,
+            mosaic=True,
+        )  # fmt: skip
         failed_fp = _failed_footprints(coll)
         processes = self.settings.zonal_processes
         return await asyncio.to_thread(
@@ -622,7 +623,6 @@ def _reduce_all(
     """Results of every geometry: ``fast`` holds the outcomes already computed per
     group (:func:`_zonal_jobs`); the other parts are reduced one by one."""
     band = entry.variable
-    mosaics: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # stacks shared by geometries
     by_geom: dict[int, list[tuple[_Part, Any, Any]]] = {}
     for k, (p, st) in enumerate(zip(parts, stacks, strict=True)):
         by_geom.setdefault(p.geom_index, []).append((p, st, fast.get(k)))
@@ -640,7 +640,7 @@ def _reduce_all(
             _, st, outcome = pieces[0]
             used, grid = list(st.record_ids), st.grid
         else:
-            outcome, used, grid = _reduce_one(g, pieces, band, job, mosaics)
+            outcome, used, grid = _reduce_one(g, pieces, band, job)
         nodata = next((st.nodata[band] for _, st, _ in pieces if st.grid is not None), entry.nodata)
         flag, notes = quality_flag(
             value=outcome.value, coverage=outcome.coverage_fraction, values=outcome.values,
@@ -714,7 +714,7 @@ def _zonal_jobs(
         ]  # fmt: skip
         if not todo:
             continue
-        data, valid = first_valid(*_ordered(st, band))
+        data, valid = _mosaic(st, band)
         if suspect_pixels(data, valid, entry, st.nodata[band], qc):
             continue
         geoms = _reproject_many([parts[m].read_geom for m in todo], job.crs, st.grid.crs)
@@ -727,7 +727,6 @@ def _reduce_one(
     pieces: Sequence[tuple[_Part, Any, Any]],
     band: str,
     job: Job,
-    mosaics: dict[int, tuple[np.ndarray, np.ndarray]],
 ) -> tuple[ZonalOutcome, list[str], Any]:
     from .zonal import pixel_coverage_samples
 
@@ -737,7 +736,7 @@ def _reduce_one(
         part, st, _ = pieces[0]
         if st.grid is None or st.data[band] is None:
             return ZonalOutcome(None, 0.0, 0, notes=["no record covers the point"]), used, None
-        data, valid = first_valid(*_ordered(st, band))
+        data, valid = _mosaic(st, band)
         used = list(st.record_ids)
         pt = _reproject(geom, job.crs, st.grid.crs)
         return (
@@ -751,9 +750,7 @@ def _reduce_one(
             # no record here: the part's area counts as invalid
             samples.append(None)
             continue
-        if id(st) not in mosaics:
-            mosaics[id(st)] = first_valid(*_ordered(st, band))
-        data, valid = mosaics[id(st)]
+        data, valid = _mosaic(st, band)
         grid = st.grid
         used += [r for r in st.record_ids if r not in used]
         g = _reproject(part.read_geom, job.crs, st.grid.crs)
@@ -783,14 +780,9 @@ def _area_m2(geom: Any, crs: Any) -> float:
     return abs(Geod(ellps="WGS84").geometry_area_perimeter(g)[0])
 
 
-def _ordered(st: Any, band: str) -> tuple[np.ndarray, np.ndarray]:
-    """The stack in mosaic priority: newest first for multi-epoch data, else read order."""
-    data, valid = st.data[band], st.valid[band]
-    dts = st.datetimes
-    if len(dts) > 1 and len({d for d in dts if d is not None}) > 1:
-        order = np.argsort([d.timestamp() if d else 0 for d in dts], kind="stable")[::-1]
-        return data[order], valid[order]
-    return data, valid
+def _mosaic(st: Any, band: str) -> tuple[np.ndarray, np.ndarray]:
+    """The (H, W) pixels and validity of a stack read as a mosaic."""
+    return st.data[band][0], st.valid[band][0]
 
 
 def _provenance(coll: Any, used: Sequence[str], grid: Any, entry: Any, kind: str) -> str:

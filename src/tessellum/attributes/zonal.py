@@ -324,40 +324,76 @@ def _batches(geoms: list[Any], grid: Any) -> list[tuple[int, int]]:
 def _zonal_batch(
     geoms: list[Any], sums: Any, grid: Any, method: AggregationMethod, geographic: bool
 ) -> list[ZonalOutcome]:
-    from ..geo.coverage import coverage_runs
-    from ._runs import run_statistics
-
     n_geoms = len(geoms)
-    data, valid = sums.data, sums.valid
-    integer = data.dtype.kind in "iub"
-    runs = coverage_runs(geoms, grid)
+    integer = sums.data.dtype.kind in "iub"
     area = cell_area_rows(grid) if geographic else None
-    found = run_statistics(runs, sums, method, n_geoms, area, integer)
-    if found is not None:
-        values, count = found.values, found.count
-        valid_w, total_w, total_f = found.valid_weight, found.total_weight, found.total_fraction
-    else:  # every cell's value is needed: spell the runs out
-        cov = runs.expand()
-        cell = cov.row * grid.width + cov.col
-        weight = cov.fraction * area[cov.row] if area is not None else cov.fraction
-        total_w = np.bincount(cov.geom, weight, n_geoms)
-        total_f = np.bincount(cov.geom, cov.fraction, n_geoms)
-        ok = valid.ravel()[cell]
-        px = _Pixels(cov.geom[ok], data.ravel()[cell[ok]], weight[ok], cov.fraction[ok], n_geoms)
-        values, count, valid_w = _values_per_geometry(px, method, integer), px.count, px.weight_sum
+    compiled = _compiled_totals(geoms, sums, grid, method, area, integer)
+    if compiled is None:
+        t = _sparse_totals(geoms, sums, grid, method, area, integer)
+    else:  # small polygons summed in the compiled pass, the others as runs
+        done, t = compiled
+        rest = np.flatnonzero(~done)
+        if len(rest):
+            t.put(rest, _sparse_totals([geoms[i] for i in rest], sums, grid, method, area, integer))
     out = []
     for i in range(n_geoms):
-        if total_w[i] <= 0:
+        if t.total_weight[i] <= 0:
             out.append(ZonalOutcome(None, 0.0, 0, notes=["geometry covers no pixel"]))
             continue
-        n = int(count[i])
-        cov_i = float(min(1.0, valid_w[i] / total_w[i])) if n else 0.0
-        outcome = ZonalOutcome(values[i] if n else None, cov_i, n)
-        if total_f[i] < 1.0 and n:
+        n = int(t.count[i])
+        cov_i = float(min(1.0, t.valid_weight[i] / t.total_weight[i])) if n else 0.0
+        outcome = ZonalOutcome(t.values[i] if n else None, cov_i, n)
+        if t.total_fraction[i] < 1.0 and n:
             outcome.estimated = True
             outcome.notes.append("geometry is smaller than one pixel")
         out.append(outcome)
     return out
+
+
+COMPILED = True
+"""Sum small polygons in the compiled pass (``tessellum._kernels``) when it is built;
+False runs everything through coverage runs (the tests compare both)."""
+
+
+def _compiled_totals(
+    geoms: list[Any], sums: Any, grid: Any, method: AggregationMethod,
+    area: np.ndarray | None, integer: bool,
+) -> Any:  # fmt: skip
+    """:func:`~._dense.dense_statistics`, or None without the compiled extension or for
+    ``method``s it does not sum."""
+    if not COMPILED:
+        return None
+    try:
+        from ._dense import dense_statistics
+    except ImportError:  # tessellum._kernels not built (no C compiler): runs only
+        return None
+    return dense_statistics(geoms, sums, grid, method, area, integer)
+
+
+def _sparse_totals(
+    geoms: list[Any], sums: Any, grid: Any, method: AggregationMethod,
+    area: np.ndarray | None, integer: bool,
+) -> Any:  # fmt: skip
+    """Per-polygon totals from coverage runs: prefix sums where ``method`` allows,
+    else every covered cell spelled out."""
+    from ..geo.coverage import coverage_runs
+    from ._runs import RunTotals, run_statistics
+
+    n_geoms = len(geoms)
+    data, valid = sums.data, sums.valid
+    runs = coverage_runs(geoms, grid)
+    found = run_statistics(runs, sums, method, n_geoms, area, integer)
+    if found is not None:
+        return found
+    cov = runs.expand()  # every cell's value is needed
+    cell = cov.row * grid.width + cov.col
+    weight = cov.fraction * area[cov.row] if area is not None else cov.fraction
+    total_w = np.bincount(cov.geom, weight, n_geoms)
+    total_f = np.bincount(cov.geom, cov.fraction, n_geoms)
+    ok = valid.ravel()[cell]
+    px = _Pixels(cov.geom[ok], data.ravel()[cell[ok]], weight[ok], cov.fraction[ok], n_geoms)
+    values = _values_per_geometry(px, method, integer)
+    return RunTotals(values, px.count, px.weight_sum, total_w, total_f)
 
 
 class _Pixels:

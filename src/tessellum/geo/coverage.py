@@ -31,7 +31,7 @@ from ..errors import ValidationError
 __all__ = ["CellCoverage", "CoverageRuns", "cell_coverage", "coverage_runs"]
 
 
-def _tolerance(grid: Any) -> float:
+def fraction_tolerance(grid: Any) -> float:
     """Fractions within this of 0 are dropped and within this of 1 are set to 1: the
     rounding of the world coordinates in cells, a few ulps of the grid's largest
     coordinate (a boundary on a cell line otherwise leaves slivers of 1e-12 in the next
@@ -128,7 +128,7 @@ def coverage_runs(geoms: Sequence[Any], grid: Any) -> CoverageRuns:
     if t.b != 0 or t.d != 0 or t.a <= 0 or t.e >= 0:
         raise ValidationError(f"cell coverage needs a north-up grid, got transform {tuple(t)[:6]}")
     width, height = int(grid.width), int(grid.height)
-    rings = _rings(geoms, grid)
+    rings = pixel_rings(geoms, grid)
     if rings is None:
         return _no_runs()
     cx, cy, ring_of, sign, geom_of_ring = rings
@@ -144,7 +144,7 @@ def coverage_runs(geoms: Sequence[Any], grid: Any) -> CoverageRuns:
     dy = dy[keep] * sign[edge_ring[keep]]
     geom = geom_of_ring[edge_ring[keep]]
     return _runs(geom, row.astype(np.int64), col.astype(np.int64), xm - col, dy,
-                 width, height, _tolerance(grid))  # fmt: skip
+                 width, height, fraction_tolerance(grid))  # fmt: skip
 
 
 def _no_runs() -> CoverageRuns:
@@ -209,11 +209,33 @@ def _empty() -> CellCoverage:
     return CellCoverage(i, i, i, np.empty(0, np.float64))
 
 
-def _rings(geoms: Sequence[Any], grid: Any) -> tuple[np.ndarray, ...] | None:
-    """Ring vertices of every polygon clipped to the grid, in pixel coordinates (columns
-    to the right, rows downwards): ``(x, y, ring index per vertex, sign per ring,
-    geometry index per ring)``; the sign makes every exterior ring add and every hole
-    subtract. None when there is no ring."""
+class PixelRings(NamedTuple):
+    """Ring vertices of polygons clipped to a grid, in pixel coordinates (columns to the
+    right, rows downwards); rings are ordered by polygon, vertices by ring."""
+
+    x: np.ndarray
+    y: np.ndarray
+    ring_of: np.ndarray
+    """Ring index of each vertex (ascending)."""
+    sign: np.ndarray
+    """Per ring: +1 or -1, making every exterior ring add and every hole subtract."""
+    geom_of_ring: np.ndarray
+    """Polygon index of each ring (ascending)."""
+
+    def ring_offsets(self) -> np.ndarray:
+        """First vertex of each ring, then one past the last (int64, rings + 1)."""
+        return np.searchsorted(self.ring_of, np.arange(len(self.sign) + 1)).astype(np.int64)
+
+    def geom_offsets(self, n_geoms: int) -> np.ndarray:
+        """First ring of each of ``n_geoms`` polygons, then one past the last (int64)."""
+        return np.searchsorted(self.geom_of_ring, np.arange(n_geoms + 1)).astype(np.int64)
+
+
+def pixel_rings(geoms: Sequence[Any], grid: Any) -> PixelRings | None:
+    """The rings of every (Multi)Polygon of ``geoms`` inside ``grid``, in pixel
+    coordinates (:class:`PixelRings`); None when there is no ring. Used by
+    :func:`coverage_runs` and the compiled zonal pass
+    (:mod:`tessellum.attributes._dense`)."""
     import shapely
 
     t = grid.transform
@@ -258,7 +280,7 @@ def _rings(geoms: Sequence[Any], grid: Any) -> tuple[np.ndarray, ...] | None:
     # (negative area); the accumulation makes such a ring add: exterior rings must come
     # out that way, holes the other
     sign = np.where(exterior, -orient, orient)
-    return x, y, ring_of, sign, geom_of_ring
+    return PixelRings(x, y, ring_of, sign, geom_of_ring)
 
 
 def _signed_areas(x: np.ndarray, y: np.ndarray, ring_of: np.ndarray, n: int) -> np.ndarray:

@@ -18,7 +18,9 @@ from .sources import RecordBands, record_bands
 
 @dataclass
 class GeometryStack:
-    """All records over one geometry, on one grid: ``data[band]`` is (T, H, W)."""
+    """All records over one geometry, on one grid: ``data[band]`` is (T, H, W), one layer
+    per record; read as a mosaic, (1, H, W) and ``record_ids`` / ``datetimes`` list the
+    records in priority order (:func:`mosaic_order`)."""
 
     geometry_id: int
     geometry: Any
@@ -91,6 +93,16 @@ def candidates(table: Any, geoms: np.ndarray, geom_crs: Any) -> list[np.ndarray]
     return [ri[bounds[i] : bounds[i + 1]] for i in range(len(geoms))]
 
 
+def mosaic_order(records: Sequence[RecordBands]) -> list[RecordBands]:
+    """Records (sorted by datetime, then id) in mosaic priority: newest first when they
+    hold more than one datetime, else as given."""
+    dts = [r.datetime for r in records]
+    if len({d for d in dts if d is not None}) <= 1:
+        return list(records)
+    order = np.argsort([d.timestamp() if d else 0 for d in dts], kind="stable")[::-1]
+    return [records[i] for i in order]
+
+
 async def read_stacks_async(
     table: Any,
     geometries: Any,
@@ -103,9 +115,15 @@ async def read_stacks_async(
     all_touched: bool = False,
     mask: bool = True,
     equal_size: bool = False,
+    mosaic: bool = False,
     opts: FetchOptions | None = None,
 ) -> list[GeometryStack]:
-    """Plan and read all geometries x records x bands together (each tile once)."""
+    """Plan and read all geometries x records x bands together (each tile once).
+
+    With ``mosaic``, each geometry's records are read into one layer, the first valid
+    pixel in :func:`mosaic_order` winning: each record fills only its own window, and no
+    per-record layer of the whole grid is made.
+    """
     from ..geo.geometry import coerce_geometries
 
     if isinstance(bands, str):
@@ -151,19 +169,22 @@ async def read_stacks_async(
         keep = None
         if mask and geoms[gid].geom_type in ("Polygon", "MultiPolygon"):
             keep = geometry_mask(geoms[gid], g.crs, grid, all_touched=all_touched)
-        for k, r in enumerate(rs):
+        layers = [mosaic_order(rs)] if mosaic else [[r] for r in rs]
+        for k, records in enumerate(layers):
             for b in bands:
-                src = r.bands[b]
+                srcs = [r.bands[b] for r in records]
                 rs_method = (
                     resampling
-                    if src.dtype.kind == "f" or resampling in ("nearest", "mode")
+                    if srcs[0].dtype.kind == "f" or resampling in ("nearest", "mode")
                     else "nearest"
                 )
-                targets.append(Target(grid, [src], resampling=rs_method, mask=keep))
+                targets.append(Target(grid, srcs, resampling=rs_method, mask=keep))
                 index.append((gid, k, b))
     results = await read_targets_async(targets, opts)
     stacks: dict[int, GeometryStack] = {}
     for gid, rs, grid in plans:
+        if mosaic:
+            rs = mosaic_order(rs)
         stacks[gid] = GeometryStack(
             gid, g.geoms[gid], grid, [r.id for r in rs], [r.datetime for r in rs],
             {b: None for b in bands}, {b: None for b in bands},
@@ -171,6 +192,9 @@ async def read_stacks_async(
         )  # fmt: skip
     for (gid, k, b), (arr, ok), t in zip(index, results, targets, strict=True):
         st = stacks[gid]
+        if mosaic:  # the one layer as it was read: no copy
+            st.data[b], st.valid[b] = arr[None], ok[None]
+            continue
         if st.data[b] is None:
             n = len(st.record_ids)
             st.data[b] = np.empty((n, *t.grid.shape), dtype=arr.dtype)
