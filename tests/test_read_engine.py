@@ -369,15 +369,20 @@ def test_inflight_byte_budget(tmp_path):
 
 
 def test_candidate_pairs_of_points_equal_the_tree_query(monkeypatch):
-    """Points are matched to footprints by a direct test per footprint; the pairs (and
-    their order) equal the STRtree query's, for points inside, on edges and vertices,
-    outside, and a record without a footprint."""
+    """Points are matched to footprints by a direct test per distinct footprint; the
+    pairs (and their order) equal the STRtree query's, for points inside, on edges and
+    vertices, outside, a record without a footprint, a footprint repeated (a time
+    series), and points in a projected CRS."""
     import pyarrow as pa
     import shapely
+    from pyproj import Transformer
 
     from tessellum.read import stacks
 
-    fps = [box(0, 0, 2, 2), None, box(1, 1, 3, 3), shapely.Polygon([(5, 5), (6, 5), (5, 6)])]
+    fps = [
+        box(0, 0, 2, 2), None, box(1, 1, 3, 3), shapely.Polygon([(5, 5), (6, 5), (5, 6)]),
+        box(0, 0, 2, 2),
+    ]  # fmt: skip
     table = pa.table(
         {"geometry": pa.array([None if f is None else f.wkb for f in fps], pa.binary())}
     )
@@ -391,5 +396,34 @@ def test_candidate_pairs_of_points_equal_the_tree_query(monkeypatch):
     tree = stacks.candidate_pairs(table, pts, "OGC:CRS84")
     assert [a.tolist() for a in fast] == [a.tolist() for a in tree]
     assert list(zip(*(a.tolist() for a in fast), strict=True)) == [
-        (0, 0), (1, 0), (1, 2), (2, 0), (2, 2), (3, 2), (5, 3), (6, 3), (7, 3), (8, 2),
+        (0, 0), (0, 4), (1, 0), (1, 2), (1, 4), (2, 0), (2, 2), (2, 4), (3, 2), (5, 3),
+        (6, 3), (7, 3), (8, 2),
     ]  # fmt: skip
+    to_3857 = Transformer.from_crs("OGC:CRS84", "EPSG:3857", always_xy=True)
+    projected = shapely.transform(pts, lambda xy: np.column_stack(to_3857.transform(*xy.T)))
+    tree = stacks.candidate_pairs(table, projected, "EPSG:3857")
+    monkeypatch.setattr(stacks, "_POINT_TESTS", 20_000_000)
+    fast = stacks.candidate_pairs(table, projected, "EPSG:3857")
+    assert [a.tolist() for a in fast] == [a.tolist() for a in tree]
+    assert (0, 0) in set(zip(*(a.tolist() for a in fast), strict=True))
+
+
+def test_geometry_arrays_are_taken_as_they_are():
+    """A numpy array of shapely geometries (``shapely.points(x, y)``) is taken without a
+    per-element check; a missing one is named by its position (in a list, by its
+    value), and an array of WKT strings still parses."""
+    import shapely
+
+    from tessellum.geo.geometry import coerce_geometries
+
+    pts = shapely.points([0.5, 1.5, 2.5], [0.5, 1.5, 2.5])
+    got = coerce_geometries(pts, crs="EPSG:32612")
+    assert got.geoms.tolist() == pts.tolist() and got.geoms is not pts
+    with_none = pts.copy()
+    with_none[1] = None
+    with pytest.raises(ValidationError, match=r"empty or missing geometries at positions \[1\]"):
+        coerce_geometries(with_none)
+    with pytest.raises(ValidationError, match="element None"):
+        coerce_geometries(with_none.tolist())
+    wkt = np.array(["POINT (1 2)", "POINT (3 4)"], dtype=object)
+    assert [g.x for g in coerce_geometries(wkt).geoms] == [1.0, 3.0]

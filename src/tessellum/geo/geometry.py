@@ -53,6 +53,8 @@ def coerce_geometries(value: Any, *, crs: Any = None, name: str = "geometries") 
         geoms = np.asarray(value.values, dtype=object)
     elif isinstance(value, shapely.Geometry):
         geoms = np.array([value], dtype=object)
+    elif _geometry_array(value):  # e.g. shapely.points(x, y): no per-element check
+        geoms = value.copy()
     elif isinstance(value, Mapping):
         geoms = np.array(_from_geojson(value, name), dtype=object)
     elif isinstance(value, bytes | bytearray | memoryview):
@@ -89,6 +91,18 @@ def coerce_geometries(value: Any, *, crs: Any = None, name: str = "geometries") 
         crs=to_crs(src_crs if src_crs is not None else CRS84),
         attributes=attrs,
         ids=np.arange(len(geoms), dtype=np.int64),
+    )
+
+
+def _geometry_array(value: Any) -> bool:
+    """A 1-d numpy array of shapely geometries (None counts as one: reported as missing)."""
+    import shapely
+
+    return (
+        isinstance(value, np.ndarray)
+        and value.dtype == object
+        and value.ndim == 1
+        and bool((shapely.is_geometry(value) | shapely.is_missing(value)).all())
     )
 
 

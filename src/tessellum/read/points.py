@@ -48,15 +48,16 @@ async def sample_points_async(
         raise ValidationError(f"method must be 'nearest' or 'bilinear', got {method!r}")
     if isinstance(bands, str):
         bands = [bands]
+    import shapely
+
     g = coerce_geometries(points, crs=geometry_crs, name="points")
-    kinds = {geom.geom_type for geom in g.geoms}
-    if kinds != {"Point"}:
+    geoms = np.asarray(g.geoms, dtype=object)
+    if (shapely.get_type_id(geoms) != 0).any():
+        kinds = {geom.geom_type for geom in g.geoms}
         raise ValidationError(f"points must all be Points, got {sorted(kinds)}")
     coll = _filtered(collection, filters)
     table = coll.table
-    import shapely
-
-    xy = shapely.get_coordinates(np.asarray(g.geoms, dtype=object))
+    xy = shapely.get_coordinates(geoms)
     px, py = xy[:, 0], xy[:, 1]
     recs = {r.row: r for r in record_bands(table, bands)}
     gi, ri = candidate_pairs(table, g.geoms, g.crs)
@@ -75,19 +76,30 @@ async def sample_points_async(
         last = np.r_[gi[1:] != gi[:-1], True]
         gi, ri = gi[last], ri[last]
     # (record row) -> point indexes, grouped without a Python loop over pairs
-    order = np.argsort(ri, kind="stable")
+    order = _stable_order(ri, table.num_rows)
     gi_by_row, ri_sorted = gi[order], ri[order]
     cuts = np.flatnonzero(np.r_[True, ri_sorted[1:] != ri_sorted[:-1], True]) if len(ri) else []
     per_rec = {int(ri_sorted[a]): gi_by_row[a:b] for a, b in itertools.pairwise(cuts)}
+    in_crs: dict[Any, tuple[np.ndarray, np.ndarray]] = {}  # every point, per record CRS
+
+    def coords_in(crs: Any) -> tuple[np.ndarray, np.ndarray]:
+        # records share few CRSs: compare and transform once per CRS, not per record
+        key = crs if isinstance(crs, str | int) else id(crs)
+        if key not in in_crs:
+            if to_crs(crs).equals(g.crs):
+                in_crs[key] = px, py
+            else:
+                xs, ys = transformer(g.crs, crs).transform(px, py)
+                in_crs[key] = np.asarray(xs), np.asarray(ys)
+        return in_crs[key]
+
     jobs: list[_Job] = []
     for row, idx in per_rec.items():
         rec = recs[row]
         for b in bands:
             src = rec.bands[b]
-            xs, ys = px[idx], py[idx]
-            if not to_crs(src.grid.crs).equals(g.crs):
-                xs, ys = transformer(g.crs, src.grid.crs).transform(xs, ys)
-            fr, fc = _pixel_coords(src, np.asarray(xs), np.asarray(ys))
+            xs, ys = coords_in(src.grid.crs)
+            fr, fc = _pixel_coords(src, xs[idx], ys[idx])
             jobs.append(_Job(rec, b, idx, fr, fc, src, method))
     if not jobs:
         return _empty(g)
@@ -113,11 +125,13 @@ async def sample_points_async(
     # rows ordered by point, then datetime (missing last), then band: jobs in that order,
     # then a stable sort by point index merges their (sorted) point runs
     jobs.sort(key=lambda j: (j.rec.datetime is None, j.rec.datetime or _EPOCH, j.band))
-    values = np.ma.concatenate([job.values() for job in jobs])
+    sampled = [job.values() for job in jobs]
+    values = np.concatenate([v for v, _ in sampled])
+    valid = np.concatenate([ok for _, ok in sampled])
     pids = np.concatenate([job.idx for job in jobs])
     job_of_row = np.repeat(np.arange(len(jobs)), [len(job.idx) for job in jobs])
-    rows = np.argsort(pids, kind="stable")
-    pids, job_of_row, values = pids[rows], job_of_row[rows], values[rows]
+    rows = _stable_order(pids, len(px))
+    pids, job_of_row, values, valid = pids[rows], job_of_row[rows], values[rows], valid[rows]
     # per-job columns repeated by Arrow's take, not as Python lists of 200,000 objects
     out = pa.table({
         "point_index": pa.array(pids, pa.int64()),
@@ -127,7 +141,7 @@ async def sample_points_async(
             [j.rec.datetime for j in jobs], pa.timestamp("us", tz="UTC")
         ).take(job_of_row),
         "band": pa.array([j.band for j in jobs], pa.string()).take(job_of_row),
-        "value": pa.array(np.ma.getdata(values), mask=np.ma.getmaskarray(values)),
+        "value": pa.array(values, mask=~valid),
     })  # fmt: skip
     if g.attributes is not None and len(g.attributes.columns):
         attrs = pa.Table.from_pandas(g.attributes, preserve_index=False).take(
@@ -140,6 +154,12 @@ async def sample_points_async(
 
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def _stable_order(keys: np.ndarray, bound: int) -> np.ndarray:
+    """``np.argsort(keys, kind="stable")`` of non-negative keys below ``bound``; keys
+    that fit 16 bits (row and point indexes usually do) are radix-sorted by numpy."""
+    return np.argsort(keys.astype(np.uint16) if bound <= 1 << 16 else keys, kind="stable")
 
 
 class _Probe:
@@ -199,11 +219,11 @@ class _Job:
         self.wy, self.wx = fr - 0.5 - r0, fc - 0.5 - c0
         self.probes = [_Probe(src, r0 + dr, c0 + dc) for dr in (0, 1) for dc in (0, 1)]
 
-    def values(self) -> np.ma.MaskedArray:
-        """Sampled values; invalid ones are masked (null in the result)."""
+    def values(self) -> tuple[np.ndarray, np.ndarray]:
+        """Sampled values and which are valid (the others are null in the result)."""
         if self.method == "nearest":
             (probe,) = self.probes
-            return np.ma.MaskedArray(probe.values, mask=~probe.valid())
+            return probe.values, probe.valid()
         wy, wx = self.wy, self.wx
         acc = np.zeros(len(wy))
         wsum = np.zeros(len(wy))
@@ -213,7 +233,7 @@ class _Job:
             acc += np.where(ok, probe.values.astype(float) * w, 0)
             wsum += np.where(ok, w, 0)
         good = wsum > 1e-12
-        return np.ma.MaskedArray(np.where(good, acc / np.where(good, wsum, 1), np.nan), mask=~good)
+        return np.where(good, acc / np.where(good, wsum, 1), np.nan), good
 
 
 def _empty(g: Any) -> pa.Table:

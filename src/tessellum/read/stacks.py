@@ -56,28 +56,38 @@ def candidate_pairs(table: Any, geoms: np.ndarray, geom_crs: Any) -> tuple[np.nd
 
     from ..geo.crs import CRS84, to_crs, transformer
 
-    g = geoms
-    if not to_crs(geom_crs).equals(to_crs(CRS84)):
-        t = transformer(geom_crs, CRS84)
-        # one vectorized transform over every coordinate of every geometry
-        g = shapely.transform(
-            np.asarray(geoms, dtype=object),
-            lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1])),
-        )
-    fps = shapely.from_wkb(table.column("geometry").to_numpy(zero_copy_only=False))
+    g = np.asarray(geoms, dtype=object)
+    lonlat = to_crs(geom_crs).equals(to_crs(CRS84))
+    wkb = table.column("geometry").to_numpy(zero_copy_only=False)
     points = shapely.get_type_id(g) == 0
-    if points.all() and len(g) * len(fps) <= _POINT_TESTS:
+    if points.all() and len(g) * len(wkb) <= _POINT_TESTS:
         # points: a vectorized test per footprint beats building and querying a tree
-        # (10,000 points x 20 footprints: 4 ms instead of 60); nonzero of the
-        # (point, footprint) matrix is ordered by point, then footprint
-        xy = shapely.get_coordinates(g)
-        hits = np.zeros((len(g), len(fps)), dtype=bool)
-        for j, fp in enumerate(fps):
-            if fp is not None:
-                shapely.prepare(fp)
-                hits[:, j] = shapely.intersects_xy(fp, xy[:, 0], xy[:, 1])
+        # (10,000 points x 20 footprints: 4 ms instead of 60), on the coordinates alone
+        # (no transformed geometries), once per distinct footprint (the records of a
+        # time series share their tile's); nonzero of the (point, footprint) matrix is
+        # ordered by point, then footprint
+        x, y = shapely.get_coordinates(g).T
+        if not lonlat:
+            x, y = transformer(geom_crs, CRS84).transform(x, y)
+        hits = np.zeros((len(g), len(wkb)), dtype=bool)
+        tested: dict[bytes, int] = {}
+        for j, w in enumerate(wkb):
+            if w is None:
+                continue
+            if w in tested:
+                hits[:, j] = hits[:, tested[w]]
+                continue
+            tested[w] = j
+            fp = shapely.from_wkb(w)
+            shapely.prepare(fp)
+            hits[:, j] = shapely.intersects_xy(fp, x, y)
         gi, ri = np.nonzero(hits)
         return gi.astype(np.int64), ri.astype(np.int64)
+    fps = shapely.from_wkb(wkb)
+    if not lonlat:
+        t = transformer(geom_crs, CRS84)
+        # one vectorized transform over every coordinate of every geometry
+        g = shapely.transform(g, lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1])))
     if len(g) > len(fps):  # index the larger side: 10,000 points vs 20 footprints
         ri, gi = shapely.STRtree(g).query(fps, predicate="intersects")
     else:
