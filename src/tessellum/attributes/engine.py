@@ -188,21 +188,21 @@ class AttributeEngine:
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
         items = []
+        columns = [per_dataset[ds] for ds in job.dataset_ids if ds in per_dataset]
+        elapsed = (time.perf_counter() - t0) * 1000
         for i, h in enumerate(hashes):
-            results = [
-                r for ds in job.dataset_ids if ds in per_dataset and (r := per_dataset[ds][i])
-            ]
+            results = [r for col in columns if (r := col[i]) is not None]
+            warned = _categorical_warnings(results)
+            if len(results) > 1:  # consistency is between results of several datasets
+                warned += consistency_warnings(results, self.qc)
             items.append(
                 AttributeResponse(
                     request_id=job.request_id,
                     geometry_hash=h,
                     results=results,
-                    warnings=[
-                        *_categorical_warnings(results),
-                        *consistency_warnings(results, self.qc),
-                    ],
+                    warnings=warned,
                     geometry_id=job.ids[i] if job.ids is not None else None,
-                    elapsed_ms=(time.perf_counter() - t0) * 1000,
+                    elapsed_ms=elapsed,
                 )
             )
         return BatchAttributeResponse(
@@ -622,6 +622,8 @@ def _reduce_all(
 ) -> list[AttributeResult]:
     """Results of every geometry: ``fast`` holds the outcomes already computed per
     group (:func:`_zonal_jobs`); the other parts are reduced one by one."""
+    import shapely
+
     band = entry.variable
     by_geom: dict[int, list[tuple[_Part, Any, Any]]] = {}
     for k, (p, st) in enumerate(zip(parts, stacks, strict=True)):
@@ -633,12 +635,19 @@ def _reduce_all(
         degraded_at[np.unique(hit)] = True
     note = method_note(job.aggregation, entry.is_categorical)
     provenance: dict[tuple[Any, ...], str] = {}  # one text per (records, grid, kind)
+    is_point = shapely.get_type_id(_object_array(geoms)) == 0
+    same = {  # what every result of the dataset shares
+        "dataset_id": entry.id, "variable": entry.variable, "units": entry.units,
+        "aggregation": job.aggregation, "provider": entry.provider,
+        "valid_range": entry.valid_range, "license": entry.license,
+        "dataset_version": entry.version,
+    }  # fmt: skip
     out = []
     for i, g in enumerate(geoms):
         pieces = by_geom.get(i, [])
         if len(pieces) == 1 and pieces[0][2] is not None:  # computed for its whole group
             _, st, outcome = pieces[0]
-            used, grid = list(st.record_ids), st.grid
+            used, grid = st.record_ids, st.grid
         else:
             outcome, used, grid = _reduce_one(g, pieces, band, job)
         nodata = next((st.nodata[band] for _, st, _ in pieces if st.grid is not None), entry.nodata)
@@ -648,27 +657,20 @@ def _reduce_all(
             estimated=outcome.estimated, degraded=bool(degraded_at[i]),
             extra_suspect=[note] if note and outcome.value is not None else [],
         )  # fmt: skip
-        kind = "Point" if g.geom_type == "Point" else "other"
+        kind = "Point" if is_point[i] else "other"
         pkey = (tuple(used), id(grid), kind)
         prov = provenance.get(pkey)
         if prov is None:
-            prov = provenance[pkey] = _provenance(coll, used, grid, entry, kind)
+            prov = provenance[pkey] = _provenance(coll, list(used), grid, entry, kind)
         out.append(
             AttributeResult(
-                dataset_id=entry.id,
-                variable=entry.variable,
+                **same,
                 value=outcome.value,
-                units=entry.units,
-                aggregation=job.aggregation,
                 quality=flag,
                 coverage_fraction=round(outcome.coverage_fraction, 6),
                 pixel_count=outcome.pixel_count,
-                provider=entry.provider,
                 provenance=prov,
-                valid_range=entry.valid_range,
                 class_names=_class_names(entry, outcome.value),
-                license=entry.license,
-                dataset_version=entry.version,
                 qc_notes=[*outcome.notes, *notes],
             )
         )
