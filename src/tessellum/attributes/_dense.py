@@ -23,7 +23,7 @@ import numpy as np
 
 from .._kernels import polygon_totals
 from ..geo.coverage import fraction_tolerance, pixel_rings
-from ._runs import _MAX_TABLE, _MOMENTS, MosaicSums, RunTotals
+from ._runs import MosaicSums, RunTotals, summable
 from .models import AggregationMethod
 from .zonal import _BY_CLASS, class_values
 
@@ -58,13 +58,9 @@ def dense_statistics(
         unused); None when ``method`` cannot be summed here.
     """
     n = len(geoms)
-    classes = None
-    if method in _BY_CLASS:
-        classes = sums.classes
-        if classes is None or n * (len(classes) + 1) > _MAX_TABLE:
-            return None
-    elif method not in _MOMENTS:
+    if not summable(method, sums, n):
         return None
+    classes = sums.classes if method in _BY_CLASS else None
     rings = pixel_rings(geoms, grid)
     if rings is None:  # nothing polygonal: every polygon covers nothing
         zero = np.zeros(n)

@@ -21,7 +21,7 @@ import numpy as np
 from .models import AggregationMethod
 from .zonal import _BY_CLASS, class_values
 
-__all__ = ["MosaicSums", "RunTotals", "run_statistics"]
+__all__ = ["MosaicSums", "RunTotals", "run_statistics", "summable"]
 
 MAX_CLASSES = 256
 """Class statistics of integer mosaics with at most this many distinct valid values
@@ -92,6 +92,18 @@ class MosaicSums:
         return idx
 
 
+def summable(method: AggregationMethod, sums: MosaicSums, n_geoms: int) -> bool:
+    """Whether ``method`` over ``n_geoms`` polygons comes from sums without each cell's
+    value: the moments, or class statistics of an integer mosaic with few classes (a
+    (polygons x classes) table of at most :data:`_MAX_TABLE` entries)."""
+    if method in _MOMENTS:
+        return True
+    classes = sums.classes
+    return (
+        method in _BY_CLASS and classes is not None and n_geoms * (len(classes) + 1) <= _MAX_TABLE
+    )
+
+
 def _prefix(a: np.ndarray) -> np.ndarray:
     out = np.zeros(
         (a.shape[0], a.shape[1] + 1), dtype=np.float64 if a.dtype.kind == "f" else np.int64
@@ -145,11 +157,7 @@ def run_statistics(
             fractions alone).
         integer: the mosaic holds integers (statistics keep their type).
     """
-    if method not in _MOMENTS and not (
-        method in _BY_CLASS
-        and sums.classes is not None
-        and n_geoms * (len(sums.classes) + 1) <= _MAX_TABLE
-    ):
+    if not summable(method, sums, n_geoms):
         return None
     c = runs.cells
     rg, rr, ra, rb, rf = (

@@ -361,13 +361,21 @@ def _compiled_totals(
 ) -> Any:  # fmt: skip
     """:func:`~._dense.dense_statistics`, or None without the compiled extension or for
     ``method``s it does not sum."""
-    if not COMPILED:
-        return None
-    try:
-        from ._dense import dense_statistics
-    except ImportError:  # tessellum._kernels not built (no C compiler): runs only
+    dense_statistics = _compiled_pass() if COMPILED else None
+    if dense_statistics is None:
         return None
     return dense_statistics(geoms, sums, grid, method, area, integer)
+
+
+@lru_cache(maxsize=1)
+def _compiled_pass() -> Any:
+    """:func:`~._dense.dense_statistics`, or None when ``tessellum._kernels`` is not
+    built (no C compiler at install): looked up once per process."""
+    try:
+        from ._dense import dense_statistics
+    except ImportError:
+        return None
+    return dense_statistics
 
 
 def _sparse_totals(
