@@ -631,3 +631,32 @@ async def test_a_dead_zonal_worker_costs_no_result(aw):
         _workers.shutdown_zonal_pool()
     assert not got.failed_datasets
     assert [i.results[0].value for i in got.items] == [i.results[0].value for i in want.items]
+
+
+async def test_large_batches_build_results_with_the_collector_paused(aw, monkeypatch):
+    """Batches of many geometries reduce and assemble with the cyclic collector paused
+    (no full collection of the process for objects that make no cycles), and leave it
+    enabled afterwards, also when a dataset fails while it is paused."""
+    import gc
+
+    from tessellum.attributes import engine as engine_mod
+
+    seen: list[bool] = []
+    reduce_all = engine_mod._reduce_all
+
+    def recording(entry, *args, **kwargs):
+        seen.append(gc.isenabled())
+        if entry.id == LC:
+            raise RuntimeError("reduction failed")
+        return reduce_all(entry, *args, **kwargs)
+
+    monkeypatch.setattr(engine_mod, "_reduce_all", recording)
+    monkeypatch.setattr(engine_mod, "_PAUSE_GC_FROM", 5)
+    assert gc.isenabled()
+    polys = random_polygons(6, seed=3)
+    got = await batch_extract(polys, [DEM, LC], engine=engine_for(aw))
+    assert seen == [False, False] and gc.isenabled()
+    assert got.failed_datasets == [LC] and len(got.items) == 6
+    assert all(item.results[0].value is not None for item in got.items)
+    await batch_extract(polys[:4], [DEM], engine=engine_for(aw))  # below the threshold
+    assert seen == [False, False, True] and gc.isenabled()
