@@ -4,6 +4,7 @@ unaligned windows, overviews, reprojection, mosaics, points, and tile deduplicat
 from __future__ import annotations
 
 import numpy as np
+import pyarrow.compute as pc
 import pytest
 import rasterio
 from rasterio.enums import Resampling
@@ -427,3 +428,75 @@ def test_geometry_arrays_are_taken_as_they_are():
         coerce_geometries(with_none.tolist())
     wkt = np.array(["POINT (1 2)", "POINT (3 4)"], dtype=object)
     assert [g.x for g in coerce_geometries(wkt).geoms] == [1.0, 3.0]
+
+
+@pytest.mark.parametrize("method", ["nearest", "bilinear"])
+def test_records_on_one_grid_share_placement_not_values(tmp_path, method):
+    """Records on one grid place the points once (one computation per grid and point
+    set) but each keeps its own values: the result of every file equals sampling that
+    file alone, and nearest values equal rasterio's."""
+    rng = np.random.default_rng(8)
+    paths = []
+    for k, transform in enumerate([T0, T0, T0, from_origin(500005, 4650000, 10, 10)]):
+        data = rng.integers(1, 5000, (1, 300, 400), dtype=np.uint16)
+        path, _ = write_cog(
+            tmp_path / f"s{k}.tif", shape=(300, 400), crs=UTM, transform=transform, data=data
+        )
+        paths.append(path)
+    xs, ys = rng.uniform(500020, 503900, 200), rng.uniform(4647050, 4649980, 200)
+    pts = [Point(x, y) for x, y in zip(xs, ys, strict=True)]
+    table = _coll(paths).sample_points(pts, ["data"], geometry_crs=UTM, method=method)
+    assert table.num_rows == 4 * len(pts)
+    for path in paths:
+        alone = _coll([path]).sample_points(pts, ["data"], geometry_crs=UTM, method=method)
+        rid = alone.column("record_id")[0].as_py()
+        mine = table.filter(pc.equal(table.column("record_id"), rid))
+        assert mine.column("point_index").to_pylist() == alone.column("point_index").to_pylist()
+        assert mine.column("value").to_pylist() == alone.column("value").to_pylist()
+        if method == "nearest":
+            with rasterio.open(path) as ds:
+                ref = [v[0] for v in ds.sample(zip(xs, ys, strict=True))]
+            got = mine.column("value").to_pylist()
+            assert got == [ref[i] for i in mine.column("point_index").to_pylist()]
+
+
+def test_run_all_in_waits_for_every_call_and_raises_the_first_error():
+    """The decode batch helper: one future for many pool calls; an error is raised
+    after the batch, cancelling the future drops the calls not yet started."""
+    import asyncio
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tessellum.read.fetch import run_all_in
+
+    ran: list[int] = []
+
+    def call(i: int) -> None:
+        time.sleep(0.01)
+        if i == 2:
+            raise ValueError("tile 2 is corrupt")
+        ran.append(i)
+
+    async def main() -> None:
+        with ThreadPoolExecutor(2) as pool:
+            await run_all_in(pool, call, [(i,) for i in (0, 1, 3)])
+            assert sorted(ran) == [0, 1, 3]
+            with pytest.raises(ValueError, match="tile 2"):
+                await run_all_in(pool, call, [(i,) for i in range(5)])
+            await run_all_in(pool, call, [])  # nothing to run: done at once
+            gate = threading.Event()
+            started: list[int] = []
+
+            def blocked(i: int) -> None:
+                started.append(i)
+                gate.wait(5)
+
+            fut = run_all_in(pool, blocked, [(i,) for i in range(6)])
+            await asyncio.sleep(0.05)
+            fut.cancel()
+            await asyncio.sleep(0)  # the loop runs the future's callbacks
+            gate.set()
+        assert sorted(started) == [0, 1]  # two workers; the other four never started
+
+    asyncio.run(main())

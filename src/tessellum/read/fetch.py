@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 from collections import defaultdict, deque
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,6 +123,53 @@ class _ByteBudget:
             fut.set_result(None)
 
 
+def run_all_in(
+    pool: ThreadPoolExecutor, fn: Callable[..., None], calls: Sequence[tuple[Any, ...]]
+) -> asyncio.Future[None]:
+    """Run ``fn(*args)`` for every ``args`` of ``calls`` on ``pool``; the returned future
+    (of the running loop) is done when all are, with the first error raised.
+
+    One wake-up of the event loop per batch instead of one per call, as
+    ``gather(run_in_executor(...) ...)`` costs (an asyncio future, chained callbacks and
+    a self-pipe write per call: ~15 ms of the event loop per 320 tiles). Cancelling the
+    future cancels the calls not yet started.
+    """
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+    if not calls:
+        done.set_result(None)
+        return done
+    lock = threading.Lock()
+    left = [len(calls)]
+    errors: list[BaseException] = []
+
+    def resolve() -> None:
+        if not done.done():
+            if errors:
+                done.set_exception(errors[0])
+            else:
+                done.set_result(None)
+
+    def finished(f: Future[None]) -> None:
+        exc = None if f.cancelled() else f.exception()
+        with lock:
+            if exc is not None:
+                errors.append(exc)
+            left[0] -= 1
+            last = left[0] == 0
+        if last:
+            try:
+                loop.call_soon_threadsafe(resolve)
+            except RuntimeError:  # the loop closed: nobody waits for the result
+                pass
+
+    futures = [pool.submit(fn, *args) for args in calls]
+    for f in futures:
+        f.add_done_callback(finished)
+    done.add_done_callback(lambda d: [f.cancel() for f in futures] if d.cancelled() else None)
+    return done
+
+
 def _decoded_bytes(tiles: dict[TileKey, tuple[Any, int]]) -> int:
     total = 0
     for header, level in tiles.values():
@@ -175,7 +223,6 @@ async def fetch_tiles_async(
                 out[key] = hit
         else:
             by_href[key.href].append(key)
-    loop = asyncio.get_running_loop()
     pool = decode_executor()
     policy = opts.policy or _read_policy()
     n_fetch = sum(len(v) for v in by_href.values())
@@ -208,7 +255,7 @@ async def fetch_tiles_async(
             lvl = header.levels[level]
             off, cnt = int(lvl.tile_offsets[key.index]), int(lvl.tile_byte_counts[key.index])
             (sparse if off == 0 or cnt == 0 else ranged).append((key, off, cnt))
-        jobs = [loop.run_in_executor(pool, decode_one, key, None, None) for key, _, _ in sparse]
+        jobs = [run_all_in(pool, decode_one, [(key, None, None) for key, _, _ in sparse])]
         if ranged:
             merged = coalesce_ranges(
                 [o for _, o, _ in ranged],
@@ -235,7 +282,7 @@ async def fetch_tiles_async(
                     (ranged[i][0], data[off : off + ranged[i][2]], ranged[i][1])
                     for i, off in zip(m.members, m.offsets, strict=True)
                 ]
-                await asyncio.gather(*(loop.run_in_executor(pool, decode_one, *p) for p in pieces))
+                await run_all_in(pool, decode_one, pieces)
 
             jobs.extend(serve(m) for m in merged)
         await asyncio.gather(*jobs)

@@ -94,13 +94,21 @@ async def sample_points_async(
         return in_crs[key]
 
     jobs: list[_Job] = []
+    # records on one grid (a time series of one tile) place the same points alike: the
+    # pixel positions and their grouping by tile are computed once per (grid, points)
+    placements: dict[tuple[Any, ...], _Placement] = {}
     for row, idx in per_rec.items():
         rec = recs[row]
+        points_key = idx.tobytes()
         for b in bands:
             src = rec.bands[b]
-            xs, ys = coords_in(src.grid.crs)
-            fr, fc = _pixel_coords(src, xs[idx], ys[idx])
-            jobs.append(_Job(rec, b, idx, fr, fc, src, method))
+            key = (*_layout_key(src), points_key)
+            place = placements.get(key)
+            if place is None:
+                xs, ys = coords_in(src.grid.crs)
+                fr, fc = _pixel_coords(src, xs[idx], ys[idx])
+                place = placements[key] = _Placement(src, fr, fc, method)
+            jobs.append(_Job(rec, b, idx, src, place))
     if not jobs:
         return _empty(g)
     # every probe's points grouped by tile; each tile is sampled in its decode thread as
@@ -162,21 +170,23 @@ def _stable_order(keys: np.ndarray, bound: int) -> np.ndarray:
     return np.argsort(keys.astype(np.uint16) if bound <= 1 << 16 else keys, kind="stable")
 
 
-class _Probe:
-    """Values of one band at integer pixel positions of its full-resolution level,
-    filled tile by tile (:meth:`by_tile`)."""
+def _layout_key(src: Any) -> tuple[Any, ...]:
+    """What decides where points fall in a band's tiles: its grid and tile layout."""
+    lvl = src.header.levels[0]
+    crs = src.grid.crs
+    return (
+        tuple(src.grid.transform)[:6], crs if isinstance(crs, str | int) else crs.to_wkt(),
+        lvl.width, lvl.height, lvl.tile_width, lvl.tile_height, lvl.planar_config,
+        lvl.tile_shape(), src.sample,
+    )  # fmt: skip
+
+
+class _Positions:
+    """Integer pixel positions in a band's full-resolution level, grouped by tile."""
 
     def __init__(self, src: Any, rr: np.ndarray, cc: np.ndarray) -> None:
         lvl = src.header.levels[0]
-        self.src, self.rr, self.cc = src, rr, cc
-        self.values = np.zeros(len(rr), dtype=np.dtype(lvl.dtype))
         self.inside = (rr >= 0) & (rr < lvl.height) & (cc >= 0) & (cc < lvl.width)
-
-    def by_tile(self) -> list[tuple[TileKey, np.ndarray, np.ndarray]]:
-        """``(tile, positions in this probe, flat offsets in the decoded tile)`` for every
-        tile holding a point (points grouped with one sort, not one mask per tile)."""
-        src, rr, cc = self.src, self.rr, self.cc
-        lvl = src.header.levels[0]
         across = -(-lvl.width // lvl.tile_width)
         down = -(-lvl.height // lvl.tile_height)
         plane = src.sample if lvl.planar_config == 2 else 0
@@ -184,15 +194,42 @@ class _Probe:
         _, tw, spp = lvl.tile_shape()  # the decoded tile's layout
         tid = plane * across * down + (rr // lvl.tile_height) * across + cc // lvl.tile_width
         at = np.flatnonzero(self.inside)
-        at = at[np.argsort(tid[at], kind="stable")]
-        if not len(at):
-            return []
-        cuts = np.flatnonzero(np.r_[True, tid[at][1:] != tid[at][:-1], True])
+        at = at[_stable_order(tid[at], (plane + 1) * across * down)]
+        tid_at = tid[at]
+        cuts = np.flatnonzero(np.r_[True, tid_at[1:] != tid_at[:-1], True]) if len(at) else []
         flat = ((rr[at] % lvl.tile_height) * tw + cc[at] % lvl.tile_width) * spp + chan
-        return [
-            (TileKey(src.href, 0, int(tid[at[a]])), at[a:b], flat[a:b])
-            for a, b in itertools.pairwise(cuts)
-        ]
+        #: ``(tile index, positions in the probe, flat offsets in the decoded tile)``
+        self.groups = [(int(tid_at[a]), at[a:b], flat[a:b]) for a, b in itertools.pairwise(cuts)]
+
+
+class _Placement:
+    """Where one set of points falls in a band's grid: one position set (nearest) or
+    four (bilinear neighbours) and the bilinear weights. Shared by records on one grid."""
+
+    def __init__(self, src: Any, fr: np.ndarray, fc: np.ndarray, method: str) -> None:
+        self.method = method
+        if method == "nearest":
+            r0, c0 = np.floor(fr).astype(np.int64), np.floor(fc).astype(np.int64)
+            self.positions = [_Positions(src, r0, c0)]
+            return
+        r0, c0 = np.floor(fr - 0.5).astype(np.int64), np.floor(fc - 0.5).astype(np.int64)
+        self.wy, self.wx = fr - 0.5 - r0, fc - 0.5 - c0
+        self.positions = [_Positions(src, r0 + dr, c0 + dc) for dr in (0, 1) for dc in (0, 1)]
+
+
+class _Probe:
+    """Values of one band at one position set, filled tile by tile (:meth:`by_tile`)."""
+
+    def __init__(self, src: Any, positions: _Positions) -> None:
+        self.src, self.positions = src, positions
+        self.inside = positions.inside
+        self.values = np.zeros(len(self.inside), dtype=np.dtype(src.header.levels[0].dtype))
+
+    def by_tile(self) -> list[tuple[TileKey, np.ndarray, np.ndarray]]:
+        """``(tile, positions in this probe, flat offsets in the decoded tile)`` for every
+        tile holding a point."""
+        href = self.src.href
+        return [(TileKey(href, 0, tid), sel, flat) for tid, sel, flat in self.positions.groups]
 
     def valid(self) -> np.ndarray:
         """Inside the image and not nodata."""
@@ -204,27 +241,18 @@ class _Probe:
 
 
 class _Job:
-    """One (record, band): its points' pixel positions and the probes reading them."""
+    """One (record, band): its points, where they fall and the probes reading them."""
 
-    def __init__(
-        self, rec: Any, band: str, idx: np.ndarray, fr: np.ndarray, fc: np.ndarray, src: Any,
-        method: str,
-    ) -> None:  # fmt: skip
-        self.rec, self.band, self.idx, self.method = rec, band, idx, method
-        if method == "nearest":
-            r0, c0 = np.floor(fr).astype(np.int64), np.floor(fc).astype(np.int64)
-            self.probes = [_Probe(src, r0, c0)]
-            return
-        r0, c0 = np.floor(fr - 0.5).astype(np.int64), np.floor(fc - 0.5).astype(np.int64)
-        self.wy, self.wx = fr - 0.5 - r0, fc - 0.5 - c0
-        self.probes = [_Probe(src, r0 + dr, c0 + dc) for dr in (0, 1) for dc in (0, 1)]
+    def __init__(self, rec: Any, band: str, idx: np.ndarray, src: Any, place: _Placement) -> None:
+        self.rec, self.band, self.idx, self.place = rec, band, idx, place
+        self.probes = [_Probe(src, pos) for pos in place.positions]
 
     def values(self) -> tuple[np.ndarray, np.ndarray]:
         """Sampled values and which are valid (the others are null in the result)."""
-        if self.method == "nearest":
+        if self.place.method == "nearest":
             (probe,) = self.probes
             return probe.values, probe.valid()
-        wy, wx = self.wy, self.wx
+        wy, wx = self.place.wy, self.place.wx
         acc = np.zeros(len(wy))
         wsum = np.zeros(len(wy))
         weights = ((1 - wy) * (1 - wx), (1 - wy) * wx, wy * (1 - wx), wy * wx)
