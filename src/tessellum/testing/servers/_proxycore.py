@@ -12,6 +12,7 @@ import contextlib
 import mmap
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 
 __all__ = ["COUNTERS_SIZE", "Counters", "ProxyEngine"]
@@ -102,6 +103,9 @@ class ProxyEngine:
         if self._server is not None:
             await self._server.wait_closed()
 
+    def _counter(self, slot: int) -> Callable[[int], None]:
+        return lambda n: self.counters.add(slot, n)
+
     async def _handle(self, creader: asyncio.StreamReader, cwriter: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
@@ -123,20 +127,18 @@ class ProxyEngine:
                 self.counters.add(Counters.REQUESTS, 1)
                 uwriter.write(raw)
                 self.counters.add(Counters.BYTES_UP, len(raw))
-                sent_up, _ = await _relay_body(creader, uwriter, request, is_request=True)
-                self.counters.add(Counters.BYTES_UP, sent_up)
+                await _relay_body(creader, uwriter, request, self._counter(Counters.BYTES_UP))
                 await uwriter.drain()
 
                 response = _Head.parse(await ureader.readuntil(b"\r\n\r\n"))
                 cwriter.write(response.raw)
                 method = request.start_line.split(" ", 1)[0].upper()
                 status = int(response.start_line.split(" ", 2)[1])
-                sent, until_eof = 0, False
+                until_eof = False
                 if not (method == "HEAD" or status in (204, 304) or 100 <= status < 200):
-                    sent, until_eof = await _relay_body(
-                        ureader, cwriter, response, is_request=False
+                    until_eof = await _relay_body(
+                        ureader, cwriter, response, self._counter(Counters.BYTES_DOWN)
                     )
-                self.counters.add(Counters.BYTES_DOWN, sent)
                 await cwriter.drain()
                 # A body delimited by the upstream closing cannot be followed by another.
                 if until_eof or not (request.keeps_alive() and response.keeps_alive()):
@@ -153,35 +155,44 @@ class ProxyEngine:
 
 
 async def _relay_body(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: _Head, *, is_request: bool
-) -> tuple[int, bool]:
-    """Copy one message body; returns its size and whether the sender's EOF delimited it."""
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    head: _Head,
+    count: Callable[[int], None],
+) -> bool:
+    """Copy one message body; returns whether the sender's EOF delimited it.
+
+    ``count`` gets the size of every piece before it is written: a client that has the
+    whole body sees it counted (counting after the last write raced the client's next
+    look at the counters).
+    """
     if head.is_chunked():
-        return await _relay_chunked(reader, writer), False
+        await _relay_chunked(reader, writer, count)
+        return False
     length = head.headers.get("content-length")
     if length is not None:
         remaining = int(length)
-        total = remaining
         while remaining:
             chunk = await reader.read(min(_READ, remaining))
             if not chunk:
                 raise ConnectionError("peer closed mid-body")
+            count(len(chunk))
             writer.write(chunk)
             remaining -= len(chunk)
             await writer.drain()
-        return total, False
-    if is_request:
-        return 0, False  # a request without length or chunking has no body
-    total = 0
+        return False
+    if not head.start_line.startswith("HTTP/"):
+        return False  # a request without length or chunking has no body
     while chunk := await reader.read(_READ):
+        count(len(chunk))
         writer.write(chunk)
-        total += len(chunk)
         await writer.drain()
-    return total, True
+    return True
 
 
-async def _relay_chunked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> int:
-    total = 0
+async def _relay_chunked(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, count: Callable[[int], None]
+) -> None:
     while True:
         size_line = await reader.readuntil(b"\r\n")
         writer.write(size_line)
@@ -191,10 +202,10 @@ async def _relay_chunked(reader: asyncio.StreamReader, writer: asyncio.StreamWri
                 line = await reader.readuntil(b"\r\n")
                 writer.write(line)
                 if line == b"\r\n":
-                    return total
+                    return
         data = await reader.readexactly(size + 2)
+        count(size)
         writer.write(data)
-        total += size
         await writer.drain()
 
 
