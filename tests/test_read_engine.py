@@ -290,16 +290,37 @@ def _band_source(path):
     return record_bands(_coll([path]).table, ["data"])[0].bands["data"]
 
 
+@pytest.fixture(params=["fresh", "reused-garbage"])
+def output_memory(request, monkeypatch):
+    """Outputs on fresh memory, or on pooled memory full of garbage (a reused output
+    must have every pixel written or filled)."""
+    from tessellum.read import _pool
+
+    if request.param == "reused-garbage":
+        pool = _pool.OutputPool(1 << 30)
+        monkeypatch.setattr(_pool, "MIN_POOLED_BYTES", 0)
+        monkeypatch.setattr(_pool, "output_pool", lambda: pool)
+
+        def garbage(nbytes: int) -> None:
+            raw = np.full(nbytes, 0xAB, np.uint8)
+            pool._give_back(raw)
+
+        return garbage
+    return lambda nbytes: None
+
+
 @pytest.mark.parametrize("nodata", [0, None, float("nan")])
-def test_window_beyond_the_image_marks_margins_and_nodata(tmp_path, nodata):
+def test_window_beyond_the_image_marks_margins_and_nodata(tmp_path, nodata, output_memory):
     """A window hanging over two image edges: margins get the fill and are invalid,
     inside pixels equal GDAL's boundless read and are valid exactly where not nodata
-    (the mask is built per tile in the decode threads)."""
+    (the mask is built per tile in the decode threads). Also on reused memory."""
     import asyncio
 
     from tessellum.read.engine import Target, read_targets_async
 
     dtype = "float32" if nodata is not None and nodata != nodata else "uint16"
+    output_memory(800 * 120 * np.dtype(dtype).itemsize)  # the output
+    output_memory(800 * 120)  # its validity mask
     data = (np.arange(700 * 900).reshape(1, 700, 900) % 5000 + 1).astype(dtype)
     data[0, 600:640, 100:150] = 0 if nodata is None else nodata  # nodata inside the image
     path, _ = write_cog(

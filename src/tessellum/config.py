@@ -128,6 +128,9 @@ class Settings(BaseSettings):
     """First retry delay; doubles on each further retry."""
     provider_timeout_s: float = Field(default=120.0, gt=0)
     """Wall-clock limit of one extraction against one provider."""
+    output_pool_bytes: int = Field(default=512 * 1024 * 1024, ge=0)
+    """Memory of large read outputs (8 MiB and more) kept for reuse once every array
+    over it is gone, so the next large read pays no page faults; 0 keeps none."""
     max_output_pixels: int = Field(default=100_000_000, ge=1)
     """Raster mode refuses outputs larger than this many pixels."""
     zonal_processes: int = Field(default=0, ge=0)

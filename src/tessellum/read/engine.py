@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import ValidationError
 from ..geo.grid import Grid, transform_bounds
+from ._pool import pooled_empty
 from .fetch import FetchOptions, fetch_tiles_async
 from .plan import SourceRead, TileKey, inside_rect, pick_overview, unique_tiles
 
@@ -243,10 +244,12 @@ def _allocate(t: Target) -> tuple[np.ndarray, np.ndarray | None, Any, Any]:
     fill = _fill_value(dtype, nodata)
     rect = inside_rect(t.reads[0][1]) if _streams_first(t, dtype) else None
     if rect is None:
-        return np.full(t.grid.shape, fill, dtype=dtype), None, fill, nodata
+        out = pooled_empty(t.grid.shape, dtype)
+        out.fill(fill)
+        return out, None, fill, nodata
     # no full-size fill: the tiles write the inside, only the margins need the fill
-    out = np.empty(t.grid.shape, dtype=dtype)
-    have = np.empty(t.grid.shape, dtype=bool)
+    out = pooled_empty(t.grid.shape, dtype)
+    have = pooled_empty(t.grid.shape, bool)
     (y0, y1), (x0, x1) = ((r.start, r.stop) for r in rect)
     for sl in (np.s_[:y0, :], np.s_[y1:, :], np.s_[y0:y1, :x0], np.s_[y0:y1, x1:]):
         out[sl] = fill
