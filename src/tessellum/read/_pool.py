@@ -71,7 +71,7 @@ class OutputPool:
         if raw is None:
             raw = np.empty(nbytes, np.uint8)  # numpy asks for huge pages on large arrays
         lease = _Lease(raw, nbytes)
-        weakref.finalize(lease, self._give_back, raw)
+        weakref.finalize(lease, self._give_back, raw).atexit = False  # not at exit
         return np.asarray(lease).view(dtype).reshape(shape)
 
     def clear(self) -> None:

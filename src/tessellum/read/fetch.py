@@ -140,7 +140,7 @@ def run_all_in(
         done.set_result(None)
         return done
     lock = threading.Lock()
-    left = [len(calls)]
+    left = len(calls)
     errors: list[BaseException] = []
 
     def resolve() -> None:
@@ -151,12 +151,13 @@ def run_all_in(
                 done.set_result(None)
 
     def finished(f: Future[None]) -> None:
+        nonlocal left
         exc = None if f.cancelled() else f.exception()
         with lock:
             if exc is not None:
                 errors.append(exc)
-            left[0] -= 1
-            last = left[0] == 0
+            left -= 1
+            last = left == 0
         if last:
             try:
                 loop.call_soon_threadsafe(resolve)
