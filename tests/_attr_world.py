@@ -153,8 +153,11 @@ class UvicornThread:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
+        from tessellum.service import ServiceSettings
+
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                lifespan="off")  # fmt: skip
+                                lifespan="off",
+                                timeout_keep_alive=ServiceSettings().keep_alive_s)  # fmt: skip
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

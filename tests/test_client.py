@@ -68,3 +68,20 @@ async def test_async_client(server):
         assert r.results[0].pixel_count == 1
         assert (await c.health())["status"] == "ok"
         assert (await c.datasets(bbox=(10, 46, 11, 47)))["total"] >= 1
+
+
+def test_idle_connections_close_on_the_client_first(monkeypatch):
+    """The client drops idle connections before the server closes them (a request
+    sent on a connection the server is closing fails with a read error), and
+    ``tessellum serve`` keeps them open for ``keep_alive_s``."""
+    import uvicorn
+
+    from tessellum.client import _LIMITS
+    from tessellum.service.cli import serve
+
+    server_idle = ServiceSettings().keep_alive_s
+    assert _LIMITS.keepalive_expiry < 5 < server_idle  # 5 s: uvicorn's and httpx's default
+    seen = {}
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: seen.update(kw))
+    serve(host="127.0.0.1", port=0, workers=1, log_level="warning")
+    assert seen["timeout_keep_alive"] == server_idle

@@ -95,6 +95,12 @@ def _check(resp: httpx.Response) -> Any:
     )
 
 
+_LIMITS = httpx.Limits(keepalive_expiry=2.0)
+"""Idle connections are closed after 2 s, before a server closes them (uvicorn: 5 s;
+``tessellum serve``: 75 s); a request sent on a connection the server is closing
+fails with a read error."""
+
+
 def _headers(api_key: str | None) -> dict[str, str]:
     return {"X-API-Key": api_key} if api_key else {}
 
@@ -119,8 +125,9 @@ class Client:
         transport: Any = None,
     ) -> None:
         self._http = httpx.Client(
-            base_url=base_url, headers=_headers(api_key), timeout=timeout, transport=transport
-        )
+            base_url=base_url, headers=_headers(api_key), timeout=timeout, transport=transport,
+            limits=_LIMITS,
+        )  # fmt: skip
 
     def __enter__(self) -> Client:
         return self
@@ -179,8 +186,9 @@ class AsyncClient:
         transport: Any = None,
     ) -> None:
         self._http = httpx.AsyncClient(
-            base_url=base_url, headers=_headers(api_key), timeout=timeout, transport=transport
-        )
+            base_url=base_url, headers=_headers(api_key), timeout=timeout, transport=transport,
+            limits=_LIMITS,
+        )  # fmt: skip
 
     async def __aenter__(self) -> AsyncClient:
         return self

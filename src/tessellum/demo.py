@@ -161,14 +161,16 @@ def query_service(servers) -> None:
 
     import tessellum
     from tessellum.client import Client
-    from tessellum.service import create_app
+    from tessellum.service import ServiceSettings, create_app
     from tessellum.testing.servers import free_port
 
     tessellum.configure(stac_api=servers.stac_url)  # process-wide: the server thread sees it
     port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning")
-    )
+    config = uvicorn.Config(
+        create_app(), host="127.0.0.1", port=port, log_level="warning",
+        timeout_keep_alive=ServiceSettings().keep_alive_s,
+    )  # fmt: skip
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:

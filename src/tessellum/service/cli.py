@@ -34,6 +34,8 @@ def serve(
         os.environ["TESSELLUM_SERVICE_API_KEYS"] = ",".join(api_key)
     if rate_limit is not None:
         os.environ["TESSELLUM_SERVICE_RATE_LIMIT_PER_MINUTE"] = str(rate_limit)
+    from .settings import ServiceSettings
+
     uvicorn.run(
         "tessellum.service:create_app",
         factory=True,
@@ -41,4 +43,5 @@ def serve(
         port=port,
         workers=workers,
         log_level=log_level,
+        timeout_keep_alive=ServiceSettings().keep_alive_s,
     )

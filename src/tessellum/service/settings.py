@@ -34,6 +34,11 @@ class ServiceSettings(BaseSettings):
     """Geometries in one batch request."""
     request_timeout_s: float = Field(default=60.0, gt=0)
     """Wall-clock limit of one request; unfinished datasets become warnings."""
+    keep_alive_s: int = Field(default=75, ge=1)
+    """Seconds an idle keep-alive connection stays open. Longer than clients keep idle
+    connections (httpx 5 s, :mod:`tessellum.client` 2 s): a client that reuses a
+    connection just as the server closes it gets a read error (seen in the load test
+    with both at uvicorn's and httpx's 5 s)."""
     title: str = "tessellum attribute service"
     """OpenAPI title."""
 
