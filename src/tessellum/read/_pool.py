@@ -89,9 +89,9 @@ class OutputPool:
     def _give_back(self, raw: np.ndarray) -> None:
         with self._lock:
             self._free.append(raw)
-            # keep the most recent buffers within the bound
-            while self._free and sum(b.nbytes for b in self._free) > self.max_bytes:
-                self._free.pop(0)
+            kept = sum(b.nbytes for b in self._free)
+            while kept > self.max_bytes:  # keep the most recent buffers within the bound
+                kept -= self._free.pop(0).nbytes
 
 
 _pool: OutputPool | None = None

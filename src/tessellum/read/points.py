@@ -222,8 +222,7 @@ class _Probe:
 
     def __init__(self, src: Any, positions: _Positions) -> None:
         self.src, self.positions = src, positions
-        self.inside = positions.inside
-        self.values = np.zeros(len(self.inside), dtype=np.dtype(src.header.levels[0].dtype))
+        self.values = np.zeros(len(positions.inside), np.dtype(src.header.levels[0].dtype))
 
     def by_tile(self) -> list[tuple[TileKey, np.ndarray, np.ndarray]]:
         """``(tile, positions in this probe, flat offsets in the decoded tile)`` for every
@@ -233,7 +232,7 @@ class _Probe:
 
     def valid(self) -> np.ndarray:
         """Inside the image and not nodata."""
-        ok = self.inside.copy()
+        ok = self.positions.inside.copy()
         nod = self.src.nodata
         if nod is not None:
             ok &= ~np.isnan(self.values) if is_nan(nod) else self.values != nod
