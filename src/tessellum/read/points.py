@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import ValidationError
+from ..geo.crs import crs_to_code, to_crs, transformer
 from .engine import is_nan
 from .fetch import fetch_tiles_async
 from .plan import TileKey
@@ -38,7 +39,6 @@ async def sample_points_async(
     **filters: Any,
 ) -> pa.Table:
     """Async form of :meth:`Collection.sample_points`."""
-    from ..geo.crs import to_crs, transformer
     from ..geo.geometry import coerce_geometries
     from .outputs import _filtered
 
@@ -84,7 +84,7 @@ async def sample_points_async(
 
     def coords_in(crs: Any) -> tuple[np.ndarray, np.ndarray]:
         # records share few CRSs: compare and transform once per CRS, not per record
-        key = crs if isinstance(crs, str | int) else id(crs)
+        key = crs_to_code(crs)
         if key not in in_crs:
             if to_crs(crs).equals(g.crs):
                 in_crs[key] = px, py
@@ -173,9 +173,8 @@ def _stable_order(keys: np.ndarray, bound: int) -> np.ndarray:
 def _layout_key(src: Any) -> tuple[Any, ...]:
     """What decides where points fall in a band's tiles: its grid and tile layout."""
     lvl = src.header.levels[0]
-    crs = src.grid.crs
     return (
-        tuple(src.grid.transform)[:6], crs if isinstance(crs, str | int) else crs.to_wkt(),
+        tuple(src.grid.transform)[:6], crs_to_code(src.grid.crs),
         lvl.width, lvl.height, lvl.tile_width, lvl.tile_height, lvl.planar_config,
         lvl.tile_shape(), src.sample,
     )  # fmt: skip
