@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.client import HTTPConnection
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -311,6 +313,83 @@ def test_proxy_pipelined_requests_on_one_connection(proxy: LatencyProxy, data_di
     assert bodies == [expected[0:5], expected[10:15], expected[20:25]]
     assert elapsed >= 0.09  # three requests, each delayed
     assert proxy.request_count == 3
+
+
+class _EchoHandler(BaseHTTPRequestHandler):
+    """POST /len echoes the body (Content-Length); /chunked answers in chunks; /eof
+    answers HTTP/1.0 without a length (the body ends when the server closes)."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        if self.path == "/chunked":
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for i in range(0, len(body), 70_000):
+                piece = body[i : i + 70_000]
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            self.wfile.write(b"0\r\n\r\n")
+        elif self.path == "/eof":
+            self.protocol_version = "HTTP/1.0"
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(body)
+            self.close_connection = True
+        else:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def echo_proxy() -> Iterator[LatencyProxy]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _EchoHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with LatencyProxy(f"http://127.0.0.1:{server.server_port}", delay_ms=0) as proxy:
+            yield proxy
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("splice", [True, False], ids=["splice", "copy"])
+@pytest.mark.parametrize("path", ["/len", "/chunked", "/eof"])
+def test_proxy_relays_request_bodies_and_every_response_framing(
+    echo_proxy: LatencyProxy, path: str, splice: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import httpx
+
+    from tessellum.testing.servers import _proxycore
+
+    if splice and not _proxycore._SPLICE:
+        pytest.skip("os.splice is Linux-only")
+    monkeypatch.setattr(_proxycore, "_SPLICE", splice)  # the proxy runs in this process
+
+    body = _known_bytes(2_500_000, seed=7)  # larger than the proxy's splice pipe
+    resp = httpx.post(f"{echo_proxy.url}{path}", content=body, timeout=10)
+    assert resp.status_code == 200
+    assert resp.content == body
+    assert echo_proxy.bytes_up > len(body)  # head + body
+    assert echo_proxy.bytes_down == len(body)
+
+
+def test_proxy_survives_a_client_dropping_mid_body(proxy: LatencyProxy, data_dir: Path) -> None:
+    proxy.delay_ms = 0
+    request = b"GET /sub/big.bin HTTP/1.1\r\nHost: x\r\n\r\n"
+    for _ in range(3):
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
+            sock.sendall(request)
+            assert sock.recv(1000)  # the head and the first bytes, then hang up
+    expected = (data_dir / "sub" / "big.bin").read_bytes()
+    assert _get(f"{proxy.url}/sub/big.bin", "bytes=5-1000004").content == expected[5:1_000_005]
 
 
 def test_proxy_isolated_serves_rasterio_in_process(http_server: HttpServer, data_dir: Path) -> None:
