@@ -10,12 +10,12 @@ collection stores (its header cache is the point of the index).
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import numpy as np
 
 from benchmarks.core import CaseContext
+from tessellum._sync import run_sync
 from tessellum.collection import build_from_files
 from tessellum.read.cache import default_tile_cache
 from tessellum.read.engine import Target, read_targets_async
@@ -38,7 +38,7 @@ def _source(url: str):
 def _read(src, row: int, col: int, height: int, width: int) -> np.ndarray:
     default_tile_cache().clear()
     grid = src.grid.window(row, col, height, width)
-    ((arr, _),) = asyncio.run(read_targets_async([Target(grid, [src])]))
+    ((arr, _),) = run_sync(read_targets_async([Target(grid, [src])]))
     return arr
 
 

@@ -27,6 +27,23 @@ def _background_loop() -> asyncio.AbstractEventLoop:
         return _loop
 
 
+def _run_in_new_loop(coro: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(coro)`` whose main task returns None and hands the result over aside.
+
+    On the main thread, Python 3.11 and 3.12 ``repr()`` the main task, result included,
+    twice while ``asyncio.run`` restores the SIGINT handler (the message of an
+    ``enum`` lookup that fails; fixed in 3.13). The repr of an xarray Dataset costs
+    ~1 ms, of a multi-MB bytes-like object tens of ms.
+    """
+    box: list[T] = []
+
+    async def main() -> None:
+        box.append(await coro)
+
+    asyncio.run(main())
+    return box[0]
+
+
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro`` to completion and return its result.
 
@@ -37,7 +54,7 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(coro)
+        return _run_in_new_loop(coro)
     # the task is created inside a copy of the caller's context, so contextvars (e.g.
     # settings_override) reach the coroutine on the background loop
     ctx = contextvars.copy_context()
