@@ -521,3 +521,69 @@ def test_run_all_in_waits_for_every_call_and_raises_the_first_error():
         assert sorted(started) == [0, 1]  # two workers; the other four never started
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("warped", [False, True], ids=["pasted", "warped"])
+def test_targets_write_into_the_layers_they_are_given(tmp_path, warped):
+    """Target.out / valid_out: the read lands in the caller's (garbage-filled) buffers,
+    by the streamed paste and by the assembly path alike, equal to a fresh read."""
+    import asyncio
+
+    from tessellum.geo.grid import Grid
+    from tessellum.read.engine import Target, read_targets_async
+
+    data = (np.arange(700 * 900).reshape(1, 700, 900) % 5000 + 1).astype("uint16")
+    data[0, 100:140, 100:150] = 0
+    path, _ = write_cog(
+        tmp_path / "a.tif", shape=(700, 900), crs=UTM, transform=T0, nodata=0, data=data
+    )
+    src = _band_source(path)
+    grid = src.grid.window(-30, 60, 200, 150)  # over the top edge
+    if warped:  # the same area on a grid of 15 m pixels: not the file's pixels
+        grid = Grid(140, 100, from_origin(500600, 4650300, 15, 15), UTM)
+    layers = np.full((2, *grid.shape), 7777, dtype="uint16")
+    valid = np.ones((2, *grid.shape), dtype=bool)
+    (want, want_ok), (got, got_ok) = asyncio.run(
+        read_targets_async(
+            [Target(grid, [src]), Target(grid, [src], out=layers[1], valid_out=valid[1])]
+        )
+    )
+    assert np.shares_memory(got, layers) and np.shares_memory(got_ok, valid)
+    np.testing.assert_array_equal(layers[1], want)
+    np.testing.assert_array_equal(valid[1], want_ok)
+    assert (layers[0] == 7777).all() and valid[0].all()  # the other layer untouched
+    assert not want_ok.all() and want_ok.any()
+
+
+def test_target_buffers_are_checked(tmp_path):
+    from tessellum.read.engine import Target
+
+    path, _ = write_cog(tmp_path / "a.tif", shape=(300, 300), crs=UTM, transform=T0)
+    src = _band_source(path)
+    grid = src.grid.window(0, 0, 40, 50)
+    with pytest.raises(ValidationError, match=r"out has shape \(50, 40\)"):
+        Target(grid, [src], out=np.empty((50, 40), "uint16"))
+    with pytest.raises(ValidationError, match="valid_out must be bool"):
+        Target(grid, [src], valid_out=np.empty((40, 50), "uint8"))
+    with pytest.raises(ValidationError, match=r"Target\.out is uint8, dtype is float32"):
+        Target(grid, [src], dtype=np.dtype("float32"), out=np.empty((40, 50), "uint8"))
+
+
+def test_records_of_different_types_stack_in_their_common_type(tmp_path):
+    """A band stored as uint8 in one record and uint16 in another: get_numpy and
+    get_xarray hold both in uint16, each equal to its file (nothing narrowed)."""
+    small = (np.arange(300 * 300).reshape(1, 300, 300) % 250 + 1).astype("uint8")
+    wide = (np.arange(300 * 300).reshape(1, 300, 300) * 7 % 60000 + 1).astype("uint16")
+    a, _ = write_cog(tmp_path / "a.tif", shape=(300, 300), crs=UTM, transform=T0, data=small)
+    b, _ = write_cog(tmp_path / "b.tif", shape=(300, 300), crs=UTM, transform=T0, data=wide)
+    coll = _coll([a, b])
+    aoi = box(500100, 4648000, 501500, 4649500)  # rows 50-200, cols 10-150
+    res = coll.get_numpy([aoi, aoi], ["data"], geometry_crs=UTM)
+    assert res.data.dtype == np.uint16 and res.data.shape == (4, 1, 150, 140)
+    ds = coll.get_xarray(aoi, ["data"], geometry_crs=UTM)
+    assert ds["data"].dtype == np.uint16
+    files = {"a": small[0, 50:200, 10:150], "b": wide[0, 50:200, 10:150]}
+    for n, rid in enumerate(res.labels.column("record_id").to_pylist()):
+        want = files[rid.split("/")[-1][0]]
+        np.testing.assert_array_equal(res.data[n, 0], want)
+        np.testing.assert_array_equal(ds["data"].sel(time=ds["id"] == rid).values[0], want)

@@ -105,7 +105,20 @@ class Target:
     dtype: Any = None  # default: the first source's dtype
     nodata: Any = None  # default: the first source's nodata (0 / NaN when none)
     mask: np.ndarray | None = None  # pixels to keep (others set to nodata), e.g. a geometry
+    out: np.ndarray | None = None  # where to write the array (e.g. a layer of a stack)
+    valid_out: np.ndarray | None = None  # where to write the validity mask
     reads: list[tuple[BandSource, SourceRead, Grid, bool]] = field(default_factory=list, repr=False)
+
+    def __post_init__(self) -> None:
+        for name, buf in (("out", self.out), ("valid_out", self.valid_out)):
+            if buf is not None and buf.shape != self.grid.shape:
+                raise ValidationError(
+                    f"Target.{name} has shape {buf.shape}, the grid {self.grid.shape}"
+                )
+        if self.valid_out is not None and self.valid_out.dtype != np.bool_:
+            raise ValidationError(f"Target.valid_out must be bool, got {self.valid_out.dtype}")
+        if self.out is not None and self.dtype is not None and self.out.dtype != self.dtype:
+            raise ValidationError(f"Target.out is {self.out.dtype}, dtype is {self.dtype}")
 
 
 def _resolution_in_source(src: BandSource, dst: Grid) -> float:
@@ -235,21 +248,21 @@ def _allocate(t: Target) -> tuple[np.ndarray, np.ndarray | None, Any, Any]:
     outside the read's image already set: nodata / False; every other pixel is written
     by a tile), the fill value and the nodata."""
     first = t.sources[0] if t.sources else None
-    dtype = (
-        np.dtype(t.dtype)
-        if t.dtype is not None
-        else (first.dtype if first else np.dtype("float32"))
-    )
+    if t.dtype is not None:
+        dtype = np.dtype(t.dtype)
+    elif t.out is not None:
+        dtype = t.out.dtype
+    else:
+        dtype = first.dtype if first else np.dtype("float32")
     nodata = t.nodata if t.nodata is not None else (first.nodata if first else None)
     fill = _fill_value(dtype, nodata)
+    out = t.out if t.out is not None else pooled_empty(t.grid.shape, dtype)
     rect = inside_rect(t.reads[0][1]) if _streams_first(t, dtype) else None
     if rect is None:
-        out = pooled_empty(t.grid.shape, dtype)
         out.fill(fill)
         return out, None, fill, nodata
     # no full-size fill: the tiles write the inside, only the margins need the fill
-    out = pooled_empty(t.grid.shape, dtype)
-    have = pooled_empty(t.grid.shape, bool)
+    have = t.valid_out if t.valid_out is not None else pooled_empty(t.grid.shape, bool)
     (y0, y1), (x0, x1) = ((r.start, r.stop) for r in rect)
     for sl in (np.s_[:y0, :], np.s_[y1:, :], np.s_[y0:y1, :x0], np.s_[y0:y1, x1:]):
         out[sl] = fill
@@ -289,18 +302,26 @@ def _assemble(
                 win = lgrid.window(rd.window[0], rd.window[1], *rd.shape)
                 buf, valid = _warp(buf, valid, win, t.grid, t.resampling, src_fill)
             if have is None:
-                have = np.zeros(t.grid.shape, dtype=bool)
+                have = _no_valid_pixels(t)
             take = valid & ~have
             np.copyto(out, buf, where=take, casting="unsafe")
             have |= take
         if have.all():
             break
     if have is None:
-        have = np.zeros(t.grid.shape, dtype=bool)
+        have = _no_valid_pixels(t)
     if t.mask is not None:
         have &= t.mask
         np.copyto(out, fill, where=~t.mask, casting="unsafe")
     return out, have
+
+
+def _no_valid_pixels(t: Target) -> np.ndarray:
+    """A validity mask of ``t`` with every pixel False (in ``t.valid_out`` when given)."""
+    if t.valid_out is None:
+        return np.zeros(t.grid.shape, dtype=bool)
+    t.valid_out.fill(False)
+    return t.valid_out
 
 
 def _same_value(a: Any, b: Any) -> bool:

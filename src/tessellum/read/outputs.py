@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from .._interop import require
 from ..errors import ValidationError
-from .stacks import GeometryStack, fetch_options, read_stacks_async
+from .stacks import GeometryStack, fetch_options, read_stacks_into_async
 
 _FILTER_KEYS = ("cloud_cover_lt", "date_range", "bbox", "split")
 
@@ -35,12 +35,14 @@ async def _stacks(
     max_concurrent: int | None,
     progress: bool | None,
     equal_size: bool = False,
+    chips: bool = False,
     **read: Any,
-) -> list[GeometryStack]:
-    """Filter the collection, then plan and read every geometry x record x band at once."""
+) -> tuple[list[GeometryStack], np.ndarray | None]:
+    """Filter the collection, then plan and read every geometry x record x band at once
+    (with ``chips``, into one [N, C, H, W] array, also returned)."""
     coll = _filtered(collection, filters)
-    return await read_stacks_async(
-        coll.table, geometries, bands, equal_size=equal_size,
+    return await read_stacks_into_async(
+        coll.table, geometries, bands, equal_size=equal_size, chips=chips,
         opts=fetch_options(max_concurrent, progress=progress), **read,
     )  # fmt: skip
 
@@ -59,11 +61,11 @@ def stack_to_xarray(st: GeometryStack) -> Any:
     import xarray as xr
 
     x, y = st.grid.xy_coords()
+    # explicit unit: records without a datetime are NaT, and an all-NaT array would
+    # otherwise have no unit (which xarray/pandas reject)
     times = np.array(
-        [
-            np.datetime64(t.replace(tzinfo=None), "ns") if t else np.datetime64("NaT")
-            for t in st.datetimes
-        ]
+        [np.datetime64(t.replace(tzinfo=None), "ns") if t else "NaT" for t in st.datetimes],
+        dtype="datetime64[ns]",
     )
     _, sref = _spatial_ref(st.grid.crs)
     sref["GeoTransform"] = " ".join(str(v) for v in st.grid.transform.to_gdal())
@@ -106,7 +108,7 @@ async def get_xarray_async(
 ) -> Any:
     """Async form of :meth:`Collection.get_xarray`."""
     require("xarray", "xarray")
-    stacks = await _stacks(
+    stacks, _ = await _stacks(
         collection, geometries, bands, filters, max_concurrent=max_concurrent, progress=progress,
         geometry_crs=geometry_crs, target_crs=target_crs, resolution=resolution,
         resampling=resampling, all_touched=all_touched,
@@ -139,23 +141,20 @@ async def get_numpy_async(
     """Async form of :meth:`Collection.get_numpy`."""
     if isinstance(bands, str):
         bands = [bands]
-    stacks = await _stacks(
+    stacks, data = await _stacks(
         collection, geometries, bands, filters, max_concurrent=max_concurrent, progress=progress,
-        equal_size=True, geometry_crs=geometry_crs, target_crs=target_crs, resolution=resolution,
-        resampling=resampling, all_touched=all_touched,
+        equal_size=True, chips=True, geometry_crs=geometry_crs, target_crs=target_crs,
+        resolution=resolution, resampling=resampling, all_touched=all_touched,
     )  # fmt: skip
-    chips, gids, rids, whens = [], [], [], []
-    for st in stacks:
-        if st.grid is None:
-            continue
-        for k, rid in enumerate(st.record_ids):
-            chips.append(np.stack([st.data[b][k] for b in bands]))
-            gids.append(st.geometry_id), rids.append(rid), whens.append(st.datetimes[k])
-    if not chips:
+    if data is None:
         raise ValidationError("no record of the collection intersects the geometries")
-    dtypes = {c.dtype for c in chips}
-    dtype = np.result_type(*dtypes) if len(dtypes) > 1 else chips[0].dtype
-    data = np.stack([c.astype(dtype, copy=False) for c in chips])
+    # the chips' order in data: geometries, then their records
+    gids, rids, whens = [], [], []
+    for st in stacks:
+        if st.grid is not None:
+            gids += [st.geometry_id] * len(st.record_ids)
+            rids += st.record_ids
+            whens += st.datetimes
     labels = pa.table({
         "geometry_id": pa.array(gids, pa.int64()),
         "record_id": pa.array(rids, pa.string()),
@@ -188,7 +187,7 @@ async def get_gdf_async(
     if isinstance(bands, str):
         bands = [bands]
     g = coerce_geometries(geometries, crs=geometry_crs)
-    stacks = await _stacks(
+    stacks, _ = await _stacks(
         collection, geometries, bands, filters, max_concurrent=max_concurrent, progress=progress,
         geometry_crs=geometry_crs, target_crs=target_crs, resolution=resolution,
         resampling=resampling, all_touched=all_touched,

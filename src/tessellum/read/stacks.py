@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ValidationError
+from ._pool import pooled_empty
 from .engine import Target, read_targets_async
 from .fetch import FetchOptions
 from .grids import align_longitudes, geometry_mask, output_grid, pad_to, reference_source
@@ -134,12 +135,42 @@ async def read_stacks_async(
     pixel in :func:`mosaic_order` winning: each record fills only its own window, and no
     per-record layer of the whole grid is made.
     """
+    stacks, _ = await read_stacks_into_async(
+        table, geometries, bands, geometry_crs=geometry_crs, target_crs=target_crs,
+        resolution=resolution, resampling=resampling, all_touched=all_touched, mask=mask,
+        equal_size=equal_size, mosaic=mosaic, opts=opts,
+    )  # fmt: skip
+    return stacks
+
+
+async def read_stacks_into_async(
+    table: Any,
+    geometries: Any,
+    bands: Sequence[str],
+    *,
+    geometry_crs: Any = None,
+    target_crs: Any = None,
+    resolution: Any = None,
+    resampling: str = "nearest",
+    all_touched: bool = False,
+    mask: bool = True,
+    equal_size: bool = False,
+    mosaic: bool = False,
+    chips: bool = False,
+    opts: FetchOptions | None = None,
+) -> tuple[list[GeometryStack], np.ndarray | None]:
+    """:func:`read_stacks_async`, and with ``chips`` (needs ``equal_size``, not
+    ``mosaic``) every layer written straight into one ``[N, C, H, W]`` array, N running
+    over geometries then their records, C over ``bands``: the stacks' ``data`` are views
+    of it. Every layer is read into its final place, never copied after the read."""
     from ..geo.geometry import coerce_geometries
 
     if isinstance(bands, str):
         bands = [bands]
     if not bands:
         raise ValidationError("bands must name at least one band")
+    if chips and (mosaic or not equal_size):
+        raise ValidationError("chips=True needs equal_size=True and mosaic=False")
     g = coerce_geometries(geometries, crs=geometry_crs)
     recs = record_bands(table, bands)
     by_row = {r.row: r for r in recs}
@@ -171,14 +202,26 @@ async def read_stacks_async(
                 (gid, rs, pad_to(grid, h, w) if grid is not None else None)
                 for gid, rs, grid in plans
             ]
+    stacks = {}
+    for gid, rs, grid in plans:
+        listed = mosaic_order(rs) if mosaic else rs
+        stacks[gid] = GeometryStack(
+            gid, g.geoms[gid], grid, [r.id for r in listed], [r.datetime for r in listed],
+            {b: None for b in bands}, {b: None for b in bands},
+            {b: (rs[0].bands[b].nodata if rs else None) for b in bands},
+        )  # fmt: skip
+    block = _allocate_layers(plans, bands, stacks, chips) if not mosaic else None
     targets: list[Target] = []
-    index: list[tuple[int, int, str]] = []
+    index: list[tuple[int, str]] = []
     for gid, rs, grid in plans:
         if grid is None:
             continue
         keep = None
         if mask and geoms[gid].geom_type in ("Polygon", "MultiPolygon"):
             keep = geometry_mask(geoms[gid], g.crs, grid, all_touched=all_touched)
+            if keep.all():  # e.g. a box on the grid: nothing to mask out
+                keep = None
+        st = stacks[gid]
         layers = [mosaic_order(rs)] if mosaic else [[r] for r in rs]
         for k, records in enumerate(layers):
             for b in bands:
@@ -188,27 +231,48 @@ async def read_stacks_async(
                     if srcs[0].dtype.kind == "f" or resampling in ("nearest", "mode")
                     else "nearest"
                 )
-                targets.append(Target(grid, srcs, resampling=rs_method, mask=keep))
-                index.append((gid, k, b))
+                layer = {} if mosaic else {"out": st.data[b][k], "valid_out": st.valid[b][k]}
+                targets.append(Target(grid, srcs, resampling=rs_method, mask=keep, **layer))
+                index.append((gid, b))
     results = await read_targets_async(targets, opts)
-    stacks: dict[int, GeometryStack] = {}
-    for gid, rs, grid in plans:
-        if mosaic:
-            rs = mosaic_order(rs)
-        stacks[gid] = GeometryStack(
-            gid, g.geoms[gid], grid, [r.id for r in rs], [r.datetime for r in rs],
-            {b: None for b in bands}, {b: None for b in bands},
-            {b: (rs[0].bands[b].nodata if rs else None) for b in bands},
-        )  # fmt: skip
-    for (gid, k, b), (arr, ok), t in zip(index, results, targets, strict=True):
+    if mosaic:  # the one layer of each geometry as it was read: no copy
+        for (gid, b), (arr, ok) in zip(index, results, strict=True):
+            stacks[gid].data[b], stacks[gid].valid[b] = arr[None], ok[None]
+    return [stacks[i] for i in range(len(g.geoms))], block
+
+
+def _allocate_layers(
+    plans: list[tuple[int, list[RecordBands], Any]],
+    bands: Sequence[str],
+    stacks: dict[int, GeometryStack],
+    chips: bool,
+) -> np.ndarray | None:
+    """Give every stack its (T, H, W) ``data`` and ``valid`` per band, each band in the
+    common type of its records (no silent narrowing when records differ); with
+    ``chips``, as views of one [N, C, H, W] array (returned) in the bands' common type."""
+    live = [(gid, rs, grid) for gid, rs, grid in plans if grid is not None]
+    if not live:
+        return None
+    dtypes = {
+        b: np.result_type(*[r.bands[b].dtype for _, rs, _ in live for r in rs]) for b in bands
+    }
+    if not chips:
+        for gid, rs, grid in live:
+            st = stacks[gid]
+            for b in bands:
+                st.data[b] = pooled_empty((len(rs), *grid.shape), dtypes[b])
+                st.valid[b] = pooled_empty((len(rs), *grid.shape), bool)
+        return None
+    n = sum(len(rs) for _, rs, _ in live)
+    shape = live[0][2].shape
+    dtype = np.result_type(*dtypes.values())
+    data = pooled_empty((n, len(bands), *shape), dtype)
+    valid = pooled_empty((n, len(bands), *shape), bool)
+    start = 0
+    for gid, rs, _ in live:
         st = stacks[gid]
-        if mosaic:  # the one layer as it was read: no copy
-            st.data[b], st.valid[b] = arr[None], ok[None]
-            continue
-        if st.data[b] is None:
-            n = len(st.record_ids)
-            st.data[b] = np.empty((n, *t.grid.shape), dtype=arr.dtype)
-            st.valid[b] = np.zeros((n, *t.grid.shape), dtype=bool)
-        st.data[b][k] = arr
-        st.valid[b][k] = ok
-    return [stacks[i] for i in range(len(g.geoms))]
+        for c, b in enumerate(bands):
+            st.data[b] = data[start : start + len(rs), c]
+            st.valid[b] = valid[start : start + len(rs), c]
+        start += len(rs)
+    return data
