@@ -587,3 +587,27 @@ def test_records_of_different_types_stack_in_their_common_type(tmp_path):
         want = files[rid.split("/")[-1][0]]
         np.testing.assert_array_equal(res.data[n, 0], want)
         np.testing.assert_array_equal(ds["data"].sel(time=ds["id"] == rid).values[0], want)
+
+
+def test_read_window_holds_records_of_different_types_in_their_common_type(tmp_path):
+    """A mosaic whose first record is uint8 (with a nodata hole) over a uint16 one: the
+    uint16 values showing through the hole are not narrowed."""
+    small = (np.arange(300 * 300).reshape(1, 300, 300) % 250 + 1).astype("uint8")
+    small[0, 60:100, 20:80] = 0  # nodata: the next record shows through
+    wide = (np.arange(300 * 300).reshape(1, 300, 300) * 7 % 60000 + 1).astype("uint16")
+    a, _ = write_cog(
+        tmp_path / "a.tif", shape=(300, 300), crs=UTM, transform=T0, data=small, nodata=0
+    )
+    b, _ = write_cog(tmp_path / "b.tif", shape=(300, 300), crs=UTM, transform=T0, data=wide)
+    coll = _coll([a, b])
+    small_first = sorted(coll.table.column("id").to_pylist(), key=lambda r: r.split("/")[-1])
+    bounds = (500100, 4648000, 501500, 4649500)  # rows 50-200, cols 10-150
+    win = np.s_[50:200, 10:150]
+    layers = coll.read_window(bounds=bounds, bands=["data"], record_ids=small_first, group_by="id")
+    assert layers.dtype == np.uint16 and layers.shape == (2, 1, 150, 140)
+    np.testing.assert_array_equal(layers[0, 0], small[0][win])
+    np.testing.assert_array_equal(layers[1, 0], wide[0][win])
+    mosaic = coll.read_window(bounds=bounds, bands=["data"], record_ids=small_first)
+    want = np.where(small[0] != 0, small[0], wide[0])[win]
+    assert mosaic.dtype == np.uint16
+    np.testing.assert_array_equal(mosaic[0], want)

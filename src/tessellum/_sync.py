@@ -54,6 +54,10 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
+        running = False  # run outside the except block: errors then chain to nothing
+    else:
+        running = True
+    if not running:
         return _run_in_new_loop(coro)
     # the task is created inside a copy of the caller's context, so contextvars (e.g.
     # settings_override) reach the coroutine on the background loop

@@ -16,6 +16,7 @@ takes it without faults. Arrow's memory pools keep freed memory the same way. At
 
 from __future__ import annotations
 
+import math
 import threading
 import weakref
 from typing import Any
@@ -116,4 +117,7 @@ def output_pool() -> OutputPool:
 
 def pooled_empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
     """:meth:`OutputPool.empty` of the process-wide pool."""
+    dtype = np.dtype(dtype)
+    if math.prod(shape) * dtype.itemsize < MIN_POOLED_BYTES:
+        return np.empty(shape, dtype)  # small (chips): no settings lookup, no lock
     return output_pool().empty(shape, dtype)

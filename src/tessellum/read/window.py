@@ -9,6 +9,7 @@ import numpy as np
 
 from ..errors import ValidationError
 from ..geo.grid import Grid, grid_for_bounds
+from ._pool import pooled_empty
 from .engine import Target, read_targets_async
 from .sources import RecordBands, record_bands
 from .stacks import fetch_options
@@ -74,14 +75,17 @@ async def read_window_async(
         for r in recs:
             groups.setdefault(keyf(r), []).append(r)
         groups = list(groups.items())
+    # every (group, band) layer is read straight into its place: [G, C, H, W] in the
+    # common type of all the records (a uint8 record never narrows a uint16 one)
+    dtype = np.result_type(
+        *[r.bands[b].dtype for _, members in groups for r in members for b in bands]
+    )
+    stacked = pooled_empty((len(groups), len(bands), *grid.shape), dtype)
     targets = [
-        Target(grid, [r.bands[b] for r in members], resampling=resampling)
-        for _, members in groups
-        for b in bands
+        Target(grid, [r.bands[b] for r in members], resampling=resampling, out=stacked[g, c])
+        for g, (_, members) in enumerate(groups)
+        for c, b in enumerate(bands)
     ]
-    results = await read_targets_async(targets, fetch_options(max_concurrent, progress=progress))
-    arrays = [a for a, _ in results]
-    c = len(bands)
-    stacked = np.stack([np.stack(arrays[i * c : (i + 1) * c]) for i in range(len(groups))])
+    await read_targets_async(targets, fetch_options(max_concurrent, progress=progress))
     out = stacked[0] if group_by is None else stacked
     return out, grid, [k for k, _ in groups]
