@@ -37,6 +37,9 @@ class Collection(ReadMethods):
         self._table = table
         self.name = name
         self.data_source = data_source
+        from ..read.sources import track_lineage
+
+        track_lineage(table)  # parsed headers are kept across reads of this collection
 
     # -- table protocol -------------------------------------------------------------
     def __len__(self) -> int:
@@ -68,7 +71,12 @@ class Collection(ReadMethods):
         return gpd.GeoDataFrame(df, geometry=geom)
 
     def _derive(self, table: pa.Table) -> Collection:
-        return Collection(table, name=self.name, data_source=self.data_source)
+        """A collection of some of this one's rows (sharing its parsed headers)."""
+        from ..read.sources import track_lineage
+
+        derived = Collection(table, name=self.name, data_source=self.data_source)
+        track_lineage(table, parent=self._table)
+        return derived
 
     # -- description ----------------------------------------------------------------
     @property
