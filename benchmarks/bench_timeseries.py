@@ -137,6 +137,42 @@ def ours(ctx: CaseContext) -> dict[str, Any]:
     return {"after": after}
 
 
+_DATASETS: dict[tuple[str, ...], Any] = {}
+
+
+def ours_dataset_warmup(ctx: CaseContext) -> None:
+    """Build the collection and the torch dataset of the 4 AOIs (untimed, as a training
+    script builds its dataset once)."""
+    import shapely
+
+    from tessellum.read.dataset import ChipDataset
+
+    ours_warmup(ctx)
+    key = tuple(series_urls(ctx))
+    if key not in _DATASETS:
+        centres = [shapely.centroid(a) for a in _AOIS]
+        _DATASETS[key] = ChipDataset(
+            _ours_collection(ctx), ["data"], 256, geometries=centres, geometry_crs=CRS,
+            time_series=True,
+        )  # fmt: skip
+
+
+def ours_dataset(ctx: CaseContext) -> dict[str, Any]:
+    """The torch dataset (``to_torchgeo_dataset``): one ``[T, C, H, W]`` sample per AOI,
+    read one at a time as a ``DataLoader`` does."""
+    from tessellum.read.cache import default_tile_cache
+
+    ds = _DATASETS[tuple(series_urls(ctx))]
+    default_tile_cache().clear()
+    samples = [ds[i]["image"] for i in range(len(ds))]
+
+    def after() -> dict[str, Any]:  # checksum after the timer (core.checked)
+        chips = [np.asarray(c) for s in samples for t in s for c in t]
+        return {"checksum": chips_checksum(chips)}
+
+    return {"after": after}
+
+
 # -- rasterio ---------------------------------------------------------------------------------
 
 
@@ -376,6 +412,12 @@ BENCHMARK = Benchmark(
             "benchmarks.bench_timeseries:ours",
             warmup="benchmarks.bench_timeseries:ours_warmup",
             description="tessellum Collection.get_numpy, 4 AOIs x 30 records in one call",
+        ),
+        Case(
+            "ours-dataset",
+            "benchmarks.bench_timeseries:ours_dataset",
+            warmup="benchmarks.bench_timeseries:ours_dataset_warmup",
+            description="tessellum torch dataset: 4 samples of [30, 1, 256, 256], one at a time",
         ),
         Case(
             "rasterio-tuned",
