@@ -102,3 +102,13 @@ def test_reads_through_a_lineage_equal_fresh_reads(coll):
     fresh = Collection(pa.table(coll.table.to_pydict(), schema=coll.table.schema))
     again = fresh.read_window(bounds=aoi, bands=["data"], res=10, target_crs=UTM)
     np.testing.assert_array_equal(cached, again)
+
+
+def test_an_unpickled_collection_keeps_its_headers_across_reads(coll, decodes):
+    import pickle
+
+    copy = pickle.loads(pickle.dumps(coll))
+    assert id(copy.table) in sources._lineages
+    record_bands(copy.table, ["data"])
+    record_bands(copy.subset(bbox=(-180, -90, 180, 90)).table, ["data"])
+    assert len(decodes) == 3

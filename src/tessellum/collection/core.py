@@ -41,6 +41,13 @@ class Collection(ReadMethods):
 
         track_lineage(table)  # parsed headers are kept across reads of this collection
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # unpickled (e.g. in a spawned DataLoader worker): a new table, a new lineage
+        from ..read.sources import track_lineage
+
+        self.__dict__.update(state)
+        track_lineage(self._table)
+
     # -- table protocol -------------------------------------------------------------
     def __len__(self) -> int:
         return self._table.num_rows
