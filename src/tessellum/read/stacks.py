@@ -115,31 +115,16 @@ def mosaic_order(records: Sequence[RecordBands]) -> list[RecordBands]:
 
 
 async def read_stacks_async(
-    table: Any,
-    geometries: Any,
-    bands: Sequence[str],
-    *,
-    geometry_crs: Any = None,
-    target_crs: Any = None,
-    resolution: Any = None,
-    resampling: str = "nearest",
-    all_touched: bool = False,
-    mask: bool = True,
-    equal_size: bool = False,
-    mosaic: bool = False,
-    opts: FetchOptions | None = None,
+    table: Any, geometries: Any, bands: Sequence[str], **options: Any
 ) -> list[GeometryStack]:
-    """Plan and read all geometries x records x bands together (each tile once).
+    """Plan and read all geometries x records x bands together (each tile once); the
+    options are :func:`read_stacks_into_async`'s.
 
     With ``mosaic``, each geometry's records are read into one layer, the first valid
     pixel in :func:`mosaic_order` winning: each record fills only its own window, and no
     per-record layer of the whole grid is made.
     """
-    stacks, _ = await read_stacks_into_async(
-        table, geometries, bands, geometry_crs=geometry_crs, target_crs=target_crs,
-        resolution=resolution, resampling=resampling, all_touched=all_touched, mask=mask,
-        equal_size=equal_size, mosaic=mosaic, opts=opts,
-    )  # fmt: skip
+    stacks, _ = await read_stacks_into_async(table, geometries, bands, **options)
     return stacks
 
 
@@ -159,10 +144,11 @@ async def read_stacks_into_async(
     chips: bool = False,
     opts: FetchOptions | None = None,
 ) -> tuple[list[GeometryStack], np.ndarray | None]:
-    """:func:`read_stacks_async`, and with ``chips`` (needs ``equal_size``, not
-    ``mosaic``) every layer written straight into one ``[N, C, H, W]`` array, N running
-    over geometries then their records, C over ``bands``: the stacks' ``data`` are views
-    of it. Every layer is read into its final place, never copied after the read."""
+    """:func:`read_stacks_async`, also returning, with ``chips`` (needs ``equal_size``,
+    not ``mosaic``), the one ``[N, C, H, W]`` array every layer was read into, N running
+    over geometries then their records, C over ``bands`` (the stacks' ``data`` are views
+    of it; None without ``chips``). Every layer is read into its final place, never
+    copied after the read."""
     from ..geo.geometry import coerce_geometries
 
     if isinstance(bands, str):
