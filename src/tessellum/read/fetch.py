@@ -32,6 +32,17 @@ def decode_executor() -> ThreadPoolExecutor:
     return _executor
 
 
+def _forget_executor() -> None:
+    # a forked child has none of the parent's pool threads: work queued to the copied
+    # executor would wait forever; the child makes its own on first use
+    global _executor
+    _executor = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_executor)
+
+
 @dataclass(frozen=True)
 class FetchOptions:
     """How tiles are fetched: coalescing, concurrency, retries, URL rewriting/signing."""

@@ -287,21 +287,32 @@ _cache_lock = threading.Lock()
 _owner_pid: int | None = None  # the process whose obstore (tokio) runtime is in use
 
 
-def _check_not_forked() -> None:
-    """obstore's tokio runtime does not survive ``fork()``: a forked child that reuses
-    it hangs forever. Fail fast with the remedy instead."""
+def _forked() -> bool:
+    """Whether this process was forked from one that had started obstore's runtime
+    (which does not survive ``fork()``: a child that reuses it hangs forever)."""
     global _owner_pid
     pid = os.getpid()
     if _owner_pid is None:
         _owner_pid = pid
-    elif _owner_pid != pid:
-        from ..errors import ConfigurationError
+    return _owner_pid != pid
 
-        raise ConfigurationError(
-            "tessellum's I/O runtime (obstore/tokio) was started in a parent process and "
-            "cannot be used after fork(): start worker processes with 'spawn' or "
-            "'forkserver' (e.g. DataLoader(..., multiprocessing_context='spawn'))"
-        )
+
+def _forked_store(spec: StoreSpec) -> Any:
+    """A store that works in a forked child (see :mod:`._forked`), or a clear error."""
+    from ._forked import ForkedHTTPStore, ForkedLocalStore
+
+    if spec.scheme in ("http", "https"):
+        return ForkedHTTPStore(spec.root)
+    if spec.scheme == "file":
+        return ForkedLocalStore()
+    from ..errors import ConfigurationError
+
+    raise ConfigurationError(
+        f"tessellum's I/O runtime (obstore/tokio) was started in a parent process and "
+        f"cannot read {spec.scheme}:// objects after fork() (http(s) and local files can): "
+        "start worker processes with 'spawn' or 'forkserver' "
+        "(e.g. DataLoader(..., multiprocessing_context='spawn'))"
+    )
 
 
 def open_store(
@@ -324,10 +335,15 @@ def open_store(
         options: Store-specific settings passed to the store constructor.
 
     Returns:
-        ``(store, path)``; stores are shared by every URL with the same spec.
+        ``(store, path)``; stores are shared by every URL with the same spec. In a
+        process forked after obstore started (a ``DataLoader`` worker under the default
+        ``fork`` start method), http(s) and local files get stores that do not use
+        obstore's runtime, which does not survive ``fork()``; other schemes raise
+        :class:`~tessellum.errors.ConfigurationError`.
     """
     spec, path = resolve_url(url, cloud_config=cloud_config, options=options)
-    _check_not_forked()
+    if _forked():
+        return _forked_store(spec), path
     with _cache_lock:
         store = _cache.get(spec)
         if store is not None:
@@ -362,6 +378,8 @@ def clear_store_cache() -> None:
 
 def describe_url(store: Any, path: str) -> str:
     """A URL naming ``path`` in ``store``, for error messages (best effort)."""
+    if hasattr(store, "url_of"):  # the stores of a forked process (._forked)
+        return str(store.url_of(path))
     if isinstance(store, HTTPStore):
         base = store.url
         return f"{base.rstrip('/')}/{path}" if path else base

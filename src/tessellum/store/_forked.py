@@ -1,0 +1,159 @@
+"""Stores for a process forked from one whose obstore runtime was running.
+
+obstore's tokio runtime does not survive ``fork()`` (its worker threads are not copied;
+a child that uses it hangs). A forked child — a ``DataLoader`` worker under Linux's
+default start method — reads ``http(s)://`` objects and local files through these
+stores instead: blocking reads (httpx, ``os.pread``) on a small thread pool of the
+child, behind the same :class:`~tessellum.store.RangeStore` methods, so retries,
+limits, statistics and the short-response checks stay those of :mod:`._read`.
+Cloud schemes (``s3``, ``gs``, ``az``) still need ``spawn`` or ``forkserver`` workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+__all__ = ["ForkedHTTPStore", "ForkedLocalStore"]
+
+_IO_THREADS = 8
+_pool: ThreadPoolExecutor | None = None
+_client: Any = None
+_lock = threading.Lock()
+
+
+def _forget_after_fork() -> None:
+    # a child forked again has none of these threads or connections
+    global _pool, _client, _lock
+    _pool, _client, _lock = None, None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)
+
+
+def _io_pool() -> ThreadPoolExecutor:
+    global _pool
+    with _lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(_IO_THREADS, thread_name_prefix="tessellum-forked-io")
+        return _pool
+
+
+def _http_client() -> Any:
+    """One connection-pooling client per (forked) process, made on first use."""
+    global _client
+    import httpx
+
+    with _lock:
+        if _client is None:
+            _client = httpx.Client(
+                timeout=httpx.Timeout(60.0, connect=5.0, read=20.0),
+                limits=httpx.Limits(max_connections=_IO_THREADS),
+                follow_redirects=True,
+            )
+        return _client
+
+
+async def _blocking(fn: Any, *args: Any) -> Any:
+    return await asyncio.get_running_loop().run_in_executor(_io_pool(), fn, *args)
+
+
+@dataclass(frozen=True)
+class _Result:
+    """A ranged GET's answer (obstore ``GetResult``'s three members that tessellum reads)."""
+
+    meta: Mapping[str, Any]
+    range: tuple[int, int]
+    body: bytes
+
+    async def bytes_async(self) -> bytes:
+        return self.body
+
+
+class ForkedStoreError(OSError):
+    """A failed request; the message carries the HTTP status like obstore's do."""
+
+
+class ForkedHTTPStore:
+    """``http(s)://`` objects under ``root`` (an origin, or a whole signed URL)."""
+
+    def __init__(self, root: str) -> None:
+        self.url = root.rstrip("/")
+
+    def url_of(self, path: str) -> str:
+        """The object's URL (``path`` is unquoted, as :func:`resolve_url` returns it)."""
+        return f"{self.url}/{quote(path, safe='/:@!$&()*+,;=~')}" if path else self.url
+
+    async def get_async(self, path: str, *, options: Mapping[str, Any] | None = None) -> _Result:
+        start, end = (options or {})["range"]
+        url = self.url_of(path)
+        resp = await _blocking(
+            lambda: _http_client().get(url, headers={"Range": f"bytes={start}-{end - 1}"})
+        )
+        _raise_for_status(resp, url)
+        if resp.status_code == 206:
+            first, last, size = _content_range(resp.headers.get("content-range", ""), url)
+            return _Result({"size": size}, (first, last + 1), resp.content)
+        body = resp.content  # 200: the server ignored the range
+        return _Result({"size": len(body)}, (start, min(end, len(body))), body[start:end])
+
+    async def head_async(self, path: str) -> Mapping[str, Any]:
+        url = self.url_of(path)
+        resp = await _blocking(lambda: _http_client().head(url))
+        _raise_for_status(resp, url)
+        return {"size": int(resp.headers["content-length"])}
+
+
+class ForkedLocalStore:
+    """Local files (absolute paths)."""
+
+    url = "file://"
+
+    def url_of(self, path: str) -> str:
+        return f"file://{path}"
+
+    async def get_async(self, path: str, *, options: Mapping[str, Any] | None = None) -> _Result:
+        start, end = (options or {})["range"]
+
+        def read() -> _Result:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                size = os.fstat(fd).st_size
+                if start >= size > 0 or (size == 0 and start > 0):
+                    raise ForkedStoreError(f"{path}: range not satisfiable (status code: 416)")
+                data = os.pread(fd, max(min(end, size) - start, 0), start)
+            finally:
+                os.close(fd)
+            return _Result({"size": size}, (start, start + len(data)), data)
+
+        return await _blocking(read)
+
+    async def head_async(self, path: str) -> Mapping[str, Any]:
+        return {"size": (await _blocking(os.stat, path)).st_size}
+
+
+def _raise_for_status(resp: Any, url: str) -> None:
+    if resp.status_code >= 400:
+        raise ForkedStoreError(
+            f"GET {url}: HTTP status code: {resp.status_code} {resp.reason_phrase}"
+        )
+
+
+def _content_range(value: str, url: str) -> tuple[int, int, int]:
+    """``bytes first-last/size`` -> ``(first, last, size)``."""
+    try:
+        unit, _, rest = value.partition(" ")
+        span, _, size = rest.partition("/")
+        first, _, last = span.partition("-")
+        if unit.lower() != "bytes":
+            raise ValueError(unit)
+        return int(first), int(last), int(size)
+    except ValueError:
+        raise ForkedStoreError(f"GET {url}: bad Content-Range {value!r}") from None
