@@ -9,7 +9,7 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -73,9 +73,11 @@ class _Flaky(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     calls = 0
+    agents: ClassVar[list[str]] = []
 
     def do_GET(self) -> None:
         type(self).calls += 1
+        type(self).agents.append(self.headers.get("User-Agent", ""))
         if type(self).calls % 2:
             self.send_response(503)
             self.send_header("Content-Length", "0")
@@ -94,10 +96,12 @@ def test_the_http_store_retries_and_slices_a_server_that_ignores_ranges():
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Flaky)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        store = ForkedHTTPStore(f"http://127.0.0.1:{server.server_port}")
+        url = f"http://127.0.0.1:{server.server_port}"
+        store = ForkedHTTPStore(url, {"user_agent": "ua-test/1", "timeout": "5s"})
         policy = RetryPolicy(base_delay=0.01)
         assert bytes(read_range(store, "blob.bin", 10, 5010, retry=policy)) == BLOB[10:5010]
         assert _Flaky.calls == 2  # one 503, then the answer
+        assert _Flaky.agents == ["ua-test/1", "ua-test/1"]  # the client options apply
     finally:
         server.shutdown()
         server.server_close()
@@ -117,3 +121,13 @@ def test_urls_of_objects_are_quoted():
     store = ForkedHTTPStore("https://example.com/")
     assert store.url_of("a dir/b#1.tif") == "https://example.com/a%20dir/b%231.tif"
     assert ForkedHTTPStore("https://x.io/b.tif?sig=1").url_of("") == "https://x.io/b.tif?sig=1"
+
+
+def test_obstore_durations_in_seconds():
+    from datetime import timedelta
+
+    from tessellum.store._forked import _seconds
+
+    assert _seconds("5s", 1) == 5 and _seconds("250ms", 1) == 0.25 and _seconds("2m", 1) == 120
+    assert _seconds(timedelta(seconds=3), 1) == 3 and _seconds(None, 7.5) == 7.5
+    assert _seconds(12, 1) == 12

@@ -24,14 +24,14 @@ __all__ = ["ForkedHTTPStore", "ForkedLocalStore"]
 
 _IO_THREADS = 8
 _pool: ThreadPoolExecutor | None = None
-_client: Any = None
+_clients: dict[tuple[tuple[str, Any], ...], Any] = {}
 _lock = threading.Lock()
 
 
 def _forget_after_fork() -> None:
     # a child forked again has none of these threads or connections
-    global _pool, _client, _lock
-    _pool, _client, _lock = None, None, threading.Lock()
+    global _pool, _clients, _lock
+    _pool, _clients, _lock = None, {}, threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
@@ -46,19 +46,48 @@ def _io_pool() -> ThreadPoolExecutor:
         return _pool
 
 
-def _http_client() -> Any:
-    """One connection-pooling client per (forked) process, made on first use."""
-    global _client
+def _http_client(options: tuple[tuple[str, Any], ...]) -> Any:
+    """One connection-pooling client per (forked) process and client options."""
     import httpx
 
     with _lock:
-        if _client is None:
-            _client = httpx.Client(
-                timeout=httpx.Timeout(60.0, connect=5.0, read=20.0),
+        client = _clients.get(options)
+        if client is None:
+            opts = dict(options)
+            timeout = httpx.Timeout(
+                _seconds(opts.get("timeout"), 60.0),
+                connect=_seconds(opts.get("connect_timeout"), 5.0),
+                read=_seconds(opts.get("read_timeout"), 20.0),
+            )
+            headers = {"User-Agent": str(opts["user_agent"])} if "user_agent" in opts else None
+            client = _clients[options] = httpx.Client(
+                timeout=timeout,
+                headers=headers,
+                verify=str(opts.get("allow_invalid_certificates", "")).lower() not in _TRUE,
+                proxy=opts.get("proxy_url"),
                 limits=httpx.Limits(max_connections=_IO_THREADS),
                 follow_redirects=True,
             )
-        return _client
+        return client
+
+
+_TRUE = ("1", "true", "yes", "on")
+
+
+def _seconds(value: Any, default: float) -> float:
+    """obstore durations ("5s", "250ms", a timedelta, a number of seconds) in seconds."""
+    if value is None:
+        return default
+    if hasattr(value, "total_seconds"):
+        return float(value.total_seconds())
+    text = str(value).strip().lower()
+    if text.endswith("ms"):
+        return float(text[:-2]) / 1000
+    if text.endswith("s"):
+        return float(text[:-1])
+    if text.endswith("m"):
+        return float(text[:-1]) * 60
+    return float(text)
 
 
 async def _blocking(fn: Any, *args: Any) -> Any:
@@ -82,10 +111,13 @@ class ForkedStoreError(OSError):
 
 
 class ForkedHTTPStore:
-    """``http(s)://`` objects under ``root`` (an origin, or a whole signed URL)."""
+    """``http(s)://`` objects under ``root`` (an origin, or a whole signed URL), with
+    obstore's client options that apply to plain HTTP (``user_agent``, the timeouts,
+    ``allow_invalid_certificates``, ``proxy_url``)."""
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, client_options: Mapping[str, Any] | None = None) -> None:
         self.url = root.rstrip("/")
+        self._options = tuple(sorted((client_options or {}).items()))
 
     def url_of(self, path: str) -> str:
         """The object's URL (``path`` is unquoted, as :func:`resolve_url` returns it)."""
@@ -95,7 +127,9 @@ class ForkedHTTPStore:
         start, end = (options or {})["range"]
         url = self.url_of(path)
         resp = await _blocking(
-            lambda: _http_client().get(url, headers={"Range": f"bytes={start}-{end - 1}"})
+            lambda: _http_client(self._options).get(
+                url, headers={"Range": f"bytes={start}-{end - 1}"}
+            )
         )
         _raise_for_status(resp, url)
         if resp.status_code == 206:
@@ -106,7 +140,7 @@ class ForkedHTTPStore:
 
     async def head_async(self, path: str) -> Mapping[str, Any]:
         url = self.url_of(path)
-        resp = await _blocking(lambda: _http_client().head(url))
+        resp = await _blocking(lambda: _http_client(self._options).head(url))
         _raise_for_status(resp, url)
         return {"size": int(resp.headers["content-length"])}
 

@@ -302,7 +302,7 @@ def _forked_store(spec: StoreSpec) -> Any:
     from ._forked import ForkedHTTPStore, ForkedLocalStore
 
     if spec.scheme in ("http", "https"):
-        return ForkedHTTPStore(spec.root)
+        return ForkedHTTPStore(spec.root, dict(spec.client_options))
     if spec.scheme == "file":
         return ForkedLocalStore()
     from ..errors import ConfigurationError
