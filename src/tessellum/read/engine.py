@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import ValidationError
 from ..geo.grid import Grid, transform_bounds
 from ._pool import pooled_empty
-from .fetch import FetchOptions, fetch_tiles_async
+from .fetch import FetchOptions, decode_executor, fetch_tiles_async
 from .plan import SourceRead, TileKey, inside_rect, pick_overview, unique_tiles
 
 RESAMPLING = (
@@ -229,9 +229,20 @@ async def read_targets_async(
 
     tiles = unique_tiles([rd for t in targets for _, rd, _, _ in t.reads])
     decoded = await fetch_tiles_async(tiles, opts, on_tile=on_tile, keep=held.__contains__)
-    return await asyncio.to_thread(
-        lambda: [_assemble(t, decoded, *o) for t, o in zip(targets, outs, strict=True)]
-    )
+
+    def assemble() -> list[tuple[np.ndarray, np.ndarray]]:
+        return [_assemble(t, decoded, *o) for t, o in zip(targets, outs, strict=True)]
+
+    small = sum(t.grid.height * t.grid.width for t in targets) <= _INLINE_PIXELS
+    if small and not held and all(t.mask is None for t in targets):
+        return assemble()  # every target is complete but for a fill pass at most
+    # pasting later reads, warping, masking: off the event loop, on the (idle) decode pool
+    return await asyncio.get_running_loop().run_in_executor(decode_executor(), assemble)
+
+
+_INLINE_PIXELS = 1 << 22
+"""Targets this small, and complete when their tiles are pasted, are finished on the
+event loop's thread: a hand-off to a thread would cost more than the work."""
 
 
 def _streams_first(t: Target, dtype: np.dtype) -> bool:
