@@ -142,7 +142,10 @@ class ForkedHTTPStore:
         url = self.url_of(path)
         resp = await _blocking(lambda: _http_client(self._options).head(url))
         _raise_for_status(resp, url)
-        return {"size": int(resp.headers["content-length"])}
+        if "content-length" in resp.headers:
+            return {"size": int(resp.headers["content-length"])}
+        # no length on HEAD (some servers): the total of a one-byte range
+        return {"size": (await self.get_async(path, options={"range": (0, 1)})).meta["size"]}
 
 
 class ForkedLocalStore:
