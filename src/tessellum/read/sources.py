@@ -71,7 +71,7 @@ def track_lineage(table: pa.Table, parent: pa.Table | None = None) -> None:
         if lineage is None:
             lineage = _lineages.get(id(table)) or SourceLineage()
         if id(table) not in _lineages:
-            weakref.finalize(table, _forget, id(table))
+            weakref.finalize(table, _forget, id(table)).atexit = False
         _lineages[id(table)] = lineage
 
 
