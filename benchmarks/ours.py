@@ -38,7 +38,8 @@ def _source(url: str):
 def _read(src, row: int, col: int, height: int, width: int) -> np.ndarray:
     default_tile_cache().clear()
     grid = src.grid.window(row, col, height, width)
-    ((arr, _),) = run_sync(read_targets_async([Target(grid, [src])]))
+    # pixels only, as read_window returns them (no validity mask)
+    ((arr, _),) = run_sync(read_targets_async([Target(grid, [src], want_valid=False)]))
     return arr
 
 

@@ -611,3 +611,46 @@ def test_read_window_holds_records_of_different_types_in_their_common_type(tmp_p
     want = np.where(small[0] != 0, small[0], wide[0])[win]
     assert mosaic.dtype == np.uint16
     np.testing.assert_array_equal(mosaic[0], want)
+
+
+@pytest.mark.parametrize(
+    "case", ["one source", "two sources", "fill differs", "geometry mask", "warped"]
+)
+def test_targets_without_a_wanted_mask_read_the_same_pixels(tmp_path, case):
+    """want_valid=False returns no mask and the pixels a full read returns, also where
+    the assembly needs the mask itself (priority between sources, another fill value,
+    a geometry mask)."""
+    import asyncio
+
+    from tessellum.geo.grid import Grid
+    from tessellum.read.engine import Target, read_targets_async
+
+    data = (np.arange(700 * 900).reshape(1, 700, 900) % 5000 + 1).astype("uint16")
+    data[0, 100:140, 100:150] = 0
+    a, _ = write_cog(
+        tmp_path / "a.tif", shape=(700, 900), crs=UTM, transform=T0, nodata=0, data=data
+    )
+    b, _ = write_cog(
+        tmp_path / "b.tif", shape=(700, 900), crs=UTM, transform=T0, nodata=0, data=data[:, ::-1]
+    )
+    src_a, src_b = _band_source(a), _band_source(b)
+    grid = src_a.grid.window(-30, 60, 200, 150)
+    kw: dict = {}
+    sources = [src_a]
+    if case == "two sources":
+        sources = [src_a, src_b]
+    elif case == "fill differs":
+        kw["nodata"] = 9
+    elif case == "geometry mask":
+        mask = np.ones(grid.shape, bool)
+        mask[:, :20] = False
+        kw["mask"] = mask
+    elif case == "warped":
+        grid = Grid(140, 100, from_origin(500600, 4650300, 15, 15), UTM)
+    (full, full_ok), (lean, none) = asyncio.run(
+        read_targets_async(
+            [Target(grid, sources, **kw), Target(grid, sources, want_valid=False, **kw)]
+        )
+    )
+    assert none is None and full_ok is not None
+    np.testing.assert_array_equal(lean, full)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -107,6 +107,7 @@ class Target:
     mask: np.ndarray | None = None  # pixels to keep (others set to nodata), e.g. a geometry
     out: np.ndarray | None = None  # where to write the array (e.g. a layer of a stack)
     valid_out: np.ndarray | None = None  # where to write the validity mask
+    want_valid: bool = True  # False: only the pixels are wanted (the mask returned is None)
     reads: list[tuple[BandSource, SourceRead, Grid, bool]] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
@@ -187,8 +188,10 @@ def _valid(arr: np.ndarray, inside: np.ndarray, nodata: Any) -> np.ndarray:
 
 async def read_targets_async(
     targets: Sequence[Target], opts: FetchOptions | None = None
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Fill every target; returns ``(array, valid_mask)`` per target.
+) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """Fill every target; returns ``(array, valid_mask)`` per target (the mask is None
+    for targets with ``want_valid=False``, which then skip computing it where the
+    result does not depend on it: one source, no geometry mask).
 
     All tiles of all targets are deduplicated, fetched and decoded once. A target's
     first source, when it shares the target's pixel grid, is pasted tile by tile in the
@@ -204,18 +207,18 @@ async def read_targets_async(
             raise ValidationError(f"resampling must be one of {RESAMPLING}, got {t.resampling!r}")
         plan_target(t)
     outs = [_allocate(t) for t in targets]
-    streamed: dict[Any, list[tuple[np.ndarray, SourceRead, np.ndarray, Any]]] = {}
+    streamed: dict[Any, list[tuple[np.ndarray, SourceRead, np.ndarray | None, Any]]] = {}
     held: set = set()
-    for t, (out, have, _, _) in zip(targets, outs, strict=True):
+    for t, o in zip(targets, outs, strict=True):
         for i, (src, rd, _, _direct) in enumerate(t.reads):
             lvl = rd.header.levels[rd.level]
             keys = [
                 TileKey(rd.href, rd.level, idx)
                 for idx in tiles_in_window(lvl, rd.window, rd.sample)
             ]
-            if i == 0 and have is not None:
+            if i == 0 and o.streamed:
                 for k in keys:
-                    streamed.setdefault(k, []).append((out, rd, have, src.nodata))
+                    streamed.setdefault(k, []).append((o.out, rd, o.have, src.nodata))
             else:
                 held.update(keys)
 
@@ -224,14 +227,14 @@ async def read_targets_async(
         # over the output after the last tile
         for dst, rd, have, nodata in streamed.get(key, ()):
             region = paste_tile(dst, rd, key.index, arr)
-            if region is not None:
+            if region is not None and have is not None:
                 _mark_valid(have[region], dst[region], nodata)
 
     tiles = unique_tiles([rd for t in targets for _, rd, _, _ in t.reads])
     decoded = await fetch_tiles_async(tiles, opts, on_tile=on_tile, keep=held.__contains__)
 
-    def assemble() -> list[tuple[np.ndarray, np.ndarray]]:
-        return [_assemble(t, decoded, *o) for t, o in zip(targets, outs, strict=True)]
+    def assemble() -> list[tuple[np.ndarray, np.ndarray | None]]:
+        return [_assemble(t, decoded, o) for t, o in zip(targets, outs, strict=True)]
 
     small = sum(t.grid.height * t.grid.width for t in targets) <= _INLINE_PIXELS
     if small and not held and all(t.mask is None for t in targets):
@@ -254,10 +257,20 @@ def _streams_first(t: Target, dtype: np.dtype) -> bool:
     return bool(direct and src.dtype == dtype)
 
 
-def _allocate(t: Target) -> tuple[np.ndarray, np.ndarray | None, Any, Any]:
-    """The output array, its validity mask when the first read streams into it (pixels
-    outside the read's image already set: nodata / False; every other pixel is written
-    by a tile), the fill value and the nodata."""
+class _Output(NamedTuple):
+    """A target's output as allocated: the array, its validity mask (when the first read
+    streams into it and the mask is wanted or needed), fill value and nodata."""
+
+    out: np.ndarray
+    have: np.ndarray | None
+    fill: Any
+    nodata: Any
+    streamed: bool  # the first read is pasted tile by tile as it decodes
+
+
+def _allocate(t: Target) -> _Output:
+    """The output, and when the first read streams into it, pixels outside the read's
+    image already set (nodata / invalid): every other pixel is written by a tile."""
     first = t.sources[0] if t.sources else None
     if t.dtype is not None:
         dtype = np.dtype(t.dtype)
@@ -271,14 +284,26 @@ def _allocate(t: Target) -> tuple[np.ndarray, np.ndarray | None, Any, Any]:
     rect = inside_rect(t.reads[0][1]) if _streams_first(t, dtype) else None
     if rect is None:
         out.fill(fill)
-        return out, None, fill, nodata
+        return _Output(out, None, fill, nodata, streamed=False)
     # no full-size fill: the tiles write the inside, only the margins need the fill
-    have = t.valid_out if t.valid_out is not None else pooled_empty(t.grid.shape, bool)
+    have = None
+    if not _mask_unneeded(t, fill):
+        have = t.valid_out if t.valid_out is not None else pooled_empty(t.grid.shape, bool)
     (y0, y1), (x0, x1) = ((r.start, r.stop) for r in rect)
     for sl in (np.s_[:y0, :], np.s_[y1:, :], np.s_[y0:y1, :x0], np.s_[y0:y1, x1:]):
         out[sl] = fill
-        have[sl] = False
-    return out, have, fill, nodata
+        if have is not None:
+            have[sl] = False
+    return _Output(out, have, fill, nodata, streamed=True)
+
+
+def _mask_unneeded(t: Target, fill: Any) -> bool:
+    """Whether a streamed target can skip its validity mask: not wanted, and nothing in
+    the assembly reads it (one source with the target's fill value, no geometry mask)."""
+    if t.want_valid or t.valid_out is not None or t.mask is not None or len(t.reads) != 1:
+        return False
+    src = t.reads[0][0]
+    return _same_value(_fill_value(src.dtype, src.nodata), fill)
 
 
 def _mark_valid(have: np.ndarray, values: np.ndarray, nodata: Any) -> None:
@@ -292,18 +317,17 @@ def _mark_valid(have: np.ndarray, values: np.ndarray, nodata: Any) -> None:
         np.not_equal(values, nodata, out=have)
 
 
-def _assemble(
-    t: Target, decoded: dict, out: np.ndarray, have: np.ndarray | None, fill: Any, nodata: Any
-) -> tuple[np.ndarray, np.ndarray]:
+def _assemble(t: Target, decoded: dict, o: _Output) -> tuple[np.ndarray, np.ndarray | None]:
     """Complete the target from its reads in priority order (first valid pixel wins);
     the first read, when streamed, is already pasted into ``out`` and marked in
-    ``have``."""
+    ``have`` (when there is one)."""
     from .plan import paste
 
+    out, have, fill = o.out, o.have, o.fill
     for i, (src, rd, lgrid, direct) in enumerate(t.reads):
         src_fill = _fill_value(src.dtype, src.nodata)
-        if i == 0 and have is not None:
-            if not _same_value(src_fill, fill):
+        if i == 0 and o.streamed:
+            if have is not None and not _same_value(src_fill, fill):
                 np.copyto(out, fill, where=~have)
         else:
             buf = np.full(rd.shape, src_fill, dtype=src.dtype)
@@ -317,14 +341,14 @@ def _assemble(
             take = valid & ~have
             np.copyto(out, buf, where=take, casting="unsafe")
             have |= take
-        if have.all():
+        if have is not None and have.all():
             break
-    if have is None:
+    if have is None and (t.want_valid or t.mask is not None):
         have = _no_valid_pixels(t)
     if t.mask is not None:
         have &= t.mask
         np.copyto(out, fill, where=~t.mask, casting="unsafe")
-    return out, have
+    return out, have if t.want_valid else None
 
 
 def _no_valid_pixels(t: Target) -> np.ndarray:

@@ -111,7 +111,7 @@ async def get_xarray_async(
     stacks, _ = await _stacks(
         collection, geometries, bands, filters, max_concurrent=max_concurrent, progress=progress,
         geometry_crs=geometry_crs, target_crs=target_crs, resolution=resolution,
-        resampling=resampling, all_touched=all_touched,
+        resampling=resampling, all_touched=all_touched, valid=False,
     )  # fmt: skip
     out = [stack_to_xarray(st) if st.grid is not None else None for st in stacks]
     return out[0] if len(out) == 1 else out
@@ -143,8 +143,9 @@ async def get_numpy_async(
         bands = [bands]
     stacks, data = await _stacks(
         collection, geometries, bands, filters, max_concurrent=max_concurrent, progress=progress,
-        equal_size=True, chips=True, geometry_crs=geometry_crs, target_crs=target_crs,
-        resolution=resolution, resampling=resampling, all_touched=all_touched,
+        equal_size=True, chips=True, valid=False, geometry_crs=geometry_crs,
+        target_crs=target_crs, resolution=resolution, resampling=resampling,
+        all_touched=all_touched,
     )  # fmt: skip
     if data is None:
         raise ValidationError("no record of the collection intersects the geometries")

@@ -21,7 +21,8 @@ from .sources import RecordBands, record_bands
 class GeometryStack:
     """All records over one geometry, on one grid: ``data[band]`` is (T, H, W), one layer
     per record; read as a mosaic, (1, H, W) and ``record_ids`` / ``datetimes`` list the
-    records in priority order (:func:`mosaic_order`)."""
+    records in priority order (:func:`mosaic_order`). ``valid[band]`` marks valid pixels
+    (None when the read was asked not to compute it)."""
 
     geometry_id: int
     geometry: Any
@@ -29,7 +30,7 @@ class GeometryStack:
     record_ids: list[str]
     datetimes: list[dt.datetime | None]
     data: dict[str, np.ndarray]
-    valid: dict[str, np.ndarray]
+    valid: dict[str, np.ndarray | None]
     nodata: dict[str, Any]
 
 
@@ -142,13 +143,15 @@ async def read_stacks_into_async(
     equal_size: bool = False,
     mosaic: bool = False,
     chips: bool = False,
+    valid: bool = True,
     opts: FetchOptions | None = None,
 ) -> tuple[list[GeometryStack], np.ndarray | None]:
     """:func:`read_stacks_async`, also returning, with ``chips`` (needs ``equal_size``,
     not ``mosaic``), the one ``[N, C, H, W]`` array every layer was read into, N running
     over geometries then their records, C over ``bands`` (the stacks' ``data`` are views
     of it; None without ``chips``). Every layer is read into its final place, never
-    copied after the read."""
+    copied after the read. With ``valid=False`` the stacks' ``valid`` masks are not
+    computed (left None) where the pixels do not depend on them."""
     from ..geo.geometry import coerce_geometries
 
     if isinstance(bands, str):
@@ -196,7 +199,7 @@ async def read_stacks_into_async(
             {b: None for b in bands}, {b: None for b in bands},
             {b: (rs[0].bands[b].nodata if rs else None) for b in bands},
         )  # fmt: skip
-    block = _allocate_layers(plans, bands, stacks, chips) if not mosaic else None
+    block = _allocate_layers(plans, bands, stacks, chips, valid) if not mosaic else None
     targets: list[Target] = []
     index: list[tuple[int, str]] = []
     for gid, rs, grid in plans:
@@ -217,13 +220,17 @@ async def read_stacks_into_async(
                     if srcs[0].dtype.kind == "f" or resampling in ("nearest", "mode")
                     else "nearest"
                 )
-                layer = {} if mosaic else {"out": st.data[b][k], "valid_out": st.valid[b][k]}
+                layer: dict[str, Any] = {"want_valid": valid}
+                if not mosaic:
+                    layer["out"] = st.data[b][k]
+                    layer["valid_out"] = st.valid[b][k] if valid else None
                 targets.append(Target(grid, srcs, resampling=rs_method, mask=keep, **layer))
                 index.append((gid, b))
     results = await read_targets_async(targets, opts)
     if mosaic:  # the one layer of each geometry as it was read: no copy
         for (gid, b), (arr, ok) in zip(index, results, strict=True):
-            stacks[gid].data[b], stacks[gid].valid[b] = arr[None], ok[None]
+            stacks[gid].data[b] = arr[None]
+            stacks[gid].valid[b] = ok[None] if ok is not None else None
     return [stacks[i] for i in range(len(g.geoms))], block
 
 
@@ -232,10 +239,12 @@ def _allocate_layers(
     bands: Sequence[str],
     stacks: dict[int, GeometryStack],
     chips: bool,
+    valid: bool,
 ) -> np.ndarray | None:
-    """Give every stack its (T, H, W) ``data`` and ``valid`` per band, each band in the
-    common type of its records (no silent narrowing when records differ); with
-    ``chips``, as views of one [N, C, H, W] array (returned) in the bands' common type."""
+    """Give every stack its (T, H, W) ``data`` (and ``valid``, when wanted) per band,
+    each band in the common type of its records (no silent narrowing when records
+    differ); with ``chips``, as views of one [N, C, H, W] array (returned) in the bands'
+    common type."""
     live = [(gid, rs, grid) for gid, rs, grid in plans if grid is not None]
     if not live:
         return None
@@ -247,18 +256,20 @@ def _allocate_layers(
             st = stacks[gid]
             for b in bands:
                 st.data[b] = pooled_empty((len(rs), *grid.shape), dtypes[b])
-                st.valid[b] = pooled_empty((len(rs), *grid.shape), bool)
+                if valid:
+                    st.valid[b] = pooled_empty((len(rs), *grid.shape), bool)
         return None
     n = sum(len(rs) for _, rs, _ in live)
     shape = live[0][2].shape
     dtype = np.result_type(*dtypes.values())
     data = pooled_empty((n, len(bands), *shape), dtype)
-    valid = pooled_empty((n, len(bands), *shape), bool)
+    masks = pooled_empty((n, len(bands), *shape), bool) if valid else None
     start = 0
     for gid, rs, _ in live:
         st = stacks[gid]
         for c, b in enumerate(bands):
             st.data[b] = data[start : start + len(rs), c]
-            st.valid[b] = valid[start : start + len(rs), c]
+            if masks is not None:
+                st.valid[b] = masks[start : start + len(rs), c]
         start += len(rs)
     return data

@@ -82,7 +82,13 @@ async def read_window_async(
     )
     stacked = pooled_empty((len(groups), len(bands), *grid.shape), dtype)
     targets = [
-        Target(grid, [r.bands[b] for r in members], resampling=resampling, out=stacked[g, c])
+        Target(
+            grid,
+            [r.bands[b] for r in members],
+            resampling=resampling,
+            out=stacked[g, c],
+            want_valid=False,
+        )
         for g, (_, members) in enumerate(groups)
         for c, b in enumerate(bands)
     ]
