@@ -55,6 +55,14 @@ def _run_in_new_loop(coro: Coroutine[Any, Any, T]) -> T:
     return box[0]
 
 
+def _in_running_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro`` to completion and return its result.
 
@@ -62,13 +70,7 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     handler) the coroutine runs on a private background loop, so the caller's loop is
     never re-entered.
     """
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        running = False  # run outside the except block: errors then chain to nothing
-    else:
-        running = True
-    if not running:
+    if not _in_running_loop():  # outside the probe's except block: errors chain to nothing
         return _run_in_new_loop(coro)
     # the task is created inside a copy of the caller's context, so contextvars (e.g.
     # settings_override) reach the coroutine on the background loop
