@@ -22,6 +22,7 @@ from urllib.parse import quote, unquote, urlsplit
 from obstore.store import AzureStore, GCSStore, HTTPStore, LocalStore, MemoryStore, S3Store
 
 from .. import __version__
+from .._heap import retain_freed_heap
 from ..errors import ValidationError
 
 __all__ = [
@@ -349,6 +350,7 @@ def open_store(
         if store is not None:
             _cache.move_to_end(spec)
             return store, path
+    retain_freed_heap()  # response buffers reused without page faults (once per process)
     store = spec.build()  # outside the lock: building may read files or the environment
     with _cache_lock:
         store = _cache.setdefault(spec, store)
