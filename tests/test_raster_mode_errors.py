@@ -20,7 +20,8 @@ from tessellum.errors import (
     ValidationError,
 )
 from tessellum.mosaic import extract_raster_sync
-from tessellum.mosaic._stac import order_records, output_nodata
+from tessellum.mosaic._stac import output_nodata
+from tessellum.read.stacks import mosaic_order
 
 DEM = "copernicus_dem:elevation"
 SEAM_BBOX = (-112.05, 41.95, -111.95, 42.05)
@@ -211,7 +212,7 @@ def test_priority_latest_first_then_id():
         return RecordBands(rid, when, None, {}, 0)
 
     recs = [rec("b", 5), rec("c", None), rec("a", 5), rec("d", 9)]
-    assert [r.id for r in order_records(recs)] == ["d", "a", "b", "c"]
+    assert [r.id for r in mosaic_order(recs)] == ["d", "a", "b", "c"]
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ unaligned windows, overviews, reprojection, mosaics, points, and tile deduplicat
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 import rasterio
@@ -654,3 +655,76 @@ def test_targets_without_a_wanted_mask_read_the_same_pixels(tmp_path, case):
     )
     assert none is None and full_ok is not None
     np.testing.assert_array_equal(lean, full)
+
+
+def test_nan_validity_on_one_pixel_wide_tile_columns(tmp_path, output_memory):
+    """A float image one pixel wider than its tiles: the last tile column pastes a
+    one-pixel-wide (strided) region of the validity mask. numpy 2.4 writes only part
+    of a strided ``out=`` of ``np.isnan``, which left the rest of the mask as garbage."""
+    import asyncio
+
+    from tessellum.read.engine import Target, read_targets_async
+
+    output_memory(300 * 257)  # the validity mask, on reused memory full of garbage
+    data = np.full((1, 300, 257), 5.0, dtype="float32")
+    data[0, ::3, 256] = np.nan  # every third pixel of the last column is nodata
+    path, _ = write_cog(
+        tmp_path / "a.tif", shape=(300, 257), crs=UTM, transform=T0, dtype="float32",
+        nodata=float("nan"), data=data, overviews=(),
+    )  # fmt: skip
+    src = _band_source(path)
+    for _ in range(3):
+        ((_, valid),) = asyncio.run(read_targets_async([Target(src.grid, [src])]))
+        np.testing.assert_array_equal(valid, ~np.isnan(data[0]))
+
+
+def test_nan_is_no_data_without_a_nodata_value(tmp_path):
+    """A float raster without nodata holds no data where it holds NaN: the next record
+    fills those pixels in a mosaic (streamed and held paths alike), and they are not
+    valid; so do values equal to another nodata."""
+    import asyncio
+
+    from tessellum.read.engine import Target, read_targets_async
+
+    a_data = np.full((1, 64, 64), 1.5, dtype="float32")
+    a_data[0, :10] = np.nan
+    b_data = np.full((1, 64, 64), 2.5, dtype="float32")
+    a, _ = write_cog(tmp_path / "a.tif", data=a_data, shape=(64, 64), dtype="float32",
+                     crs=UTM, transform=T0, overviews=())  # fmt: skip
+    b, _ = write_cog(tmp_path / "b.tif", data=b_data, shape=(64, 64), dtype="float32",
+                     crs=UTM, transform=T0, overviews=())  # fmt: skip
+    sa, sb = _band_source(a), _band_source(b)
+    ((_, valid),) = asyncio.run(read_targets_async([Target(sa.grid, [sa])]))
+    assert not valid[:10].any() and valid[10:].all()
+    ((mosaic, valid),) = asyncio.run(read_targets_async([Target(sa.grid, [sa, sb])]))
+    assert (mosaic[:10] == 2.5).all() and (mosaic[10:] == 1.5).all() and valid.all()
+    table = _coll([a]).sample_points(
+        [Point(500005, 4649995), Point(500005, 4649995 - 300)], ["data"], geometry_crs=UTM
+    )
+    assert table.column("value").to_pylist() == [None, 1.5]
+
+
+def test_stacks_mosaic_ties_take_the_lowest_id(tmp_path):
+    """Records of one datetime overlap: the mosaic (zonal statistics, get_xarray with
+    mosaic) takes the lowest id, as raster mode does, whatever the table's order."""
+    import asyncio
+
+    from tessellum.collection import build_from_table
+    from tessellum.read.stacks import read_stacks_async
+
+    paths = {}
+    for rid, value in (("b", 2), ("a", 1), ("c", 3)):
+        data = np.full((1, 32, 32), value, dtype="uint8")
+        paths[rid], _ = write_cog(tmp_path / f"{rid}.tif", data=data, shape=(32, 32),
+                                  dtype="uint8", crs=UTM, transform=T0, overviews=())  # fmt: skip
+    table = pa.table({
+        "href": [str(paths[k]) for k in ("b", "a", "c")], "id": ["b", "a", "c"],
+        "datetime": ["2022-06-01T00:00:00Z", "2022-06-01T00:00:00Z", "2021-01-01T00:00:00Z"],
+    })  # fmt: skip
+    coll = build_from_table(table, name="ties", progress=False)
+    (stack,) = asyncio.run(read_stacks_async(
+        coll.table, [box(500000, 4649700, 500300, 4650000)], ["data"],
+        geometry_crs=UTM, mosaic=True,
+    ))  # fmt: skip
+    assert stack.record_ids == ["a", "b", "c"]
+    assert (stack.data["data"] == 1).all()

@@ -9,7 +9,6 @@ Priority where items overlap: the item with the **latest datetime** wins, ties b
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import math
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -23,9 +22,10 @@ from ..geo.grid import Grid, grid_for_bounds, transform_bounds
 from ..read.engine import BandSource, Target, read_targets_async
 from ..read.fetch import FetchOptions
 from ..read.sources import RecordBands, record_bands
+from ..read.stacks import mosaic_order
 from ._request import RasterRequest
 
-__all__ = ["MosaicPlan", "order_records", "output_grid", "plan_mosaic"]
+__all__ = ["MosaicPlan", "output_grid", "plan_mosaic"]
 
 # Pixels read per strip: bounds memory (a strip + its decoded tiles) for huge outputs.
 STRIP_PIXELS = 16 * 1024 * 1024
@@ -74,21 +74,6 @@ class MosaicPlan:
             if bad.any():
                 arr[bad] = self.nodata
             yield row_off, arr
-
-
-def order_records(records: Sequence[RecordBands]) -> list[RecordBands]:
-    """Priority order: latest datetime first, then id ascending; undated items last."""
-    floor = dt.datetime.min.replace(tzinfo=dt.UTC)
-
-    def stamp(r: RecordBands) -> float:
-        when = r.datetime
-        if when is None:
-            return math.inf
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=dt.UTC)
-        return -(when - floor).total_seconds()
-
-    return sorted(records, key=lambda r: (stamp(r), r.id))
 
 
 def output_grid(
@@ -228,7 +213,7 @@ async def plan_mosaic(req: RasterRequest, *, progress: bool | None = None) -> Mo
             f"(STAC API {req.resolved.stac_api})",
             url=req.resolved.stac_api,
         )
-    records = order_records(records)
+    records = mosaic_order(records)
     sources = [r.bands[variable] for r in records]
     from ..read.grids import reference_source
 

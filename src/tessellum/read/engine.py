@@ -178,12 +178,24 @@ def is_nan(value: Any) -> bool:
         return False
 
 
-def _valid(arr: np.ndarray, inside: np.ndarray, nodata: Any) -> np.ndarray:
+def holds_data(values: np.ndarray, nodata: Any) -> np.ndarray:
+    """Which ``values`` are data: not nodata, and never NaN (a float raster without
+    nodata, or with another nodata value, still has no data where it holds NaN; GDAL's
+    statistics and exactextract skip NaN alike)."""
+    if values.dtype.kind == "f":
+        ok = ~np.isnan(values)
+        if nodata is not None and not is_nan(nodata):
+            ok &= values != nodata
+        return ok
     if nodata is None:
+        return np.ones(values.shape, dtype=bool)
+    return values != nodata
+
+
+def _valid(arr: np.ndarray, inside: np.ndarray, nodata: Any) -> np.ndarray:
+    if arr.dtype.kind != "f" and nodata is None:
         return inside
-    if is_nan(nodata):
-        return inside & ~np.isnan(arr)
-    return inside & (arr != nodata)
+    return inside & holds_data(arr, nodata)
 
 
 async def read_targets_async(
@@ -307,12 +319,18 @@ def _mask_unneeded(t: Target, fill: Any) -> bool:
 
 
 def _mark_valid(have: np.ndarray, values: np.ndarray, nodata: Any) -> None:
-    """``have[...] = values are valid`` in place."""
-    if nodata is None:
+    """``have[...] = values are valid`` in place (as :func:`_valid`: NaN never is).
+
+    ``have`` is usually a tile's region of the mask, a non-contiguous view: numpy 2.4's
+    ``np.isnan(x, out=view)`` writes only part of such a view (the rest kept whatever
+    the memory held), so NaN is tested into a fresh array and then copied.
+    """
+    if values.dtype.kind == "f":
+        np.logical_not(np.isnan(values), out=have)
+        if nodata is not None and not is_nan(nodata):
+            have &= values != nodata
+    elif nodata is None:
         have[...] = True
-    elif is_nan(nodata):
-        np.isnan(values, out=have)
-        np.logical_not(have, out=have)
     else:
         np.not_equal(values, nodata, out=have)
 

@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from ..errors import ValidationError
 from ..geo.crs import crs_to_code, to_crs, transformer
-from .engine import is_nan
+from .engine import holds_data
 from .fetch import fetch_tiles_async
 from .plan import TileKey
 from .sources import record_bands
@@ -231,11 +231,7 @@ class _Probe:
 
     def valid(self) -> np.ndarray:
         """Inside the image and not nodata."""
-        ok = self.positions.inside.copy()
-        nod = self.src.nodata
-        if nod is not None:
-            ok &= ~np.isnan(self.values) if is_nan(nod) else self.values != nod
-        return ok
+        return self.positions.inside & holds_data(self.values, self.src.nodata)
 
 
 class _Job:

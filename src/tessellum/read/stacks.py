@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -106,13 +107,20 @@ def candidates(table: Any, geoms: np.ndarray, geom_crs: Any) -> list[np.ndarray]
 
 
 def mosaic_order(records: Sequence[RecordBands]) -> list[RecordBands]:
-    """Records (sorted by datetime, then id) in mosaic priority: newest first when they
-    hold more than one datetime, else as given."""
-    dts = [r.datetime for r in records]
-    if len({d for d in dts if d is not None}) <= 1:
-        return list(records)
-    order = np.argsort([d.timestamp() if d else 0 for d in dts], kind="stable")[::-1]
-    return [records[i] for i in order]
+    """Mosaic priority: latest datetime first, then id ascending; undated records last.
+    One rule for every mosaic (stacks, zonal statistics, raster mode), so the same
+    records over the same area give the same pixels whichever API reads them."""
+    floor = dt.datetime.min.replace(tzinfo=dt.UTC)
+
+    def stamp(r: RecordBands) -> float:
+        when = r.datetime
+        if when is None:
+            return math.inf
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.UTC)
+        return -(when - floor).total_seconds()
+
+    return sorted(records, key=lambda r: (stamp(r), r.id))
 
 
 async def read_stacks_async(
