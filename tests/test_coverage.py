@@ -303,3 +303,20 @@ def test_compiled_kernels_reject_bad_arrays():
         kernels.polygon_totals(x, y, first, sign, np.array([0, 1], np.int64), valid,
                                np.zeros((1, 1)), cls, 1, np.ones(2), 1e-12, 100, False,
                                *outs)  # fmt: skip
+
+
+def test_spread_pass_counts_each_pixel_once_with_infinite_values():
+    """The second (spread) pass sums only the squared deviations: a mean that is NaN
+    (valid +inf and -inf values) must not make it run the first pass again."""
+    kernels = pytest.importorskip("tessellum._kernels", reason="the C extension is not built")
+    x = np.array([0.0, 2.0, 2.0, 0.0, 0.0])
+    y = np.array([0.0, 0.0, 2.0, 2.0, 0.0])
+    first, sign = np.array([0, 5], np.int64), np.array([-1.0])
+    centred = np.array([[np.inf, -np.inf], [1.0, 2.0]])
+    for spread in (False, True):
+        done, totals, moments = np.zeros(1, bool), np.zeros((4, 1)), np.zeros((4, 1))
+        kernels.polygon_totals(x, y, first, sign, np.array([0, 1], np.int64),
+                               np.ones((2, 2), bool), centred, np.zeros((1, 1), np.int32), 0,
+                               np.ones(2), 1e-12, 100, spread,
+                               done, totals, moments, np.zeros((0, 1)))  # fmt: skip
+        assert done[0] and totals[0, 0] == 4.0 and totals[1, 0] == 4.0

@@ -246,10 +246,10 @@ typedef struct {
     int bad_class;
 } Sums;
 
-/* Sum polygon g's box (acc: row deltas of the covered fractions). With a non-NaN mean,
- * only sum w*(v - mean)^2 into moments[1]. */
-static void sum_box(const Box *b, int64_t g, Sums *s, double mean) {
-    int second = !isnan(mean);
+/* Sum polygon g's box (acc: row deltas of the covered fractions). On the second pass,
+ * only sum w*(v - mean)^2 into moments[1]. (A flag, not a NaN mean: valid infinite
+ * values make the mean NaN, and the first pass must never run twice.) */
+static void sum_box(const Box *b, int64_t g, Sums *s, double mean, int second) {
     int64_t n = s->n;
     for (int64_t i = 0; i < b->rows; i++) {
         int64_t row = b->r0 + i;
@@ -382,9 +382,9 @@ static PyObject *polygon_totals(PyObject *self, PyObject *args) {
         memset(scratch, 0, (size_t)cells * sizeof(double));
         b.data = scratch;
         accumulate(&b, px, py, pfirst, psign, ring_a, ring_b);
-        sum_box(&b, g, &s, NAN);
+        sum_box(&b, g, &s, 0.0, 0);
         if (spread && s.totals[n + g] > 0) /* a second pass: no cancellation */
-            sum_box(&b, g, &s, s.moments[g] / s.totals[n + g]);
+            sum_box(&b, g, &s, s.moments[g] / s.totals[n + g], 1);
         pdone[g] = 1;
     }
     free(scratch);
