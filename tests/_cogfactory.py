@@ -76,7 +76,7 @@ def write_cog(
     pixel_is_point: bool = False,
     driver: Literal["GTiff", "COG"] = "GTiff",
     layout: Literal["cog", "append"] = "cog",
-    mask: bool = False,
+    mask: bool | np.ndarray = False,
     scales: Sequence[float] | None = None,
     offsets: Sequence[float] | None = None,
     descriptions: Sequence[str] | None = None,
@@ -90,6 +90,8 @@ def write_cog(
     ``layout="append"`` writes the image, then adds overviews in place, so the overview
     IFDs (and possibly the main one) land at the end of the file.
     ``sparse=True`` leaves the top-left 2x2 blocks empty (offset 0, byte count 0).
+    ``mask`` writes an internal (per-dataset) mask: ``True`` masks the top-left corner,
+    an array (0: masked) is written as it is.
     """
     path = Path(path)
     arr = make_array(dtype, shape, count, nbits=nbits) if data is None else data
@@ -145,7 +147,9 @@ def write_cog(
             dst.offsets = tuple(offsets)
         if descriptions is not None:
             dst.descriptions = tuple(descriptions)
-        if mask:
+        if isinstance(mask, np.ndarray):
+            dst.write_mask(mask)
+        elif mask:
             m = np.full(shape, 255, np.uint8)
             m[: shape[0] // 3, : shape[1] // 4] = 0
             dst.write_mask(m)

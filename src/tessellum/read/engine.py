@@ -19,7 +19,14 @@ from ..errors import ValidationError
 from ..geo.grid import Grid, transform_bounds
 from ._pool import pooled_empty
 from .fetch import FetchOptions, decode_executor, fetch_tiles_async
-from .plan import SourceRead, TileKey, inside_rect, pick_overview, unique_tiles
+from .plan import (
+    SourceRead,
+    inside_rect,
+    mask_header,
+    mask_level_for,
+    pick_overview,
+    unique_tiles,
+)
 
 RESAMPLING = (
     "nearest",
@@ -65,6 +72,25 @@ class BandSource:
     def nodata(self) -> Any:
         return self.header.nodata_value() if self.header.nodata_raw is not None else None
 
+    @cached_property
+    def mask_header(self) -> Any:
+        """The header viewed as its internal mask's (None: the file has no mask)."""
+        return mask_header(self.header) if self.header.mask_levels else None
+
+    def read_level(self, resolution: float | None) -> tuple[int, int | None]:
+        """``(level, mask level)`` to read at ``resolution``: the coarsest level fine
+        enough, among those whose internal mask has a level of their size when the file
+        has a mask (a masked read never ignores the mask); the mask level is None
+        without a mask."""
+        level = pick_overview(self.header, resolution)
+        if self.mask_header is None:
+            return level, None
+        for finer in range(level, -1, -1):
+            m = mask_level_for(self.header, finer)
+            if m is not None:
+                return finer, m
+        return level, None  # no mask level matches even the full resolution: unusable
+
     def level_grid(self, level: int) -> Grid:
         full = self.grid
         lvl = self.header.levels[level]
@@ -95,6 +121,17 @@ def _crs_of(header: Any) -> str:
     raise ValidationError(f"{header.url}: raster has no CRS")
 
 
+class PlannedRead(NamedTuple):
+    """How one source fills a target: the read of its pixels, the level's grid, whether
+    the pixels are pasted (same grid) or warped, and the read of its internal mask."""
+
+    src: BandSource
+    rd: SourceRead
+    grid: Grid
+    direct: bool
+    mask: SourceRead | None = None
+
+
 @dataclass
 class Target:
     """One output array: ``grid`` filled from ``sources`` (priority order)."""
@@ -108,7 +145,7 @@ class Target:
     out: np.ndarray | None = None  # where to write the array (e.g. a layer of a stack)
     valid_out: np.ndarray | None = None  # where to write the validity mask
     want_valid: bool = True  # False: only the pixels are wanted (the mask returned is None)
-    reads: list[tuple[BandSource, SourceRead, Grid, bool]] = field(default_factory=list, repr=False)
+    reads: list[PlannedRead] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
         for name, buf in (("out", self.out), ("valid_out", self.valid_out)):
@@ -135,34 +172,30 @@ def plan_target(t: Target) -> None:
     t.reads.clear()
     pad = {"nearest": 1, "mode": 1, "average": 1}.get(t.resampling, 3)
     for src in t.sources:
-        level = pick_overview(src.header, _resolution_in_source(src, t.grid))
+        level, mask_level = src.read_level(_resolution_in_source(src, t.grid))
         lgrid = src.level_grid(level)
-        if lgrid.same_pixels(t.grid):
+        direct = lgrid.same_pixels(t.grid)
+        if direct:
             r0, c0 = lgrid.offset_of(t.grid)
             window = (r0, c0, r0 + t.grid.height, c0 + t.grid.width)
             if r0 >= lgrid.height or c0 >= lgrid.width or window[2] <= 0 or window[3] <= 0:
                 continue
-            t.reads.append(
-                (src, SourceRead(src.href, src.header, level, src.sample, window), lgrid, True)
-            )
-            continue
-        try:
-            b = transform_bounds(t.grid.bounds, t.grid.crs, lgrid.crs)
-        except ValidationError:
-            continue
-        r0, c0, r1, c1 = lgrid.snap_bounds(b)
-        r0, c0 = max(r0 - pad, 0), max(c0 - pad, 0)
-        r1, c1 = min(r1 + pad, lgrid.height), min(c1 + pad, lgrid.width)
-        if r1 <= r0 or c1 <= c0:
-            continue
-        t.reads.append(
-            (
-                src,
-                SourceRead(src.href, src.header, level, src.sample, (r0, c0, r1, c1)),
-                lgrid,
-                False,
-            )
-        )
+        else:
+            try:
+                b = transform_bounds(t.grid.bounds, t.grid.crs, lgrid.crs)
+            except ValidationError:
+                continue
+            r0, c0, r1, c1 = lgrid.snap_bounds(b)
+            r0, c0 = max(r0 - pad, 0), max(c0 - pad, 0)
+            r1, c1 = min(r1 + pad, lgrid.height), min(c1 + pad, lgrid.width)
+            if r1 <= r0 or c1 <= c0:
+                continue
+            window = (r0, c0, r1, c1)
+        rd = SourceRead(src.href, src.header, level, src.sample, window)
+        mask = None
+        if mask_level is not None:
+            mask = SourceRead(src.href, src.mask_header, mask_level, 0, window, mask=True)
+        t.reads.append(PlannedRead(src, rd, lgrid, direct, mask))
 
 
 def _fill_value(dtype: np.dtype, nodata: Any) -> Any:
@@ -212,7 +245,7 @@ async def read_targets_async(
     """
     import asyncio
 
-    from .plan import paste_tile, tiles_in_window
+    from .plan import paste_tile
 
     for t in targets:
         if t.resampling not in RESAMPLING:
@@ -222,17 +255,15 @@ async def read_targets_async(
     streamed: dict[Any, list[tuple[np.ndarray, SourceRead, np.ndarray | None, Any]]] = {}
     held: set = set()
     for t, o in zip(targets, outs, strict=True):
-        for i, (src, rd, _, _direct) in enumerate(t.reads):
-            lvl = rd.header.levels[rd.level]
-            keys = [
-                TileKey(rd.href, rd.level, idx)
-                for idx in tiles_in_window(lvl, rd.window, rd.sample)
-            ]
+        for i, r in enumerate(t.reads):
+            keys = [r.rd.key(idx) for idx in _tiles_of(r.rd)]
             if i == 0 and o.streamed:
                 for k in keys:
-                    streamed.setdefault(k, []).append((o.out, rd, o.have, src.nodata))
+                    streamed.setdefault(k, []).append((o.out, r.rd, o.have, r.src.nodata))
             else:
                 held.update(keys)
+            if r.mask is not None:
+                held.update(r.mask.key(idx) for idx in _tiles_of(r.mask))
 
     def on_tile(key: Any, arr: np.ndarray) -> None:
         # paste and mark valid pixels here, in the decode threads: no full-image pass
@@ -242,7 +273,9 @@ async def read_targets_async(
             if region is not None and have is not None:
                 _mark_valid(have[region], dst[region], nodata)
 
-    tiles = unique_tiles([rd for t in targets for _, rd, _, _ in t.reads])
+    tiles = unique_tiles([
+        rd for t in targets for r in t.reads for rd in (r.rd, r.mask) if rd is not None
+    ])  # fmt: skip
     decoded = await fetch_tiles_async(tiles, opts, on_tile=on_tile, keep=held.__contains__)
 
     def assemble() -> list[tuple[np.ndarray, np.ndarray | None]]:
@@ -255,6 +288,12 @@ async def read_targets_async(
     return await asyncio.get_running_loop().run_in_executor(decode_executor(), assemble)
 
 
+def _tiles_of(rd: SourceRead) -> list[int]:
+    from .plan import tiles_in_window
+
+    return tiles_in_window(rd.header.levels[rd.level], rd.window, rd.sample)
+
+
 _INLINE_PIXELS = 1 << 22
 """Targets this small, and complete when their tiles are pasted, are finished on the
 event loop's thread: a hand-off to a thread would cost more than the work."""
@@ -265,8 +304,9 @@ def _streams_first(t: Target, dtype: np.dtype) -> bool:
     (same pixel grid, same dtype)."""
     if not t.reads:
         return False
-    src, _, _, direct = t.reads[0]
-    return bool(direct and src.dtype == dtype)
+    first = t.reads[0]
+    # a masked read is applied when its mask tiles are in too: at assembly
+    return bool(first.direct and first.mask is None and first.src.dtype == dtype)
 
 
 class _Output(NamedTuple):
@@ -293,7 +333,7 @@ def _allocate(t: Target) -> _Output:
     nodata = t.nodata if t.nodata is not None else (first.nodata if first else None)
     fill = _fill_value(dtype, nodata)
     out = t.out if t.out is not None else pooled_empty(t.grid.shape, dtype)
-    rect = inside_rect(t.reads[0][1]) if _streams_first(t, dtype) else None
+    rect = inside_rect(t.reads[0].rd) if _streams_first(t, dtype) else None
     if rect is None:
         out.fill(fill)
         return _Output(out, None, fill, nodata, streamed=False)
@@ -314,7 +354,7 @@ def _mask_unneeded(t: Target, fill: Any) -> bool:
     the assembly reads it (one source with the target's fill value, no geometry mask)."""
     if t.want_valid or t.valid_out is not None or t.mask is not None or len(t.reads) != 1:
         return False
-    src = t.reads[0][0]
+    src = t.reads[0].src
     return _same_value(_fill_value(src.dtype, src.nodata), fill)
 
 
@@ -342,7 +382,7 @@ def _assemble(t: Target, decoded: dict, o: _Output) -> tuple[np.ndarray, np.ndar
     from .plan import paste
 
     out, have, fill = o.out, o.have, o.fill
-    for i, (src, rd, lgrid, direct) in enumerate(t.reads):
+    for i, (src, rd, lgrid, direct, mask) in enumerate(t.reads):
         src_fill = _fill_value(src.dtype, src.nodata)
         if i == 0 and o.streamed:
             if have is not None and not _same_value(src_fill, fill):
@@ -351,6 +391,10 @@ def _assemble(t: Target, decoded: dict, o: _Output) -> tuple[np.ndarray, np.ndar
             buf = np.full(rd.shape, src_fill, dtype=src.dtype)
             inside = paste(buf, rd, decoded)
             valid = _valid(buf, inside, src.nodata)
+            if mask is not None:  # the file's internal mask: 0 is no data (GDAL)
+                kept = np.zeros(mask.shape, dtype=np.uint8)
+                paste(kept, mask, decoded)
+                valid &= kept != 0
             if not direct:
                 win = lgrid.window(rd.window[0], rd.window[1], *rd.shape)
                 buf, valid = _warp(buf, valid, win, t.grid, t.resampling, src_fill)

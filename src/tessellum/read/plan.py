@@ -16,23 +16,32 @@ import numpy as np
 
 @dataclass(frozen=True, slots=True)
 class TileKey:
-    """One stored tile: file, level and linear tile index (planes included)."""
+    """One stored tile: file, level and linear tile index (planes included); ``mask``:
+    a tile of the file's internal mask (``level`` then indexes its mask levels)."""
 
     href: str
     level: int
     index: int
+    mask: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class SourceRead:
     """Read ``window`` (row0, col0, row1, col1; may extend past the image) of sample
-    ``sample`` of ``level`` of the file at ``href``."""
+    ``sample`` of ``level`` of the file at ``href``. A read of the file's internal mask
+    has ``mask=True`` and a header whose levels are the mask levels
+    (:func:`mask_header`)."""
 
     href: str
     header: Any  # tessellum.tiff.TiffHeader
     level: int
     sample: int
     window: tuple[int, int, int, int]
+    mask: bool = False
+
+    def key(self, index: int) -> TileKey:
+        """The key of tile ``index`` of this read's level."""
+        return TileKey(self.href, self.level, index, self.mask)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -63,6 +72,23 @@ def pick_overview(header: Any, target_resolution: float | None, *, tolerance: fl
     return best
 
 
+def mask_header(header: Any) -> Any:
+    """``header`` with its internal mask levels as its levels: what a mask read plans,
+    pastes and decodes with (sparse mask tiles decode to 0, masked, as in GDAL)."""
+    import dataclasses
+
+    return dataclasses.replace(header, levels=header.mask_levels, mask_levels=(), nodata_raw=None)
+
+
+def mask_level_for(header: Any, level: int) -> int | None:
+    """The internal mask level of the size of image ``level`` (None: no such mask)."""
+    lvl = header.levels[level]
+    for i, m in enumerate(header.mask_levels):
+        if (m.width, m.height) == (lvl.width, lvl.height):
+            return i
+    return None
+
+
 def tiles_in_window(level: Any, window: tuple[int, int, int, int], sample: int = 0) -> list[int]:
     """Linear indexes of the tiles of ``level`` overlapping ``window`` (clipped to the
     image). Planar-separate files keep each sample's tiles in its own plane."""
@@ -87,7 +113,7 @@ def unique_tiles(reads: Sequence[SourceRead]) -> dict[TileKey, tuple[Any, int]]:
     for rd in reads:
         lvl = rd.header.levels[rd.level]
         for idx in tiles_in_window(lvl, rd.window, rd.sample):
-            out.setdefault(TileKey(rd.href, rd.level, idx), (rd.header, rd.level))
+            out.setdefault(rd.key(idx), (rd.header, rd.level))
     return out
 
 
@@ -141,5 +167,5 @@ def paste(dst: np.ndarray, rd: SourceRead, tiles: dict[TileKey, np.ndarray]) -> 
     """Copy the decoded tiles of ``rd`` into ``dst`` (shape ``rd.shape``); returns a
     boolean array marking pixels that came from the image (False outside it)."""
     for idx in tiles_in_window(rd.header.levels[rd.level], rd.window, rd.sample):
-        paste_tile(dst, rd, idx, tiles[TileKey(rd.href, rd.level, idx)])
+        paste_tile(dst, rd, idx, tiles[rd.key(idx)])
     return inside_mask(rd)

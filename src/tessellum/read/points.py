@@ -14,7 +14,7 @@ from ..errors import ValidationError
 from ..geo.crs import crs_to_code, to_crs, transformer
 from .engine import holds_data
 from .fetch import fetch_tiles_async
-from .plan import TileKey
+from .plan import TileKey, mask_level_for
 from .sources import record_bands
 from .stacks import candidate_pairs, fetch_options
 
@@ -114,17 +114,17 @@ async def sample_points_async(
     # every probe's points grouped by tile; each tile is sampled in its decode thread as
     # soon as it is decoded (and then dropped), so sampling overlaps fetching/decoding
     tiles: dict[TileKey, tuple[Any, int]] = {}
-    by_tile: dict[TileKey, list[tuple[_Probe, np.ndarray, np.ndarray]]] = {}
+    by_tile: dict[TileKey, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
     for job in jobs:
         for probe in job.probes:
-            for key, sel, flat in probe.by_tile():
-                tiles.setdefault(key, (probe.src.header, 0))
-                by_tile.setdefault(key, []).append((probe, sel, flat))
+            for key, header, dest, sel, flat in probe.by_tile():
+                tiles.setdefault(key, (header, key.level))
+                by_tile.setdefault(key, []).append((dest, sel, flat))
 
     def on_tile(key: TileKey, tile: np.ndarray) -> None:
         values = tile.reshape(-1)
-        for probe, sel, flat in by_tile.get(key, ()):
-            probe.values[sel] = values.take(flat)  # 1-D take: faster than 3-D indexing
+        for dest, sel, flat in by_tile.get(key, ()):
+            dest[sel] = values.take(flat)  # 1-D take: faster than 3-D indexing
 
     await fetch_tiles_async(
         tiles, fetch_options(max_concurrent, progress=progress),
@@ -171,25 +171,36 @@ def _stable_order(keys: np.ndarray, bound: int) -> np.ndarray:
 
 
 def _layout_key(src: Any) -> tuple[Any, ...]:
-    """What decides where points fall in a band's tiles: its grid and tile layout."""
-    lvl = src.header.levels[0]
+    """What decides where points fall in a band's tiles: its grid and tile layout (and
+    its internal mask's)."""
+
+    def layout(lvl: Any) -> tuple[Any, ...]:
+        return (lvl.width, lvl.height, lvl.tile_width, lvl.tile_height, lvl.planar_config,
+                lvl.tile_shape())  # fmt: skip
+
+    mask = _full_mask_level(src)
     return (
         tuple(src.grid.transform)[:6], crs_to_code(src.grid.crs),
-        lvl.width, lvl.height, lvl.tile_width, lvl.tile_height, lvl.planar_config,
-        lvl.tile_shape(), src.sample,
+        layout(src.header.levels[0]), src.sample,
+        layout(src.header.mask_levels[mask]) if mask is not None else None,
     )  # fmt: skip
 
 
-class _Positions:
-    """Integer pixel positions in a band's full-resolution level, grouped by tile."""
+def _full_mask_level(src: Any) -> int | None:
+    """The internal mask level of the full resolution (None: no mask)."""
+    return mask_level_for(src.header, 0) if src.header.mask_levels else None
 
-    def __init__(self, src: Any, rr: np.ndarray, cc: np.ndarray) -> None:
-        lvl = src.header.levels[0]
+
+class _Positions:
+    """Integer pixel positions in one level of a file (an image level, or a mask level
+    of the same size), grouped by tile."""
+
+    def __init__(self, lvl: Any, sample: int, rr: np.ndarray, cc: np.ndarray) -> None:
         self.inside = (rr >= 0) & (rr < lvl.height) & (cc >= 0) & (cc < lvl.width)
         across = -(-lvl.width // lvl.tile_width)
         down = -(-lvl.height // lvl.tile_height)
-        plane = src.sample if lvl.planar_config == 2 else 0
-        chan = 0 if lvl.planar_config == 2 else src.sample
+        plane = sample if lvl.planar_config == 2 else 0
+        chan = 0 if lvl.planar_config == 2 else sample
         _, tw, spp = lvl.tile_shape()  # the decoded tile's layout
         tid = plane * across * down + (rr // lvl.tile_height) * across + cc // lvl.tile_width
         at = np.flatnonzero(self.inside)
@@ -203,35 +214,62 @@ class _Positions:
 
 class _Placement:
     """Where one set of points falls in a band's grid: one position set (nearest) or
-    four (bilinear neighbours) and the bilinear weights. Shared by records on one grid."""
+    four (bilinear neighbours) and the bilinear weights, each with its positions in the
+    file's internal mask (None: no mask). Shared by records on one grid."""
 
     def __init__(self, src: Any, fr: np.ndarray, fc: np.ndarray, method: str) -> None:
         self.method = method
         if method == "nearest":
             r0, c0 = np.floor(fr).astype(np.int64), np.floor(fc).astype(np.int64)
-            self.positions = [_Positions(src, r0, c0)]
-            return
-        r0, c0 = np.floor(fr - 0.5).astype(np.int64), np.floor(fc - 0.5).astype(np.int64)
-        self.wy, self.wx = fr - 0.5 - r0, fc - 0.5 - c0
-        self.positions = [_Positions(src, r0 + dr, c0 + dc) for dr in (0, 1) for dc in (0, 1)]
+            offsets = [(0, 0)]
+        else:
+            r0, c0 = np.floor(fr - 0.5).astype(np.int64), np.floor(fc - 0.5).astype(np.int64)
+            self.wy, self.wx = fr - 0.5 - r0, fc - 0.5 - c0
+            offsets = [(dr, dc) for dr in (0, 1) for dc in (0, 1)]
+        image = src.header.levels[0]
+        mask = _full_mask_level(src)
+        self.mask_level = mask
+        self.positions = [_Positions(image, src.sample, r0 + dr, c0 + dc) for dr, dc in offsets]
+        self.mask_positions: list[_Positions | None] = [
+            _Positions(src.header.mask_levels[mask], 0, r0 + dr, c0 + dc)
+            if mask is not None else None
+            for dr, dc in offsets
+        ]  # fmt: skip
 
 
 class _Probe:
-    """Values of one band at one position set, filled tile by tile (:meth:`by_tile`)."""
+    """Values of one band at one position set, filled tile by tile (:meth:`by_tile`);
+    with the file's internal mask at the same positions when it has one."""
 
-    def __init__(self, src: Any, positions: _Positions) -> None:
+    def __init__(self, src: Any, positions: _Positions, mask: _Positions | None,
+                 mask_level: int | None) -> None:  # fmt: skip
         self.src, self.positions = src, positions
         self.values = np.zeros(len(positions.inside), np.dtype(src.header.levels[0].dtype))
+        self.mask, self.mask_level = mask, mask_level
+        self.kept = np.zeros(len(positions.inside), np.uint8) if mask is not None else None
 
-    def by_tile(self) -> list[tuple[TileKey, np.ndarray, np.ndarray]]:
-        """``(tile, positions in this probe, flat offsets in the decoded tile)`` for every
-        tile holding a point."""
-        href = self.src.href
-        return [(TileKey(href, 0, tid), sel, flat) for tid, sel, flat in self.positions.groups]
+    def by_tile(self) -> list[tuple[TileKey, Any, np.ndarray, np.ndarray, np.ndarray]]:
+        """``(tile, header, destination, positions in it, flat offsets in the decoded
+        tile)`` for every tile (of the image, and of its mask) holding a point."""
+        href, header = self.src.href, self.src.header
+        out = [
+            (TileKey(href, 0, tid), header, self.values, sel, flat)
+            for tid, sel, flat in self.positions.groups
+        ]
+        if self.mask is not None:
+            level, mh = self.mask_level, self.src.mask_header
+            out += [
+                (TileKey(href, level, tid, mask=True), mh, self.kept, sel, flat)
+                for tid, sel, flat in self.mask.groups
+            ]
+        return out
 
     def valid(self) -> np.ndarray:
-        """Inside the image and not nodata."""
-        return self.positions.inside & holds_data(self.values, self.src.nodata)
+        """Inside the image, not nodata and not masked by the file's internal mask."""
+        ok = self.positions.inside & holds_data(self.values, self.src.nodata)
+        if self.kept is not None:
+            ok &= self.kept != 0
+        return ok
 
 
 class _Job:
@@ -239,7 +277,10 @@ class _Job:
 
     def __init__(self, rec: Any, band: str, idx: np.ndarray, src: Any, place: _Placement) -> None:
         self.rec, self.band, self.idx, self.place = rec, band, idx, place
-        self.probes = [_Probe(src, pos) for pos in place.positions]
+        self.probes = [
+            _Probe(src, pos, mask, place.mask_level)
+            for pos, mask in zip(place.positions, place.mask_positions, strict=True)
+        ]
 
     def values(self) -> tuple[np.ndarray, np.ndarray]:
         """Sampled values and which are valid (the others are null in the result)."""
