@@ -241,6 +241,30 @@ def test_band_index_map_alone_uses_the_single_raster_asset(served: Any) -> None:
     assert coll.bands == ["R", "N"]
 
 
+def test_band_index_beyond_the_files_samples_is_a_build_error(served: Any) -> None:
+    """NAIP files hold 4 samples: index 4 is flagged at build (like a failed header,
+    with a warning), and reads skip it instead of reading another sample."""
+    from tessellum.errors import TessellumWarning
+
+    with pytest.warns(TessellumWarning, match="band index 4 is outside the file's 4 sample"):
+        coll = build_from_stac(
+            name="naip-oob", stac_api=served.stac_url, collection="naip", data_source="other",
+            band_index_map={"R": 0, "X": 4}, progress=False,
+        )  # fmt: skip
+    errors = coll.errors().to_pylist()
+    assert errors and {e["band"] for e in errors} == {"X"}
+    assert "0-3" in errors[0]["error"]
+    assert coll.valid().table.num_rows == 0
+
+
+def test_band_index_map_code_outside_a_multi_asset_band_map_is_named(served: Any) -> None:
+    with pytest.raises(ValidationError, match="band 'XX' of band_index_map is not in"):
+        build_from_stac(
+            name="s2-xx", stac_api=served.stac_url, collection="sentinel-2-l2a",
+            band_index_map={"B04": 0, "XX": 0}, progress=False,
+        )  # fmt: skip
+
+
 def test_band_map_selects_assets(served: Any) -> None:
     coll = build_from_stac(
         name="s2-rn", stac_api=served.stac_url, collection="sentinel-2-l2a",

@@ -184,6 +184,9 @@ def records_to_table(
                 msg = str(res) if res is not None else "header not read"
                 hdrs.append(None), idx.append(ref.band_index), errs.append(msg)
                 failures.append((r.id, band, msg))
+            elif (msg := _sample_error(ref.band_index, res)) is not None:
+                hdrs.append(None), idx.append(ref.band_index), errs.append(msg)
+                failures.append((r.id, band, msg))
             else:
                 hdrs.append(res), idx.append(ref.band_index), errs.append(None)
         cols[band_column(band)] = headers_to_arrow(hdrs, band_index=idx, errors=errs)
@@ -202,6 +205,15 @@ def records_to_table(
             stacklevel=3,
         )
     return table
+
+
+def _sample_error(band_index: int | None, header: Any) -> str | None:
+    """Why ``band_index`` cannot be read from ``header``'s file (None: it can)."""
+    samples = header.levels[0].samples_per_pixel
+    i = band_index or 0
+    if 0 <= i < samples:
+        return None
+    return f"band index {i} is outside the file's {samples} sample(s) (0-{samples - 1})"
 
 
 def _first_header(r: Record, headers: dict[str, Any]):

@@ -198,7 +198,7 @@ def stac_records(
     rng = parse_date_range(date_range)
     bmap = dict(band_map) if band_map else builtin_band_map(collection, data_source)
     if not band_map and bmap and band_index_map:  # the user's codes pick from the built-in map
-        bmap = {k: v for k, v in bmap.items() if k in band_index_map} or None
+        bmap = _pick_codes(bmap, band_index_map, collection)
     imap = (
         dict(band_index_map) if band_index_map else builtin_band_index_map(collection, data_source)
     )
@@ -224,6 +224,27 @@ def stac_records(
         max_items=max_items,
     )
     return [record_from_stac_item(i, band_map=bmap, band_index_map=imap) for i in items]
+
+
+def _pick_codes(
+    builtin: Mapping[str, str], band_index_map: Mapping[str, int], collection: str
+) -> dict[str, str]:
+    """The built-in band map restricted to the codes of ``band_index_map``; a code the
+    built-in map lacks reads the one asset the map uses (a multi-sample file such as
+    NAIP's ``image``), else it is an error (never a silently dropped band)."""
+    assets = set(builtin.values())
+    out = {}
+    for code in band_index_map:
+        if code in builtin:
+            out[code] = builtin[code]
+        elif len(assets) == 1:
+            out[code] = next(iter(assets))
+        else:
+            raise ValidationError(
+                f"band {code!r} of band_index_map is not in {collection!r}'s band map "
+                f"({sorted(builtin)}); pass band_map={{{code!r}: <asset key>}} as well"
+            )
+    return out
 
 
 __all__ = ["search_items", "stac_records", "walk_static_catalog"]
