@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -242,19 +243,28 @@ def test_band_index_map_alone_uses_the_single_raster_asset(served: Any) -> None:
 
 
 def test_band_index_beyond_the_files_samples_is_a_build_error(served: Any) -> None:
-    """NAIP files hold 4 samples: index 4 is flagged at build (like a failed header,
-    with a warning), and reads skip it instead of reading another sample."""
+    """NAIP files hold 3 or 4 samples: index 4 is an error of every record (and a
+    warning, as no record has it), and reads skip it instead of reading another sample.
+    A sample only some files lack is a band those records lack (no warning)."""
     from tessellum.errors import TessellumWarning
 
-    with pytest.warns(TessellumWarning, match="band index 4 is outside the file's 4 sample"):
+    with pytest.warns(TessellumWarning, match="band index 4 is outside the file's . sample"):
         coll = build_from_stac(
             name="naip-oob", stac_api=served.stac_url, collection="naip", data_source="other",
             band_index_map={"R": 0, "X": 4}, progress=False,
         )  # fmt: skip
     errors = coll.errors().to_pylist()
-    assert errors and {e["band"] for e in errors} == {"X"}
-    assert "0-3" in errors[0]["error"]
+    assert len(errors) == coll.table.num_rows and {e["band"] for e in errors} == {"X"}
     assert coll.valid().table.num_rows == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rgbn = build_from_stac(
+            name="naip-rgbn-all", stac_api=served.stac_url, collection="naip",
+            data_source="other", band_index_map={"R": 0, "N": 3}, progress=False,
+        )  # fmt: skip
+    lacking = [e for e in rgbn.errors().to_pylist() if e["band"] == "N"]
+    assert 0 < len(lacking) < rgbn.table.num_rows  # the 3-band (RGB) tiles
+    assert "outside the file's 3 sample(s) (0-2)" in lacking[0]["error"]
 
 
 def test_band_index_map_code_outside_a_multi_asset_band_map_is_named(served: Any) -> None:

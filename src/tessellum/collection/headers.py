@@ -175,6 +175,9 @@ def records_to_table(
     failures: list[tuple[str, str, str]] = []
     for band in bands:
         hdrs, idx, errs = [], [], []
+        # a sample beyond a file's samples is a band that record lacks (a 3-band NAIP
+        # tile has no N), as a missing asset is; in no record at all, a bad index
+        outside: list[tuple[str, str, str]] = []
         for r in records:
             ref = r.assets.get(band)
             res = headers.get(ref.href) if ref else None
@@ -186,9 +189,11 @@ def records_to_table(
                 failures.append((r.id, band, msg))
             elif (msg := _sample_error(ref.band_index, res)) is not None:
                 hdrs.append(None), idx.append(ref.band_index), errs.append(msg)
-                failures.append((r.id, band, msg))
+                outside.append((r.id, band, msg))
             else:
                 hdrs.append(res), idx.append(ref.band_index), errs.append(None)
+        if outside and all(h is None for h in hdrs):
+            failures.extend(outside)
         cols[band_column(band)] = headers_to_arrow(hdrs, band_index=idx, errors=errs)
     years = [w.year if w else None for w in when]
     months = [w.month if w else None for w in when]

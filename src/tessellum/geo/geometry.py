@@ -213,7 +213,46 @@ def footprint_lonlat(
         lon, lat = lon[ok], lat[ok]
         if len(lon) < 3:
             raise ValidationError("raster footprint cannot be transformed to lon/lat")
+    pole = _pole_inside(transform, width, height, src)
+    if pole:
+        return _polar_cap(lon, lat, pole)
     return lonlat_ring_to_polygon(lon, lat)
+
+
+def _pole_inside(transform: Sequence[float], width: int, height: int, src: Any) -> int:
+    """+1 / -1 when the raster covers the north / south pole (a polar projection), else
+    0. Its lon/lat boundary then circles the pole, and the polygon that ring encloses in
+    lon/lat is not the raster's footprint."""
+    from affine import Affine
+
+    if src.is_geographic:
+        return 0
+    inv = ~Affine.from_gdal(*transform)
+    for sign in (1, -1):
+        x, y = transformer(CRS84, src).transform(0.0, 90.0 * sign)
+        if not (np.isfinite(x) and np.isfinite(y)):  # not representable in this CRS
+            continue
+        col, row = inv * (float(x), float(y))
+        if 0 <= col <= width and 0 <= row <= height:
+            return sign
+    return 0
+
+
+def _polar_cap(lon: np.ndarray, lat: np.ndarray, pole: int):
+    """The lon/lat region between a ring circling a pole and that pole: the ring as a
+    function of longitude (sorted; it crosses every meridian once), closed along ±180
+    and the pole's latitude."""
+    from shapely.geometry import Polygon
+    from shapely.geometry.polygon import orient
+
+    order = np.argsort(lon, kind="stable")
+    lon, lat = np.asarray(lon, float)[order], np.asarray(lat, float)[order]
+    # latitude where the ring crosses the antimeridian: between the last and first points
+    span = (lon[0] + 360.0) - lon[-1]
+    at = lat[-1] + (lat[0] - lat[-1]) * ((180.0 - lon[-1]) / span) if span > 0 else lat[0]
+    edge = 90.0 * pole
+    ring = [(-180.0, edge), (-180.0, at), *zip(lon, lat, strict=True), (180.0, at), (180.0, edge)]
+    return orient(Polygon(ring), 1.0)  # counter-clockwise, as RFC 7946 asks
 
 
 def footprints_lonlat(

@@ -1,0 +1,61 @@
+"""Raster footprints in lon/lat: rasters that cover a pole (polar projections), next to
+the ordinary ones, cover every pixel they hold."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+import shapely
+from rasterio.transform import from_origin
+from shapely.geometry import Point
+
+from tessellum.collection import build_from_files
+from tessellum.geo.crs import CRS84, transformer
+from tessellum.geo.geometry import footprint_lonlat, footprints_lonlat
+
+
+def _pixel_centres_lonlat(transform, width: int, height: int, crs: str):
+    rows, cols = np.mgrid[0:height:7, 0:width:7]
+    x0, dx, _, y0, _, dy = transform
+    xs, ys = x0 + (cols + 0.5) * dx, y0 + (rows + 0.5) * dy
+    lon, lat = transformer(crs, CRS84).transform(xs.ravel(), ys.ravel())
+    return shapely.points(np.asarray(lon), np.asarray(lat))
+
+
+@pytest.mark.parametrize(
+    ("crs", "origin", "pole"),
+    [
+        ("EPSG:3413", (-10000, 10000), 90),  # NSIDC north polar stereographic, on the pole
+        ("EPSG:3031", (-6000, 4000), -90),  # Antarctic polar stereographic, on the pole
+        ("EPSG:3413", (200000, -300000), None),  # the same projection, away from the pole
+    ],
+)
+def test_footprint_covers_every_pixel(crs, origin, pole):
+    transform = (origin[0], 100.0, 0.0, origin[1], 0.0, -100.0)
+    width, height = 200, 300
+    fp = footprint_lonlat(transform, width, height, crs)
+    (batch,) = footprints_lonlat([transform], [width], [height], crs)
+    assert fp.equals(batch)
+    assert shapely.covers(fp, _pixel_centres_lonlat(transform, width, height, crs)).all()
+    if pole is not None:
+        assert fp.covers(Point(0, pole)) and fp.covers(Point(137, pole * 0.99999))
+        assert fp.exterior.is_ccw
+        assert fp.area < 360 * 1.0  # a cap less than a degree deep, not the whole band
+    else:
+        assert fp.bounds[2] - fp.bounds[0] < 90
+
+
+def test_points_at_the_pole_find_the_polar_raster(tmp_path):
+    path = tmp_path / "pole.tif"
+    data = (np.arange(200 * 200) % 250 + 1).astype("uint8").reshape(200, 200)
+    with rasterio.open(path, "w", driver="GTiff", width=200, height=200, count=1,
+                       dtype="uint8", crs="EPSG:3413",
+                       transform=from_origin(-10000, 10000, 100, 100)) as ds:  # fmt: skip
+        ds.write(data, 1)
+    coll = build_from_files([str(path)], name="pole", progress=False)
+    pts = [Point(50, 50), Point(-3000, 4000), Point(9000, -9000)]
+    table = coll.sample_points(pts, ["data"], geometry_crs="EPSG:3413")
+    with rasterio.open(path) as ds:
+        want = [v[0] for v in ds.sample([(p.x, p.y) for p in pts])]
+    assert table.column("value").to_pylist() == want
