@@ -728,3 +728,30 @@ def test_stacks_mosaic_ties_take_the_lowest_id(tmp_path):
     ))  # fmt: skip
     assert stack.record_ids == ["a", "b", "c"]
     assert (stack.data["data"] == 1).all()
+
+
+@pytest.mark.parametrize(
+    ("crs", "res", "origin"),
+    [("EPSG:32611", 30.0, (300000, 6000000)), ("EPSG:3413", 1000.0, (500000, 1500000))],
+)
+def test_points_just_inside_a_raster_edge_are_sampled(tmp_path, crs, res, origin):
+    """Points a fraction of a pixel inside the raster's edge: its lon/lat footprint is
+    straight between vertices and cuts inside curved edges (1.5 px on a 1,500 km polar
+    raster), so points are matched to rasters in the raster's own grid."""
+    n = 1500
+    transform = from_origin(*origin, res, res)
+    path = tmp_path / "edge.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=n, height=n, count=1, dtype="uint8",
+                       crs=crs, transform=transform, tiled=True) as ds:  # fmt: skip
+        ds.write(np.full((1, n, n), 9, "uint8"))
+    k = np.arange(0, n, 7) + 0.5
+    cols, rows = [], []
+    for inset in (0.001, 0.5, 1.5):
+        cols += [k, k, np.full_like(k, inset), np.full_like(k, n - inset)]
+        rows += [np.full_like(k, inset), np.full_like(k, n - inset), k, k]
+    xs, ys = transform * (np.concatenate(cols), np.concatenate(rows))
+    outside = [Point(origin[0] - res * 0.01, origin[1] - res * 5)]  # just past the left edge
+    pts = [Point(x, y) for x, y in zip(xs, ys, strict=True)] + outside
+    table = _coll([path]).sample_points(pts, ["data"], geometry_crs=crs)
+    assert table.column("point_index").to_pylist() == list(range(len(xs)))
+    assert set(table.column("value").to_pylist()) == {9}

@@ -16,7 +16,7 @@ from .engine import holds_data
 from .fetch import fetch_tiles_async
 from .plan import TileKey, mask_level_for
 from .sources import record_bands
-from .stacks import candidate_pairs, fetch_options
+from .stacks import _POINT_TESTS, candidate_pairs, fetch_options
 
 
 def _pixel_coords(src: Any, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -60,11 +60,20 @@ async def sample_points_async(
     xy = shapely.get_coordinates(geoms)
     px, py = xy[:, 0], xy[:, 1]
     recs = {r.row: r for r in record_bands(table, bands)}
-    gi, ri = candidate_pairs(table, g.geoms, g.crs)
-    usable = np.zeros(table.num_rows, dtype=bool)
-    usable[list(recs)] = True
-    keep = usable[ri]
-    gi, ri = gi[keep], ri[keep]
+    in_crs: dict[Any, tuple[np.ndarray, np.ndarray]] = {}  # every point, per record CRS
+
+    def coords_in(crs: Any) -> tuple[np.ndarray, np.ndarray]:
+        # records share few CRSs: compare and transform once per CRS, not per record
+        key = crs_to_code(crs)
+        if key not in in_crs:
+            if to_crs(crs).equals(g.crs):
+                in_crs[key] = px, py
+            else:
+                xs, ys = transformer(g.crs, crs).transform(px, py)
+                in_crs[key] = np.asarray(xs), np.asarray(ys)
+        return in_crs[key]
+
+    gi, ri = _point_pairs(recs, bands[0], coords_in, table, g)
     if match == "latest" and len(gi):
         # per point, the row with the latest datetime (ties: the later row)
         stamp = np.full(table.num_rows, -np.inf)
@@ -80,19 +89,6 @@ async def sample_points_async(
     gi_by_row, ri_sorted = gi[order], ri[order]
     cuts = np.flatnonzero(np.r_[True, ri_sorted[1:] != ri_sorted[:-1], True]) if len(ri) else []
     per_rec = {int(ri_sorted[a]): gi_by_row[a:b] for a, b in itertools.pairwise(cuts)}
-    in_crs: dict[Any, tuple[np.ndarray, np.ndarray]] = {}  # every point, per record CRS
-
-    def coords_in(crs: Any) -> tuple[np.ndarray, np.ndarray]:
-        # records share few CRSs: compare and transform once per CRS, not per record
-        key = crs_to_code(crs)
-        if key not in in_crs:
-            if to_crs(crs).equals(g.crs):
-                in_crs[key] = px, py
-            else:
-                xs, ys = transformer(g.crs, crs).transform(px, py)
-                in_crs[key] = np.asarray(xs), np.asarray(ys)
-        return in_crs[key]
-
     jobs: list[_Job] = []
     # records on one grid (a time series of one tile) place the same points alike: the
     # pixel positions and their grouping by tile are computed once per (grid, points)
@@ -162,6 +158,42 @@ async def sample_points_async(
 
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def _point_pairs(
+    recs: dict[int, Any], band: str, coords_in: Any, table: pa.Table, g: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(point, row)`` pairs whose point lies inside the record's raster, sorted by
+    point then row. Tested in each raster's own pixel grid, once per distinct grid (a
+    time series shares one): a lon/lat footprint is straight between its vertices and
+    cuts inside curved raster edges (points up to pixels inside a polar raster's edge
+    found no record). Very large jobs (points x grids) are narrowed by the footprints
+    first, then tested the same way."""
+    grids: dict[tuple[Any, ...], list[int]] = {}
+    for row, rec in recs.items():
+        grid = rec.bands[band].grid
+        key = (tuple(grid.transform)[:6], crs_to_code(grid.crs), grid.width, grid.height)
+        grids.setdefault(key, []).append(row)
+    n_points = len(g.geoms)
+
+    def inside(rows: list[int], which: np.ndarray | slice) -> np.ndarray:
+        src = recs[rows[0]].bands[band]
+        xs, ys = coords_in(src.grid.crs)
+        r, c = _pixel_coords(src, xs[which], ys[which])
+        return (r >= 0) & (r < src.grid.height) & (c >= 0) & (c < src.grid.width)
+
+    if n_points * len(grids) <= _POINT_TESTS:
+        hits = np.zeros((n_points, table.num_rows), dtype=bool)
+        for rows in grids.values():
+            hits[:, rows] = inside(rows, slice(None))[:, None]
+        gi, ri = np.nonzero(hits)  # ordered by point, then row
+        return gi.astype(np.int64), ri.astype(np.int64)
+    gi, ri = candidate_pairs(table, g.geoms, g.crs)
+    keep = np.zeros(len(gi), dtype=bool)
+    for rows in grids.values():
+        at = np.flatnonzero(np.isin(ri, rows))
+        keep[at] = inside(rows, gi[at])
+    return gi[keep], ri[keep]
 
 
 def _stable_order(keys: np.ndarray, bound: int) -> np.ndarray:
