@@ -12,7 +12,7 @@ from rasterio.enums import Resampling
 from rasterio.transform import from_origin
 from rasterio.warp import reproject
 from rasterio.windows import Window
-from shapely.geometry import Point, box
+from shapely.geometry import LineString, Point, box
 
 from _cogfactory import write_cog
 from tessellum.collection import build_from_files
@@ -755,3 +755,19 @@ def test_points_just_inside_a_raster_edge_are_sampled(tmp_path, crs, res, origin
     table = _coll([path]).sample_points(pts, ["data"], geometry_crs=crs)
     assert table.column("point_index").to_pylist() == list(range(len(xs)))
     assert set(table.column("value").to_pylist()) == {9}
+
+
+def test_equal_size_padding_is_nodata_for_points_and_lines(tmp_path):
+    """Smaller chips are padded to the common shape with nodata: also for points and
+    lines, which have no polygon mask (the padding held the raster's pixels)."""
+    path, _ = write_cog(tmp_path / "a.tif", data=np.full((1, 100, 100), 1234, "uint16"),
+                        shape=(100, 100), nodata=0, crs=UTM, transform=T0, overviews=())  # fmt: skip
+    geoms = [
+        box(500100, 4649500, 500200, 4649600),  # 10 x 10
+        Point(500305, 4649405),  # 1 x 1
+        LineString([(500505, 4649205), (500535, 4649205)]),  # 1 x 4 (touched)
+    ]
+    r = _coll([path]).get_numpy(geoms, ["data"], geometry_crs=UTM)
+    assert r.data.shape == (3, 1, 10, 10)
+    assert [int((chip != 0).sum()) for chip in r.data[:, 0]] == [100, 1, 4]
+    assert (r.data[1, 0, 0, 0] == 1234) and (r.data[2, 0, 0, :4] == 1234).all()

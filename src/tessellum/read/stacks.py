@@ -191,6 +191,7 @@ async def read_stacks_into_async(
                 output_grid(geoms[gid], g.crs, ref, target_crs=target_crs, resolution=resolution),
             )
         )
+    own_shape = {gid: grid.shape for gid, _, grid in plans if grid is not None}
     if equal_size:
         shapes = [p[2].shape for p in plans if p[2] is not None]
         if shapes:
@@ -216,8 +217,12 @@ async def read_stacks_into_async(
         keep = None
         if mask and geoms[gid].geom_type in ("Polygon", "MultiPolygon"):
             keep = geometry_mask(geoms[gid], g.crs, grid, all_touched=all_touched)
-            if keep.all():  # e.g. a box on the grid: nothing to mask out
-                keep = None
+        if own_shape[gid] != grid.shape:  # equal_size padding holds nodata, never pixels
+            own = np.zeros(grid.shape, dtype=bool)
+            own[: own_shape[gid][0], : own_shape[gid][1]] = True
+            keep = own if keep is None else keep & own
+        if keep is not None and keep.all():  # e.g. a box on the grid: nothing to mask out
+            keep = None
         st = stacks[gid]
         layers = [mosaic_order(rs)] if mosaic else [[r] for r in rs]
         for k, records in enumerate(layers):
