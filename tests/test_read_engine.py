@@ -771,3 +771,37 @@ def test_equal_size_padding_is_nodata_for_points_and_lines(tmp_path):
     assert r.data.shape == (3, 1, 10, 10)
     assert [int((chip != 0).sum()) for chip in r.data[:, 0]] == [100, 1, 4]
     assert (r.data[1, 0, 0, 0] == 1234) and (r.data[2, 0, 0, :4] == 1234).all()
+
+
+def test_warped_zeros_of_a_file_without_nodata_are_data(tmp_path):
+    """Integer data without nodata, warped: its zeros are data (GDAL's src_nodata was
+    given the fill value 0, so they came back invalid and a later record replaced
+    them); nearest and mode equal rasterio.warp.reproject."""
+    import asyncio
+
+    from tessellum.geo.grid import Grid
+    from tessellum.read.engine import Target, read_targets_async
+
+    data = np.full((1, 200, 200), 5, "uint8")
+    data[0, :, :100] = 0
+    a, _ = write_cog(tmp_path / "a.tif", data=data, shape=(200, 200), dtype="uint8",
+                     crs=UTM, transform=T0, overviews=())  # fmt: skip
+    b, _ = write_cog(tmp_path / "b.tif", data=np.full((1, 200, 200), 77, "uint8"),
+                     shape=(200, 200), dtype="uint8", crs=UTM, transform=T0, overviews=())  # fmt: skip
+    sa, sb = _band_source(a), _band_source(b)
+    from rasterio.warp import transform_bounds
+
+    left, _, _, top = transform_bounds(UTM, "EPSG:32613", 500300, 4648300, 501700, 4649700)
+    dst = Grid(40, 40, from_origin(left, top, 20, 20), "EPSG:32613")  # another UTM zone
+    for resampling in ("nearest", "mode"):
+        ((got, valid),) = asyncio.run(
+            read_targets_async([Target(dst, [sa, sb], resampling=resampling)])
+        )
+        ref = np.full(dst.shape, 77, "uint8")
+        with rasterio.open(a) as ds:
+            reproject(ds.read(1), ref, src_transform=ds.transform, src_crs=ds.crs,
+                      dst_transform=dst.transform, dst_crs="EPSG:32613",
+                      resampling=Resampling[resampling])  # fmt: skip
+        assert valid.all()
+        np.testing.assert_array_equal(got, ref)
+        assert (got == 0).any() and (got == 5).any()

@@ -440,18 +440,17 @@ def _warp(
 
     src_crs = CRS.from_wkt(to_crs(src.crs).to_wkt())
     dst_crs = CRS.from_wkt(to_crs(dst.crs).to_wkt())
-    work = arr
-    nodata = fill
     if arr.dtype.kind == "f":
         work = np.where(valid, arr, np.nan).astype(arr.dtype, copy=False)
         nodata = np.nan
-    elif not valid.all():
-        # pick a nodata value that no valid pixel uses, else widen to float
-        candidates = [fill] if fill is not None and not np.any(arr[valid] == fill) else []
-        if not candidates:
+    else:
+        # GDAL treats src_nodata as no data: it must be a value no valid pixel holds
+        # (valid zeros of a file without nodata are data), else widen to float and NaN
+        nodata = _unused_value(arr[valid], arr.dtype, fill)
+        if nodata is None:
             work, nodata = np.where(valid, arr, np.nan).astype("float64"), np.nan
         else:
-            work = np.where(valid, arr, fill).astype(arr.dtype, copy=False)
+            work = np.where(valid, arr, nodata).astype(arr.dtype, copy=False)
     out = np.full(dst.shape, nodata, dtype=work.dtype)
     reproject(
         work, out,
@@ -467,3 +466,21 @@ def _warp(
     if work.dtype != arr.dtype:
         out = np.where(ok, out, 0).astype(arr.dtype)
     return out, ok
+
+
+def _unused_value(values: np.ndarray, dtype: np.dtype, prefer: Any) -> Any:
+    """An integer of ``dtype`` that none of ``values`` holds (``prefer`` if it is free,
+    else the type's extremes, else any free value of a small type); None when every
+    value is taken."""
+    info = np.iinfo(dtype)
+    for v in (prefer, info.max, info.min):
+        usable = v is not None and not is_nan(v) and info.min <= v <= info.max
+        if usable and not np.any(values == v):
+            return dtype.type(v)
+    if dtype.itemsize <= 2:  # a histogram finds a free value
+        counts = np.bincount((values.astype(np.int64) - info.min).ravel(),
+                             minlength=info.max - info.min + 1)  # fmt: skip
+        free = np.flatnonzero(counts == 0)
+        if len(free):
+            return dtype.type(int(free[0]) + info.min)
+    return None
