@@ -805,3 +805,23 @@ def test_warped_zeros_of_a_file_without_nodata_are_data(tmp_path):
         assert valid.all()
         np.testing.assert_array_equal(got, ref)
         assert (got == 0).any() and (got == 5).any()
+
+
+def test_antimeridian_aoi_read_into_lonlat_stays_small(tmp_path):
+    """A small AOI across 180° read into EPSG:4326: the output grid runs 179.99..180.01
+    (geographic grids may pass ±180), not -180..180 at a billionth of a degree (which
+    tried to allocate petabytes), and its pixels are the raster's."""
+    from pyproj import Transformer
+
+    crs = "EPSG:32660"
+    cx, cy = Transformer.from_crs("EPSG:4326", crs, always_xy=True).transform(180.0, 60.0)
+    path = tmp_path / "am.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=200, height=200, count=1, dtype="uint8",
+                       crs=crs, transform=from_origin(round(cx) - 3000, round(cy) + 3000, 30, 30),
+                       nodata=0) as ds:  # fmt: skip
+        ds.write(np.full((1, 200, 200), 5, "uint8"))
+    aoi = box(cx - 300, cy - 150, cx + 300, cy + 150)  # 600 m x 300 m
+    ds = _coll([path]).get_xarray(aoi, ["data"], geometry_crs=crs, target_crs="EPSG:4326")
+    arr = ds["data"].values[0]
+    assert arr.size < 2000 and 179.9 < float(ds.x.min()) < 180 < float(ds.x.max()) < 180.1
+    assert (arr == 5).mean() > 0.6 and set(np.unique(arr)) <= {0, 5}

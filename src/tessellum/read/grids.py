@@ -38,7 +38,19 @@ def geometry_bounds(geom: Any, geom_crs: Any, dst_crs: Any) -> tuple[float, floa
     xs, ys = transformer(geom_crs, dst_crs).transform(coords[:, 0], coords[:, 1])
     xs, ys = np.asarray(xs), np.asarray(ys)
     ok = np.isfinite(xs) & np.isfinite(ys)
-    return (float(xs[ok].min()), float(ys[ok].min()), float(xs[ok].max()), float(ys[ok].max()))
+    xs, ys = xs[ok], ys[ok]
+    if to_crs(dst_crs).is_geographic:
+        xs = unwrap_longitudes(xs)
+    return (float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max()))
+
+
+def unwrap_longitudes(lon: np.ndarray) -> np.ndarray:
+    """Longitudes of one geometry that cross the antimeridian (they span more than
+    180°), moved to 0..360 so they stay contiguous (179.9 .. 180.1, not -180 .. 180);
+    others as they are. Geographic grids may extend past ±180."""
+    if len(lon) and lon.max() - lon.min() > 180:
+        return np.where(lon < 0, lon + 360.0, lon)
+    return lon
 
 
 def _segment_length(geom: Any) -> float:
@@ -83,6 +95,7 @@ def geometry_mask(geom: Any, geom_crs: Any, grid: Grid, *, all_touched: bool = F
     """True for pixels of ``grid`` inside ``geom`` (rasterized in the grid's CRS)."""
     import shapely
     from rasterio.features import geometry_mask as _gm
+    from shapely.affinity import translate
 
     if geom.geom_type in ("Point", "MultiPoint", "LineString", "MultiLineString"):
         all_touched = True
@@ -92,6 +105,12 @@ def geometry_mask(geom: Any, geom_crs: Any, grid: Grid, *, all_touched: bool = F
         dense = shapely.segmentize(geom, seg) if seg > 0 else geom
         t = transformer(geom_crs, grid.crs)
         g = shapely.transform(dense, lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1])))
+        if to_crs(grid.crs).is_geographic:  # as geometry_bounds placed the grid
+            g = shapely.transform(
+                g, lambda xy: np.column_stack([unwrap_longitudes(xy[:, 0]), xy[:, 1]])
+            )
+            if grid.bounds[2] <= 180 < shapely.bounds(g)[2]:
+                g = translate(g, xoff=-360.0)
     return _gm(
         [g], out_shape=grid.shape, transform=grid.transform, all_touched=all_touched, invert=True
     )
