@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import rasterio
+from rasterio.enums import MaskFlags
 from rasterio.transform import from_origin
 from rasterio.windows import Window
 from shapely.geometry import Point
@@ -165,3 +166,27 @@ def test_jpeg_rgb_with_a_mask_reads_masked_pixels_as_no_data(tmp_path):
     np.testing.assert_array_equal(out[:, ~kept], 0)
     diff = np.abs(out[:, kept].astype(np.int16) - ref[:, kept])
     assert diff.mean() < 1.0 and diff.max() <= 12
+
+
+@pytest.mark.parametrize("interleave", ["pixel", "band"])
+def test_alpha_masks_the_other_bands(tmp_path, interleave):
+    """An RGBA file (ExtraSamples = alpha): GDAL uses the alpha as every other band's
+    mask (``read_masks``); the alpha band itself is data."""
+    data = np.full((4, *SHAPE), 200, np.uint8)
+    data[3] = _blocky_mask(SHAPE)
+    path, _ = write_cog(tmp_path / "rgba.tif", data=data, dtype="uint8", count=4, shape=SHAPE,
+                        crs=UTM, transform=T0, blocksize=256, interleave=interleave,
+                        photometric="rgb", creation_options={"ALPHA": "YES"})  # fmt: skip
+    table = pa.table({"href": [str(path)], "id": ["rgba"]})
+    coll = build_from_table(table, name="rgba", band_index_map={"r": 0, "a": 3},
+                            progress=False)  # fmt: skip
+    out = coll.read_window(bounds=(500000, 4650000 - 6000, 507000, 4650000), bands=["r", "a"])
+    with rasterio.open(path) as ds:
+        assert ds.mask_flag_enums[0] == [MaskFlags.per_dataset, MaskFlags.alpha]
+        kept = ds.read_masks(1) != 0
+    np.testing.assert_array_equal(out[0], np.where(kept, 200, 0))
+    np.testing.assert_array_equal(out[1], data[3])
+    (r0, c0), (r1, c1) = np.argwhere(~kept)[0], np.argwhere(kept)[0]
+    pts = [Point(500005 + 10 * c, 4649995 - 10 * r) for r, c in ((r0, c0), (r1, c1))]
+    table = coll.sample_points(pts, ["r"], geometry_crs=UTM)
+    assert table.column("value").to_pylist() == [None, 200]

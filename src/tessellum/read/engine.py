@@ -46,6 +46,16 @@ RESAMPLING = (
 )
 
 
+class MaskRead(NamedTuple):
+    """Where a band's mask is read from (0: no data): a level of the file's internal
+    mask (``ifd``: ``header`` views the mask levels), or a sample of the image (alpha)."""
+
+    header: Any
+    level: int
+    sample: int
+    ifd: bool
+
+
 @dataclass(frozen=True)
 class BandSource:
     """One band of one record: the file, the sample inside it and its parsed header."""
@@ -77,19 +87,33 @@ class BandSource:
         """The header viewed as its internal mask's (None: the file has no mask)."""
         return mask_header(self.header) if self.header.mask_levels else None
 
-    def read_level(self, resolution: float | None) -> tuple[int, int | None]:
-        """``(level, mask level)`` to read at ``resolution``: the coarsest level fine
-        enough, among those whose internal mask has a level of their size when the file
-        has a mask (a masked read never ignores the mask); the mask level is None
-        without a mask."""
+    @cached_property
+    def alpha_sample(self) -> int | None:
+        """The file's alpha sample, which GDAL uses as every other band's mask (None:
+        no alpha, or this band is the alpha)."""
+        lvl = self.header.levels[0]
+        first_extra = lvl.samples_per_pixel - len(lvl.extra_samples)
+        for i, kind in enumerate(lvl.extra_samples):
+            if kind in (1, 2):  # associated / unassociated alpha
+                alpha = first_extra + i
+                return alpha if alpha != self.sample else None
+        return None
+
+    def read_level(self, resolution: float | None) -> tuple[int, MaskRead | None]:
+        """The level to read at ``resolution`` and where its mask comes from: the
+        coarsest level fine enough, among those whose internal mask has a level of
+        their size when the file has one (a masked read never ignores its mask); else
+        the alpha sample when the file has one; else no mask."""
         level = pick_overview(self.header, resolution)
-        if self.mask_header is None:
-            return level, None
-        for finer in range(level, -1, -1):
-            m = mask_level_for(self.header, finer)
-            if m is not None:
-                return finer, m
-        return level, None  # no mask level matches even the full resolution: unusable
+        if self.mask_header is not None:
+            for finer in range(level, -1, -1):
+                m = mask_level_for(self.header, finer)
+                if m is not None:
+                    return finer, MaskRead(self.mask_header, m, 0, True)
+            return level, None  # no mask level matches even the full resolution: unusable
+        if self.alpha_sample is not None:
+            return level, MaskRead(self.header, level, self.alpha_sample, False)
+        return level, None
 
     def level_grid(self, level: int) -> Grid:
         full = self.grid
@@ -172,7 +196,7 @@ def plan_target(t: Target) -> None:
     t.reads.clear()
     pad = {"nearest": 1, "mode": 1, "average": 1}.get(t.resampling, 3)
     for src in t.sources:
-        level, mask_level = src.read_level(_resolution_in_source(src, t.grid))
+        level, mask_from = src.read_level(_resolution_in_source(src, t.grid))
         lgrid = src.level_grid(level)
         direct = lgrid.same_pixels(t.grid)
         if direct:
@@ -193,8 +217,9 @@ def plan_target(t: Target) -> None:
             window = (r0, c0, r1, c1)
         rd = SourceRead(src.href, src.header, level, src.sample, window)
         mask = None
-        if mask_level is not None:
-            mask = SourceRead(src.href, src.mask_header, mask_level, 0, window, mask=True)
+        if mask_from is not None:
+            m = mask_from
+            mask = SourceRead(src.href, m.header, m.level, m.sample, window, mask=m.ifd)
         t.reads.append(PlannedRead(src, rd, lgrid, direct, mask))
 
 
@@ -391,8 +416,8 @@ def _assemble(t: Target, decoded: dict, o: _Output) -> tuple[np.ndarray, np.ndar
             buf = np.full(rd.shape, src_fill, dtype=src.dtype)
             inside = paste(buf, rd, decoded)
             valid = _valid(buf, inside, src.nodata)
-            if mask is not None:  # the file's internal mask: 0 is no data (GDAL)
-                kept = np.zeros(mask.shape, dtype=np.uint8)
+            if mask is not None:  # the internal mask or alpha: 0 is no data (GDAL)
+                kept = np.zeros(mask.shape, dtype=mask.header.levels[mask.level].dtype)
                 paste(kept, mask, decoded)
                 valid &= kept != 0
             if not direct:

@@ -12,9 +12,9 @@ import pyarrow as pa
 
 from ..errors import ValidationError
 from ..geo.crs import crs_to_code, to_crs, transformer
-from .engine import holds_data
+from .engine import MaskRead, holds_data
 from .fetch import fetch_tiles_async
-from .plan import TileKey, mask_level_for
+from .plan import TileKey
 from .sources import record_bands
 from .stacks import _POINT_TESTS, candidate_pairs, fetch_options
 
@@ -210,17 +210,18 @@ def _layout_key(src: Any) -> tuple[Any, ...]:
         return (lvl.width, lvl.height, lvl.tile_width, lvl.tile_height, lvl.planar_config,
                 lvl.tile_shape())  # fmt: skip
 
-    mask = _full_mask_level(src)
+    m = _full_resolution_mask(src)
     return (
         tuple(src.grid.transform)[:6], crs_to_code(src.grid.crs),
         layout(src.header.levels[0]), src.sample,
-        layout(src.header.mask_levels[mask]) if mask is not None else None,
+        (layout(m.header.levels[m.level]), m.sample, m.ifd) if m is not None else None,
     )  # fmt: skip
 
 
-def _full_mask_level(src: Any) -> int | None:
-    """The internal mask level of the full resolution (None: no mask)."""
-    return mask_level_for(src.header, 0) if src.header.mask_levels else None
+def _full_resolution_mask(src: Any) -> MaskRead | None:
+    """Where the full resolution's mask is read from (internal mask or alpha; None)."""
+    level, mask = src.read_level(None)
+    return mask if level == 0 else None
 
 
 class _Positions:
@@ -259,12 +260,11 @@ class _Placement:
             self.wy, self.wx = fr - 0.5 - r0, fc - 0.5 - c0
             offsets = [(dr, dc) for dr in (0, 1) for dc in (0, 1)]
         image = src.header.levels[0]
-        mask = _full_mask_level(src)
-        self.mask_level = mask
+        m = self.mask = _full_resolution_mask(src)
         self.positions = [_Positions(image, src.sample, r0 + dr, c0 + dc) for dr, dc in offsets]
         self.mask_positions: list[_Positions | None] = [
-            _Positions(src.header.mask_levels[mask], 0, r0 + dr, c0 + dc)
-            if mask is not None else None
+            _Positions(m.header.levels[m.level], m.sample, r0 + dr, c0 + dc)
+            if m is not None else None
             for dr, dc in offsets
         ]  # fmt: skip
 
@@ -274,11 +274,14 @@ class _Probe:
     with the file's internal mask at the same positions when it has one."""
 
     def __init__(self, src: Any, positions: _Positions, mask: _Positions | None,
-                 mask_level: int | None) -> None:  # fmt: skip
+                 mask_from: MaskRead | None) -> None:  # fmt: skip
         self.src, self.positions = src, positions
         self.values = np.zeros(len(positions.inside), np.dtype(src.header.levels[0].dtype))
-        self.mask, self.mask_level = mask, mask_level
-        self.kept = np.zeros(len(positions.inside), np.uint8) if mask is not None else None
+        self.mask, self.mask_from = mask, mask_from
+        self.kept = None
+        if mask is not None and mask_from is not None:
+            lvl = mask_from.header.levels[mask_from.level]
+            self.kept = np.zeros(len(positions.inside), np.dtype(lvl.dtype))
 
     def by_tile(self) -> list[tuple[TileKey, Any, np.ndarray, np.ndarray, np.ndarray]]:
         """``(tile, header, destination, positions in it, flat offsets in the decoded
@@ -288,10 +291,10 @@ class _Probe:
             (TileKey(href, 0, tid), header, self.values, sel, flat)
             for tid, sel, flat in self.positions.groups
         ]
-        if self.mask is not None:
-            level, mh = self.mask_level, self.src.mask_header
+        if self.mask is not None and self.mask_from is not None:
+            m = self.mask_from
             out += [
-                (TileKey(href, level, tid, mask=True), mh, self.kept, sel, flat)
+                (TileKey(href, m.level, tid, mask=m.ifd), m.header, self.kept, sel, flat)
                 for tid, sel, flat in self.mask.groups
             ]
         return out
@@ -310,7 +313,7 @@ class _Job:
     def __init__(self, rec: Any, band: str, idx: np.ndarray, src: Any, place: _Placement) -> None:
         self.rec, self.band, self.idx, self.place = rec, band, idx, place
         self.probes = [
-            _Probe(src, pos, mask, place.mask_level)
+            _Probe(src, pos, mask, place.mask)
             for pos, mask in zip(place.positions, place.mask_positions, strict=True)
         ]
 
