@@ -59,3 +59,23 @@ def test_points_at_the_pole_find_the_polar_raster(tmp_path):
     with rasterio.open(path) as ds:
         want = [v[0] for v in ds.sample([(p.x, p.y) for p in pts])]
     assert table.column("value").to_pylist() == want
+
+
+@pytest.mark.parametrize("y", [0, 10000])  # through the pole, and 10 km from it
+def test_polygons_near_the_pole_find_the_polar_raster(tmp_path, y):
+    """A 200 km strip across a polar raster: its straight edges are curves in lon/lat,
+    so geometries are densified before they are matched to footprints (their corners
+    alone, 100 km out, made a lon/lat polygon that missed the raster)."""
+    from rasterio.features import geometry_mask
+    from shapely.geometry import box
+
+    path = tmp_path / "polar.tif"
+    transform = from_origin(-20000, 20000, 100, 100)
+    with rasterio.open(path, "w", driver="GTiff", width=400, height=400, count=1,
+                       dtype="uint8", crs="EPSG:3413", transform=transform) as ds:  # fmt: skip
+        ds.write(np.full((1, 400, 400), 9, "uint8"))
+    aoi = box(-100000, y - 1000, 100000, y + 1000)
+    want = int(geometry_mask([aoi], out_shape=(400, 400), transform=transform, invert=True).sum())
+    coll = build_from_files([str(path)], name="polar", progress=False)
+    ds = coll.get_xarray(aoi, ["data"], geometry_crs="EPSG:3413")
+    assert ds is not None and int((ds["data"].values == 9).sum()) == want
