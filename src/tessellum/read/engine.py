@@ -25,6 +25,7 @@ from .plan import (
     mask_header,
     mask_level_for,
     pick_overview,
+    tiles_in_window,
     unique_tiles,
 )
 
@@ -147,7 +148,8 @@ def _crs_of(header: Any) -> str:
 
 class PlannedRead(NamedTuple):
     """How one source fills a target: the read of its pixels, the level's grid, whether
-    the pixels are pasted (same grid) or warped, and the read of its internal mask."""
+    the pixels are pasted (same grid) or warped, and the read of its mask (the internal
+    mask or the alpha sample over the same window; None: no mask)."""
 
     src: BandSource
     rd: SourceRead
@@ -217,8 +219,7 @@ def plan_target(t: Target) -> None:
             window = (r0, c0, r1, c1)
         rd = SourceRead(src.href, src.header, level, src.sample, window)
         mask = None
-        if mask_from is not None:
-            m = mask_from
+        if (m := mask_from) is not None:
             mask = SourceRead(src.href, m.header, m.level, m.sample, window, mask=m.ifd)
         t.reads.append(PlannedRead(src, rd, lgrid, direct, mask))
 
@@ -314,8 +315,6 @@ async def read_targets_async(
 
 
 def _tiles_of(rd: SourceRead) -> list[int]:
-    from .plan import tiles_in_window
-
     return tiles_in_window(rd.header.levels[rd.level], rd.window, rd.sample)
 
 
