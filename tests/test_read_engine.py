@@ -419,7 +419,7 @@ def test_candidate_pairs_of_points_equal_the_tree_query(monkeypatch):
         dtype=object,
     )  # fmt: skip
     fast = stacks.candidate_pairs(table, pts, "OGC:CRS84")
-    monkeypatch.setattr(stacks, "_POINT_TESTS", 0)
+    monkeypatch.setattr(stacks, "POINT_TESTS", 0)
     tree = stacks.candidate_pairs(table, pts, "OGC:CRS84")
     assert [a.tolist() for a in fast] == [a.tolist() for a in tree]
     assert list(zip(*(a.tolist() for a in fast), strict=True)) == [
@@ -429,7 +429,7 @@ def test_candidate_pairs_of_points_equal_the_tree_query(monkeypatch):
     to_3857 = Transformer.from_crs("OGC:CRS84", "EPSG:3857", always_xy=True)
     projected = shapely.transform(pts, lambda xy: np.column_stack(to_3857.transform(*xy.T)))
     tree = stacks.candidate_pairs(table, projected, "EPSG:3857")
-    monkeypatch.setattr(stacks, "_POINT_TESTS", 20_000_000)
+    monkeypatch.setattr(stacks, "POINT_TESTS", 20_000_000)
     fast = stacks.candidate_pairs(table, projected, "EPSG:3857")
     assert [a.tolist() for a in fast] == [a.tolist() for a in tree]
     assert (0, 0) in set(zip(*(a.tolist() for a in fast), strict=True))
@@ -829,3 +829,21 @@ def test_antimeridian_aoi_read_into_lonlat_stays_small(tmp_path):
     arr = ds["data"].values[0]
     assert arr.size < 2000 and 179.9 < float(ds.x.min()) < 180 < float(ds.x.max()) < 180.1
     assert (arr == 5).mean() > 0.6 and set(np.unique(arr)) <= {0, 5}
+
+
+def test_point_matching_narrowed_by_footprints_gives_the_same_rows(tmp_path, monkeypatch):
+    """Jobs too large for a test per (point, grid) are narrowed by the footprints first,
+    then tested in each raster's grid: the same rows, for rasters on different grids."""
+    from tessellum.read import points as points_module
+
+    a, _ = write_cog(tmp_path / "a.tif", shape=(300, 300), crs=UTM, transform=T0, overviews=())
+    b, _ = write_cog(tmp_path / "b.tif", shape=(200, 250), crs=UTM, overviews=(),
+                     transform=from_origin(501000, 4649000, 10, 10))  # fmt: skip
+    rng = np.random.default_rng(9)
+    pts = [Point(x, y) for x, y in zip(rng.uniform(499900, 503600, 500),
+                                       rng.uniform(4646900, 4650100, 500), strict=True)]  # fmt: skip
+    coll = _coll([a, b])
+    direct = coll.sample_points(pts, ["data"], geometry_crs=UTM)
+    monkeypatch.setattr(points_module, "POINT_TESTS", 0)
+    narrowed = coll.sample_points(pts, ["data"], geometry_crs=UTM)
+    assert direct.num_rows > 300 and direct.equals(narrowed)

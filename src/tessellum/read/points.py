@@ -16,7 +16,7 @@ from .engine import MaskRead, holds_data
 from .fetch import fetch_tiles_async
 from .plan import TileKey
 from .sources import record_bands
-from .stacks import _POINT_TESTS, candidate_pairs, fetch_options
+from .stacks import POINT_TESTS, candidate_pairs, fetch_options
 
 
 def _pixel_coords(src: Any, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -174,6 +174,7 @@ def _point_pairs(
         grid = rec.bands[band].grid
         key = (tuple(grid.transform)[:6], crs_to_code(grid.crs), grid.width, grid.height)
         grids.setdefault(key, []).append(row)
+    groups = list(grids.values())
     n_points = len(g.geoms)
 
     def inside(rows: list[int], which: np.ndarray | slice) -> np.ndarray:
@@ -182,17 +183,25 @@ def _point_pairs(
         r, c = _pixel_coords(src, xs[which], ys[which])
         return (r >= 0) & (r < src.grid.height) & (c >= 0) & (c < src.grid.width)
 
-    if n_points * len(grids) <= _POINT_TESTS:
+    if n_points * len(groups) <= POINT_TESTS:
         hits = np.zeros((n_points, table.num_rows), dtype=bool)
-        for rows in grids.values():
+        for rows in groups:
             hits[:, rows] = inside(rows, slice(None))[:, None]
         gi, ri = np.nonzero(hits)  # ordered by point, then row
         return gi.astype(np.int64), ri.astype(np.int64)
     gi, ri = candidate_pairs(table, g.geoms, g.crs)
+    group_of_row = np.full(table.num_rows, -1, dtype=np.int64)
+    for k, rows in enumerate(groups):
+        group_of_row[rows] = k
+    group = group_of_row[ri]
     keep = np.zeros(len(gi), dtype=bool)
-    for rows in grids.values():
-        at = np.flatnonzero(np.isin(ri, rows))
-        keep[at] = inside(rows, gi[at])
+    order = np.argsort(group, kind="stable")
+    cuts = np.flatnonzero(np.r_[True, group[order][1:] != group[order][:-1], True])
+    for a, b in itertools.pairwise(cuts):
+        at = order[a:b]
+        k = group[at[0]]
+        if k >= 0:  # rows without the band's source are never paired
+            keep[at] = inside(groups[k], gi[at])
     return gi[keep], ri[keep]
 
 

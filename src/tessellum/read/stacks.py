@@ -48,7 +48,7 @@ def fetch_options(max_concurrent: int | None = None, **kw: Any) -> FetchOptions:
     return FetchOptions(limiter=limiter, **kw)
 
 
-_POINT_TESTS = 20_000_000
+POINT_TESTS = 20_000_000
 """Largest (points x footprints) matrix tested directly in :func:`candidate_pairs`."""
 
 
@@ -63,7 +63,7 @@ def candidate_pairs(table: Any, geoms: np.ndarray, geom_crs: Any) -> tuple[np.nd
     lonlat = to_crs(geom_crs).equals(to_crs(CRS84))
     wkb = table.column("geometry").to_numpy(zero_copy_only=False)
     points = shapely.get_type_id(g) == 0
-    if points.all() and len(g) * len(wkb) <= _POINT_TESTS:
+    if points.all() and len(g) * len(wkb) <= POINT_TESTS:
         # points: a vectorized test per footprint beats building and querying a tree
         # (10,000 points x 20 footprints: 4 ms instead of 60), on the coordinates alone
         # (no transformed geometries), once per distinct footprint (the records of a
