@@ -82,6 +82,13 @@ def coerce_geometries(value: Any, *, crs: Any = None, name: str = "geometries") 
         raise ValidationError(
             f"{name} has empty or missing geometries at positions {bad[:10].tolist()}"
         )
+    coords, owner = shapely.get_coordinates(geoms, return_index=True)
+    finite = np.isfinite(coords).all(axis=1)
+    if not finite.all():
+        bad = np.unique(owner[~finite])
+        raise ValidationError(
+            f"{name} has non-finite (NaN or infinite) coordinates at positions {bad[:10].tolist()}"
+        )
     invalid = ~shapely.is_valid(geoms.astype(object))
     if invalid.any():
         geoms = geoms.copy()

@@ -9,6 +9,7 @@ otherwise [C, H, W] mosaics (latest valid pixel first).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -18,6 +19,7 @@ from .._interop import has
 from .._sync import run_sync
 from ..errors import ValidationError
 from ..geo.grid import Grid
+from .engine import _fill_value
 
 try:  # torch is optional: without it the dataset still works and returns numpy arrays
     from torch.utils.data import Dataset as _Base
@@ -56,30 +58,32 @@ class ChipDataset(_Base):  # type: ignore[misc,valid-type]
         stride: int | None = None,
         transforms: Callable[[dict], dict] | None = None,
     ) -> None:
-        from .grids import reference_source
         from .sources import record_bands
 
         if isinstance(bands, str):
             bands = [bands]
-        h, w = (chip_size, chip_size) if isinstance(chip_size, int) else chip_size
-        if h < 1 or w < 1:
-            raise ValidationError(f"chip_size must be positive, got {chip_size!r}")
+        bands = list(bands)
+        if not bands or not all(isinstance(b, str) for b in bands):
+            raise ValidationError(f"bands must be a non-empty list of band codes, got {bands!r}")
         self.collection = collection
-        self.bands = list(bands)
-        self.chip_shape = (int(h), int(w))
+        self.bands = bands
+        self.chip_shape = _chip_shape(chip_size)
         self.time_series = time_series
         self.transforms = transforms
+        if res is not None and not (_is_number(res) and 0 < res < float("inf")):
+            raise ValidationError(f"res must be a positive pixel size, got {res!r}")
+        if stride is not None and not (_is_int(stride) and stride >= 1):
+            raise ValidationError(f"stride must be a positive number of pixels, got {stride!r}")
         recs = record_bands(collection.table, self.bands)
         if not recs:
             raise ValidationError("the collection has no record with all of these bands")
-        ref = reference_source([r.bands[b] for r in recs for b in self.bands], target_crs)
-        base = ref.grid
-        if target_crs is not None or res is not None:
-            from ..geo.grid import grid_for_bounds, transform_bounds
-
-            crs = target_crs or base.crs
-            b = transform_bounds(base.bounds, base.crs, crs)
-            base = grid_for_bounds(b, res or min(base.resolution), crs)
+        srcs = [r.bands[b] for r in recs for b in self.bands]
+        first = recs[0].bands
+        # what a chip without records holds: the type and fill value reads give
+        self.dtype = np.result_type(*[s.dtype for s in srcs])
+        fills = [_fill_value(self.dtype, first[b].nodata) for b in self.bands]
+        self._empty_fill = np.array(fills, dtype=self.dtype)[:, None, None]
+        base = _extent_grid(srcs, target_crs, res)
         self.crs = base.crs
         self.res = base.resolution
         self._grid = base
@@ -95,16 +99,19 @@ class ChipDataset(_Base):  # type: ignore[misc,valid-type]
 
             g = coerce_geometries(geometries, crs=geometry_crs)
             out = []
-            for geom in g.geoms:
-                b = geometry_bounds(geom.centroid, g.crs, base.crs)
+            for i, geom in enumerate(g.geoms):
+                centre = geom.centroid
+                if centre.is_empty or not np.isfinite(centre.coords[0]).all():
+                    raise ValidationError(f"geometry {i} has no finite centre: {geom.wkt[:80]}")
+                b = geometry_bounds(centre, g.crs, base.crs)
+                if not np.isfinite(b).all():
+                    raise ValidationError(f"geometry {i} has no finite centre in {base.crs}")
                 r, c = _rowcol(base, b[0], b[1])
-                out.append(base.window(int(r) - h // 2, int(c) - w // 2, h, w))
+                out.append(base.window(math.floor(r) - h // 2, math.floor(c) - w // 2, h, w))
             return out
         if self_bounds_empty(base):
             return []
         s = stride or min(h, w)
-        if s < 1:
-            raise ValidationError(f"stride must be positive, got {stride}")
         return [
             base.window(r, c, h, w)
             for r in range(0, max(base.height - h, 0) + 1, s)
@@ -127,30 +134,27 @@ class ChipDataset(_Base):  # type: ignore[misc,valid-type]
         from .window import read_window_async
 
         sub = self.collection.subset(bbox=_lonlat_bbox(grid))
-        if not len(sub):
-            arr = np.zeros(
-                ((1,) if self.time_series else ()) + (len(self.bands), *grid.shape), dtype="float32"
-            )
-            times: list = []
+        if not len(sub):  # nothing under the chip: the fill, in the dataset's type
+            image = np.broadcast_to(self._empty_fill, (len(self.bands), *grid.shape))
+            arr = np.zeros((0, *image.shape), self.dtype) if self.time_series else image.copy()
+            times: list = [] if self.time_series else [None]  # a mosaic has one (unknown) time
         else:
-            order = sorted(
-                zip(
-                    sub.table.column("datetime").to_pylist(),
-                    sub.table.column("id").to_pylist(),
-                    strict=True,
-                ),
-                key=lambda t: (t[0] is None, t[0]),
-                reverse=not self.time_series,
-            )
+            # mosaics: latest datetime first, then id, undated last (as every mosaic);
+            # time series: oldest first, undated last
+            rows = list(zip(sub.table.column("datetime").to_pylist(),
+                            sub.table.column("id").to_pylist(), strict=True))  # fmt: skip
+            sign = 1 if self.time_series else -1
+            rows.sort(key=lambda t: (t[0] is None, sign * t[0].timestamp() if t[0] else 0, t[1]))
             arr, _, times = await read_window_async(
                 sub,
                 bounds=grid.bounds,
                 bands=self.bands,
-                record_ids=[i for _, i in order],
+                record_ids=[i for _, i in rows],
                 res=grid.resolution[0],
                 target_crs=grid.crs,
                 group_by="datetime" if self.time_series else None,
             )
+            arr = arr.astype(self.dtype, copy=False)
         # times as POSIX seconds (float64) so DataLoader's default collate can batch them
         stamps = np.array(
             [t.timestamp() if t is not None else np.nan for t in times], dtype="float64"
@@ -161,6 +165,45 @@ class ChipDataset(_Base):  # type: ignore[misc,valid-type]
             "crs": grid.crs,
             "time": _to_tensor(stamps),
         }
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return (_is_int(value) or isinstance(value, float | np.floating)) and math.isfinite(value)
+
+
+def _chip_shape(chip_size: Any) -> tuple[int, int]:
+    """``(h, w)`` from an int or a pair of ints, validated."""
+    pair = (chip_size, chip_size) if _is_int(chip_size) else chip_size
+    if (
+        not isinstance(pair, tuple | list)
+        or len(pair) != 2
+        or not all(_is_int(v) and v >= 1 for v in pair)
+    ):
+        raise ValidationError(
+            f"chip_size must be a positive int or (height, width) of ints, got {chip_size!r}"
+        )
+    return int(pair[0]), int(pair[1])
+
+
+def _extent_grid(sources: Sequence[Any], target_crs: Any, res: float | None) -> Grid:
+    """The grid chips tile: the extent of every record, on the finest band's grid (or
+    in ``target_crs`` at ``res``, by default the native resolution carried into the
+    target CRS's units)."""
+    from shapely.geometry import box
+
+    from ..geo.grid import transform_bounds
+    from .grids import output_grid, reference_source
+
+    ref = reference_source(sources, target_crs)
+    crs = ref.grid.crs
+    boxes = [transform_bounds(s.grid.bounds, s.grid.crs, crs) for s in sources]
+    extent = box(min(b[0] for b in boxes), min(b[1] for b in boxes),
+                 max(b[2] for b in boxes), max(b[3] for b in boxes))  # fmt: skip
+    return output_grid(extent, crs, ref, target_crs=target_crs, resolution=res)
 
 
 def _rowcol(grid: Grid, x: float, y: float) -> tuple[float, float]:
