@@ -131,3 +131,20 @@ def test_build_10000_rows_fast(headers: dict[str, TiffHeader]) -> None:
     print(f"headers_to_arrow: 10,000 rows in {elapsed * 1000:.0f} ms")
     assert len(arr) == 10_000
     assert elapsed < 1.0
+
+
+def test_scale_offset_and_description_without_a_band_index(tmp_path: Path) -> None:
+    """A band built without a band index (a file listing, an href table) is the file's
+    first sample: its scale, offset and description are that sample's (they came out
+    1.0 / 0.0 / None)."""
+    from tessellum.collection import build_from_files
+
+    path, _ = write_cog(tmp_path / "s.tif", dtype="int16", scales=[0.01], offsets=[-5.5],
+                        descriptions=["temperature"])  # fmt: skip
+    meta = (
+        build_from_files([str(path)], name="s", progress=False)
+        .table.column("data_metadata")[0]
+        .as_py()
+    )
+    assert meta["band_index"] is None
+    assert (meta["scale"], meta["offset"], meta["description"]) == (0.01, -5.5, "temperature")

@@ -235,7 +235,8 @@ def headers_to_arrow(
         h.url if h is not None else (urls[i] if urls is not None else None)
         for i, h in enumerate(headers)
     ]
-    okb = [b for h, b in zip(headers, bands, strict=True) if h is not None]
+    # the sample each row describes: a band without an index is the file's first sample
+    okb = [b or 0 for h, b in zip(headers, bands, strict=True) if h is not None]
     columns: dict[str, pa.Array] = {
         "url": pa.array(url_col, pa.string()),
         "band_index": pa.array(bands, pa.int32()),
