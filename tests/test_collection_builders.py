@@ -283,3 +283,26 @@ def test_band_map_selects_assets(served: Any) -> None:
     assert coll.bands == ["B04", "B08"]
     keys = {v["asset_key"] for row in coll.table.column("assets").to_pylist() for _, v in row}
     assert keys == {"red", "nir"}
+
+
+def test_projected_geodataframe_footprints_are_stored_in_lonlat(tmp_path: Path) -> None:
+    """A GeoDataFrame in a projected CRS: its geometries are footprints, stored (and
+    filtered) in lon/lat like every other collection's (they were kept in metres)."""
+    import numpy as np
+    from rasterio.transform import from_origin
+    from shapely.geometry import box
+
+    from _cogfactory import write_cog
+    from tessellum.collection import build_from_table
+
+    path, _ = write_cog(tmp_path / "a.tif", shape=(100, 100), crs="EPSG:32612",
+                        transform=from_origin(500000, 4600000, 40, 40),
+                        data=np.ones((1, 100, 100), "uint16"))  # fmt: skip
+    gdf = gpd.GeoDataFrame({"href": [str(path)], "id": ["a"]},
+                           geometry=[box(500000, 4596000, 504000, 4600000)], crs="EPSG:32612")  # fmt: skip
+    coll = build_from_table(gdf, name="proj", progress=False)
+    west, south, east, north = coll.bounds
+    assert -111.01 < west < east < -110.9 and 41.5 < south < north < 41.6
+    assert len(coll.subset(bbox=(-112, 41, -110, 42))) == 1
+    with pytest.raises(ValidationError, match="no record table at"):
+        build_from_table(str(tmp_path / "missing.parquet"), name="x", progress=False)

@@ -17,6 +17,8 @@ def _to_arrow(table: Any):
 
     if isinstance(table, str | os.PathLike):
         p = Path(table)
+        if "://" not in str(table) and not p.exists():
+            raise ValidationError(f"no record table at {str(table)!r}")
         if p.suffix.lower() in (".parquet", ".geoparquet") or p.is_dir():
             import pyarrow.parquet as pq
 
@@ -25,6 +27,8 @@ def _to_arrow(table: Any):
     if isinstance(table, pa.Table):
         return table
     if hasattr(table, "geometry") and hasattr(table, "to_wkb"):  # GeoDataFrame
+        if table.crs is not None and table.crs.to_string() not in ("OGC:CRS84", "EPSG:4326"):
+            table = table.to_crs("OGC:CRS84")  # footprints are stored in lon/lat
         df = table.to_wkb()
         return pa.Table.from_pandas(df, preserve_index=False)
     if hasattr(table, "columns") and hasattr(table, "to_dict"):  # pandas
