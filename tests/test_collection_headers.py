@@ -193,26 +193,30 @@ def test_corrupt_and_missing_assets_do_not_abort(world: Any, served: Any) -> Non
     edge = [served.href(f.key) for f in world.files_of("edge-cases")]
     garbage = served.href("edge/garbage")
     missing = f"{served.data_url}/data/edge-cases/does-not-exist.tif"
-    with pytest.warns(Warning, match=r"2 of \d+ band assets failed") as caught:
+    truncated = served.href("edge/truncated")
+    with pytest.warns(Warning, match=r"3 of \d+ band assets failed") as caught:
         coll = build_from_files([*edge, missing], name="bad", progress=False)
     assert "does-not-exist" in str(caught[0].message)
     assert len(coll) == len(edge) + 1
     msgs = {e["id"]: e["error"] for e in coll.errors().to_pylist()}
-    assert set(msgs) == {Path(garbage).stem, "does-not-exist"}
+    assert set(msgs) == {Path(garbage).stem, Path(truncated).stem, "does-not-exist"}
     assert "404" in msgs["does-not-exist"] and missing in msgs["does-not-exist"]
     assert "not a TIFF" in msgs[Path(garbage).stem]
-    assert len(coll.valid()) == len(edge) - 1
-    assert coll.describe()["band_details"]["data"]["errors"] == 2
+    assert "truncated file" in msgs[Path(truncated).stem]
+    assert len(coll.valid()) == len(edge) - 2
+    assert coll.describe()["band_details"]["data"]["errors"] == 3
     acc = next(a for a in coll.iterate_rasters() if a.id == "does-not-exist")
     assert acc.try_get_band_cog_metadata("data") == (None, None, None)
     assert acc.available_bands == []
 
 
-def test_truncated_file_flagged_when_its_size_is_known(served: Any) -> None:
-    """A file cut short after its header parses; with a prefix larger than the file the
-    build knows the size and records the tiles that lie beyond the end."""
+@pytest.mark.parametrize("prefix_size", [1 << 20, 4096])
+def test_truncated_file_flagged(served: Any, prefix_size: int) -> None:
+    """A file cut short after its header parses: the build knows the file's size, from a
+    short prefix or from the prefix response's Content-Range when the file is larger,
+    and records the tiles that lie beyond the end."""
     url = served.href("edge/truncated")
     with pytest.warns(Warning, match="truncated"):
-        coll = build_from_files([url], name="trunc", prefix_size=1 << 20, progress=False)
+        coll = build_from_files([url], name="trunc", prefix_size=prefix_size, progress=False)
     (err,) = coll.errors().to_pylist()
     assert "truncated file" in err["error"] and url in err["error"]

@@ -33,7 +33,9 @@ async def read_headers_async(
     Each href costs one prefix GET (a second one only when IFDs or tag arrays lie
     beyond the prefix); at most ``max_concurrent`` headers are in flight at once.
     """
-    from ..store import open_store, read_range_async
+    import dataclasses
+
+    from ..store import open_store, read_prefix_async, read_range_async
     from ..tiff import read_header_async
 
     unique = list(dict.fromkeys(hrefs))
@@ -47,10 +49,18 @@ async def read_headers_async(
                 url = await signer.sign(href) if signer is not None else href
                 store, path = open_store(url, cloud_config=cloud_config)
 
+                size: list[int] = []
+
                 async def fetch(start: int, end: int) -> bytes:
+                    if start == 0 and not size:  # the prefix: its response tells the size
+                        data, total = await read_prefix_async(store, path, end, url=href)
+                        size.append(total)
+                        return data
                     return await read_range_async(store, path, start, end, url=href, clip=True)
 
                 hdr = await read_header_async(fetch, href, prefix_size=prefix_size)
+                if hdr.file_size is None and size:
+                    hdr = dataclasses.replace(hdr, file_size=size[0])
                 _check_not_truncated(hdr, href)
                 out[href] = hdr
             except TessellumError as exc:

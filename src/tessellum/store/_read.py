@@ -242,6 +242,26 @@ async def read_range_async(
     return data
 
 
+async def read_prefix_async(
+    store: RangeStore,
+    path: str,
+    end: int,
+    *,
+    limiter: Limiter | None = None,
+    retry: RetryPolicy | None = None,
+    url: str | None = None,
+    stats: IOStats | None = None,
+) -> tuple[memoryview, int]:
+    """The object's first ``end`` bytes (fewer for a smaller object) and the object's
+    size, both from one GET (the size from its Content-Range): a header reader learns
+    whether tile data lies past the end of a truncated file."""
+    (m,) = coalesce_ranges([0], [end], None)
+    return await _fetch(
+        store, path, m, url=url or describe_url(store, path), limiter=limiter or default_limiter(),
+        retry=retry or _DEFAULT_RETRY, stats=stats if stats is not None else current_stats(),
+    )  # fmt: skip
+
+
 async def head_async(
     store: RangeStore,
     path: str,
