@@ -232,6 +232,28 @@ def test_geoparquet_readable_by_geopandas(saved: Path) -> None:
     assert geo["columns"]["geometry"]["covering"]["bbox"]["xmin"] == ["bbox", "xmin"]
 
 
+def test_export_with_some_undated_records_readable_by_geopandas(
+    s2: Collection, tmp_path: Path
+) -> None:
+    """Records with and without a datetime: written unpartitioned (a null hive partition
+    broke ``geopandas.read_parquet``), loaded back equal."""
+    table = s2.table
+    dates = table.column("datetime").to_pylist()
+    dates[0] = None
+    undated = table.set_column(
+        table.column_names.index("datetime"), "datetime",
+        pa.array(dates, table.schema.field("datetime").type),
+    )  # fmt: skip
+    for col in ("year", "month"):
+        values = undated.column(col).to_pylist()
+        values[0] = None
+        i = undated.column_names.index(col)
+        undated = undated.set_column(i, col, pa.array(values, undated.schema.field(col).type))
+    path = Collection(undated, name="mixed").export(tmp_path / "mixed")
+    assert len(gpd.read_parquet(path)) == len(s2)
+    assert Collection.load(path).table.column("datetime").null_count == 1
+
+
 def test_geoparquet_readable_by_duckdb(saved: Path) -> None:
     import duckdb
 

@@ -37,7 +37,7 @@ def write_collection(
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:
         part_schema = pa.schema([table.schema.field(c) for c in PARTITION_COLUMNS])
-        if _has_dates(table):
+        if _every_row_dated(table):
             pads.write_dataset(
                 table,
                 tmp,
@@ -47,7 +47,7 @@ def write_collection(
                 basename_template=f"part-{uuid.uuid4().hex[:8]}-{{i}}.parquet",
                 existing_data_behavior="overwrite_or_ignore",
             )
-        else:  # all-null partitions cannot be read back by type inference (GeoPandas)
+        else:  # a null partition (year=__HIVE_DEFAULT_PARTITION__) breaks GeoPandas' read
             pq.write_table(table, tmp / "part-0.parquet", compression="zstd")
         if dest.exists():
             old = dest.with_name(f".{dest.name}.old-{uuid.uuid4().hex[:8]}")
@@ -62,10 +62,12 @@ def write_collection(
     return dest
 
 
-def _has_dates(table: pa.Table) -> bool:
-    """Whether any row has a partition value (else the table is written unpartitioned)."""
+def _every_row_dated(table: pa.Table) -> bool:
+    """Whether every row has a partition value (else the table is written unpartitioned:
+    pyarrow writes null partitions as ``year=__HIVE_DEFAULT_PARTITION__``, which
+    ``geopandas.read_parquet`` cannot unify with the dated ones)."""
     col = PARTITION_COLUMNS[0]
-    return col in table.column_names and table.column(col).null_count < table.num_rows
+    return col in table.column_names and table.num_rows > 0 and table.column(col).null_count == 0
 
 
 def read_collection(path: str | os.PathLike) -> tuple[pa.Table, dict]:
