@@ -140,6 +140,28 @@ def test_validation_errors(http):
     assert err["detail"]["unknown"] == ["nope:x"]
 
 
+@pytest.mark.parametrize(
+    ("geometry", "crs"),
+    [
+        ({"type": "Polygon", "coordinates": [[[0, 0], [1e300, 0], [1e300, 1e300], [0, 0]]]}, None),
+        ({"type": "Polygon",
+          "coordinates": [[[-1e8, -1e8], [1e8, -1e8], [1e8, 1e8], [-1e8, -1e8]]]}, "EPSG:32632"),
+        ({"type": "Point", "coordinates": [500.0, 10.0]}, None),
+        ({"type": "Point", "coordinates": [10.0, 10.0]},
+         'LOCAL_CS["site grid",UNIT["metre",1],AXIS["X",EAST],AXIS["Y",NORTH]]'),
+    ],
+    ids=["1e300", "projected-1e8", "lon-500", "local-cs"],
+)  # fmt: skip
+def test_geometries_off_the_earth_are_a_422(http, geometry, crs):
+    """Coordinates or a CRS that do not map to lon/lat are the client's error (they
+    failed deep in the engine as a 500, or a 502 for a point)."""
+    body = {"geometry": geometry, "dataset_ids": [DEM]}
+    if crs is not None:
+        body["geometry_crs"] = crs
+    err = _envelope(http.post("/api/v1/extract", json=body), 422, "validation_error")
+    assert "geometry 0" in err["message"]
+
+
 def test_limits(http):
     err = _envelope(
         http.post(

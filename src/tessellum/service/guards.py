@@ -158,6 +158,34 @@ def pixel_estimate(geom: Any, crs: Any, entry: Any) -> float:
     return total
 
 
+def _check_on_earth(i: int, geom: Any, crs: Any) -> None:
+    """Raise a 422 :class:`ServiceError` when geometry ``i`` does not map to finite
+    lon/lat within [-180, 180] x [-90, 90] (a typo'd CRS or coordinates: it would fail
+    deep in the engine as a 500)."""
+    import math
+
+    try:
+        boxes = _boxes_crs84(geom, crs)
+    except Exception as exc:  # PROJ/GEOS failures: named below, as a client error
+        boxes, why = [], f"cannot be transformed to lon/lat ({type(exc).__name__})"
+    else:
+        why = "does not map to finite longitudes/latitudes"
+    ok = bool(boxes) and all(
+        all(math.isfinite(v) for v in b)
+        and -180 - 1e-9 <= b[0] <= b[2] <= 180 + 1e-9
+        and -90 - 1e-9 <= b[1] <= b[3] <= 90 + 1e-9
+        for b in boxes
+    )
+    if not ok:
+        raise ServiceError(
+            f"geometry {i} {why} within [-180, 180] x [-90, 90]: check its coordinates "
+            f"and geometry_crs ({crs})",
+            status=422,
+            type="validation_error",
+            detail={"geometry": i, "geometry_crs": str(crs)},
+        )
+
+
 def check_pixels(
     *, geometries: Sequence[Any], crs: Any, entries: Sequence[Any], settings: Any
 ) -> None:
@@ -166,6 +194,7 @@ def check_pixels(
     polygon would otherwise hold a worker for minutes)."""
     limit = settings.max_pixels_per_geometry
     for i, g in enumerate(geometries):
+        _check_on_earth(i, g, crs)
         for entry in entries:
             n = pixel_estimate(g, crs, entry)
             if n > limit:
