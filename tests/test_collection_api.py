@@ -300,3 +300,36 @@ def test_build_from_stac_validates_before_any_request(kwargs, match):
     args = {"name": "x", "stac_api": "http://127.0.0.1:9", "collection": "c", **kwargs}
     with pytest.raises(ValidationError, match=match):
         build_from_stac(**args)
+
+
+def test_bad_arguments_are_named(s2: Collection, tmp_path: Path) -> None:
+    """Wrong types and values give a ValidationError naming them (they surfaced as bare
+    TypeError/KeyError/Arrow/GEOS errors, or were accepted)."""
+    from tessellum.collection import build_from_files, build_from_gti, build_from_table
+    from tessellum.errors import ValidationError
+
+    href = s2.table.column("assets").to_pylist()[0][0][1]["href"]
+    cases = [
+        (lambda: s2.subset(cloud_cover_lt="20"), "cloud_cover_lt must be a number"),
+        (lambda: s2.subset(date_range=5), "date_range must be a"),
+        (lambda: s2.valid(["nope"]), "unknown bands"),
+        (lambda: s2.head("2"), "n must be a non-negative int"),
+        (lambda: s2.where([True, False]), f"a mask must be {len(s2)} booleans"),
+        (lambda: build_from_stac(name="x", stac_api="http://127.0.0.1:9", collection="c",
+                                 date_range=5, progress=False), "date_range must be"),
+        (lambda: build_from_stac(name="x", stac_api="http://127.0.0.1:9", collection="c",
+                                 band_map=["B04"], progress=False), "band_map must map"),
+        (lambda: build_from_table(pa.table({"href": [href]}), name="x",
+                                  band_index_map={"r": "zero"}), "band_index_map must map"),
+        (lambda: build_from_table(pa.table({"href": [href], "geometry": ["POLYGON oops"]}),
+                                  name="x"), "'geometry'"),
+        (lambda: build_from_table(pa.table({"id": ["a"], "assets": [{"b": 5}]}), name="x",
+                                  assets_column="assets", href_column=None), "asset 'b'"),
+        (lambda: build_from_table(pa.table({"href": [5]}), name="x"), "non-empty path or URL"),
+        (lambda: build_from_gti(5, name="x"), "must be a path or a GeoDataFrame"),
+        (lambda: build_from_gti(str(tmp_path / "none.gpkg"), name="x"), "no such vector table"),
+        (lambda: build_from_files(b"/tmp", name="x"), "source must be"),
+    ]  # fmt: skip
+    for call, match in cases:
+        with pytest.raises(ValidationError, match=match):
+            call()

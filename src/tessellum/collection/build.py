@@ -5,12 +5,13 @@ once, and returns a :class:`Collection` (cached on disk when a workspace is used
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from .._sync import run_sync
-from ..errors import ValidationError
+from ..errors import TessellumWarning, ValidationError
 from .cache import cache_path
 from .core import Collection
 from .headers import DEFAULT_PREFIX, read_headers_async, records_to_table
@@ -42,6 +43,23 @@ async def _records_to_collection(
     if table.num_rows:
         table = table.sort_by([("datetime", "ascending"), ("id", "ascending")])
     return Collection(table, name=name, data_source=data_source)
+
+
+def _check_band_maps(band_map: Any, band_index_map: Any) -> None:
+    """``band_map`` maps band codes to asset keys, ``band_index_map`` to sample indexes."""
+    for label, value, kind in (
+        ("band_map", band_map, str),
+        ("band_index_map", band_index_map, int),
+    ):
+        if value is None:
+            continue
+        ok = isinstance(value, Mapping) and all(
+            isinstance(k, str) and isinstance(v, kind) and not isinstance(v, bool)
+            for k, v in value.items()
+        )
+        if not ok or (kind is int and any(v < 0 for v in value.values())):
+            what = "asset keys" if kind is str else "sample indexes (ints >= 0)"
+            raise ValidationError(f"{label} must map band codes to {what}, got {value!r}")
 
 
 def _check_options(name: str, max_concurrent: int, prefix_size: int) -> None:
@@ -89,9 +107,12 @@ async def build_from_stac_async(
     progress: bool | None = None,
 ) -> Collection:
     """Async form of :func:`build_from_stac`."""
+    from .dates import parse_date_range
     from .stac import stac_records
 
     _check_options(name, max_concurrent, prefix_size)
+    _check_band_maps(band_map, band_index_map)
+    parse_date_range(date_range)  # validated before any request (and the cache key)
     if backend is not None:
         raise ValidationError(
             "backend: pass stores through cloud_config; custom backends are not supported yet"
@@ -207,6 +228,7 @@ async def build_from_table_async(
     """Async form of :func:`build_from_table`."""
     from .sources import records_from_table
 
+    _check_band_maps(None, band_index_map)
     records = records_from_table(
         table,
         href_column=href_column,
@@ -290,6 +312,15 @@ async def build_from_gti_async(
             f"GTI index has no {location_column!r} column (columns: {list(gdf.columns)})"
         )
     gdf = gdf.rename(columns={location_column: "__href"})
+    missing = [i for i, h in enumerate(gdf["__href"]) if not isinstance(h, str) or not h]
+    if missing:  # rows without a raster: skipped, named (GDAL skips them too)
+        warnings.warn(
+            f"GTI index: {len(missing)} feature(s) without a {location_column!r} "
+            f"(positions {missing[:10]}) skipped",
+            TessellumWarning,
+            stacklevel=2,
+        )
+        gdf = gdf.drop(gdf.index[missing])
     gdf["__href"] = [_gdal_to_url(h) for h in gdf["__href"]]
     if "id" not in gdf.columns:
         gdf["id"] = [Path(str(h).split("?")[0]).stem for h in gdf["__href"]]

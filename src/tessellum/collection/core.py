@@ -174,21 +174,38 @@ class Collection(ReadMethods):
     def where(self, expression: Any) -> Collection:
         """Rows matching a ``pyarrow.compute`` expression or a boolean mask."""
         if isinstance(expression, pc.Expression):
-            return self._derive(self._table.filter(expression))
-        return self._derive(
-            self._table.filter(
-                pa.array(expression)
-                if not isinstance(expression, pa.Array | pa.ChunkedArray)
-                else expression
+            try:
+                return self._derive(self._table.filter(expression))
+            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+                raise ValidationError(f"where({expression}): {exc}") from None
+        try:
+            mask = (
+                expression
+                if isinstance(expression, pa.Array | pa.ChunkedArray)
+                else pa.array(expression, pa.bool_())
             )
-        )
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as exc:
+            raise ValidationError(f"where: a mask must be booleans ({exc})") from None
+        if len(mask) != self._table.num_rows or not pa.types.is_boolean(mask.type):
+            raise ValidationError(
+                f"where: a mask must be {self._table.num_rows} booleans, got {len(mask)} "
+                f"values of type {mask.type}"
+            )
+        return self._derive(self._table.filter(mask))
 
     def head(self, n: int = 5) -> Collection:
         """The first ``n`` records."""
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            raise ValidationError(f"head: n must be a non-negative int, got {n!r}")
         return self._derive(self._table.slice(0, n))
 
     def valid(self, bands: Sequence[str] | None = None) -> Collection:
         """Records whose headers parsed for every band in ``bands`` (default: all)."""
+        if isinstance(bands, str):
+            bands = [bands]
+        unknown = [b for b in bands or () if b not in self.bands]
+        if unknown:
+            raise ValidationError(f"valid: unknown bands {unknown} (available: {self.bands})")
         mask = None
         for band in bands or self.bands:
             ok = pc.is_null(pc.struct_field(self._table.column(band_column(band)), "error"))
@@ -216,6 +233,10 @@ class Collection(ReadMethods):
             if "eo:cloud_cover" not in t.column_names:
                 raise ValidationError(
                     "cloud_cover_lt: this collection has no 'eo:cloud_cover' column"
+                )
+            if not isinstance(cloud_cover_lt, int | float) or isinstance(cloud_cover_lt, bool):
+                raise ValidationError(
+                    f"cloud_cover_lt must be a number (percent), got {cloud_cover_lt!r}"
                 )
             t = t.filter(pc.fill_null(pc.less(t.column("eo:cloud_cover"), cloud_cover_lt), False))
         rng = parse_date_range(date_range)

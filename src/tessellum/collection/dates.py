@@ -51,7 +51,7 @@ def parse_date_range(
     side may be None (open)."""
     if value is None:
         return None
-    if isinstance(value, str) or len(value) != 2:
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence) or len(value) != 2:
         raise ValidationError(f"{name} must be a (start, end) pair, got {value!r}")
     start = (
         parse_datetime(value[0], name=name)

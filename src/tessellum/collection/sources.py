@@ -32,7 +32,10 @@ def _to_arrow(table: Any):
         df = table.to_wkb()
         return pa.Table.from_pandas(df, preserve_index=False)
     if hasattr(table, "columns") and hasattr(table, "to_dict"):  # pandas
-        return pa.Table.from_pandas(table, preserve_index=False)
+        try:
+            return pa.Table.from_pandas(table, preserve_index=False)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:  # e.g. a column of mixed types
+            raise ValidationError(f"cannot read the record table: {exc}") from None
     if hasattr(table, "__arrow_c_stream__"):
         return pa.table(table)
     raise ValidationError(f"cannot read a record table from {type(table).__name__}")
@@ -74,17 +77,30 @@ def records_from_table(
         )
         if assets_column is not None:
             assets = {}
-            for b, a in (row[assets_column] or {}).items():
+            value = row[assets_column] or {}
+            if not isinstance(value, Mapping):
+                raise ValidationError(
+                    f"row {rid!r}: {assets_column!r} must map bands to hrefs or asset dicts "
+                    f"(with an 'href'), got {type(value).__name__}"
+                )
+            for b, a in value.items():
                 if isinstance(a, str):
                     assets[b] = AssetRef(a, b)
-                else:
+                elif isinstance(a, Mapping) and isinstance(a.get("href"), str):
                     assets[b] = AssetRef(
                         a["href"], a.get("asset_key") or b, a.get("band_index"), a.get("type")
                     )
+                else:
+                    raise ValidationError(
+                        f"row {rid!r}: asset {b!r} of {assets_column!r} must be an href or a "
+                        f"dict with an 'href', got {a!r}"
+                    )
         else:
             href = row[href_column]
-            if not href:
-                raise ValidationError(f"row {rid!r}: empty {href_column!r}")
+            if not href or not isinstance(href, str):
+                raise ValidationError(
+                    f"row {rid!r}: {href_column!r} must be a non-empty path or URL, got {href!r}"
+                )
             if band_index_map:
                 assets = {b: AssetRef(href, band, int(ix)) for b, ix in band_index_map.items()}
             else:
@@ -92,13 +108,20 @@ def records_from_table(
         geom = None
         if geometry_column and geometry_column in row and row[geometry_column] is not None:
             g = row[geometry_column]
-            geom = (
-                shapely.from_wkb(g)
-                if isinstance(g, bytes)
-                else shapely.from_wkt(g)
-                if isinstance(g, str)
-                else g
-            )
+            try:
+                geom = (
+                    shapely.from_wkb(g)
+                    if isinstance(g, bytes)
+                    else shapely.from_wkt(g)
+                    if isinstance(g, str)
+                    else g
+                )
+            except shapely.errors.GEOSException as exc:
+                raise ValidationError(f"row {rid!r}: {geometry_column!r}: {exc}") from None
+            if not isinstance(geom, shapely.Geometry):
+                raise ValidationError(
+                    f"row {rid!r}: {geometry_column!r} must be WKB, WKT or a geometry, got {g!r}"
+                )
         when = row.get(datetime_column) if datetime_column else None
         out.append(
             Record(
@@ -137,7 +160,14 @@ async def list_files_async(
     or an object store prefix (s3://, gs://, az://, memory://) listed with obstore."""
     import fnmatch
 
+    if isinstance(source, bytes | bytearray):
+        raise ValidationError(
+            f"source must be a folder, a URL prefix or a list of them, got {source!r}"
+        )
     if isinstance(source, Sequence) and not isinstance(source, str):
+        bad = [s for s in source if not isinstance(s, str | os.PathLike)]
+        if bad:
+            raise ValidationError(f"source lists must hold paths or URLs, got {bad[:3]!r}")
         return [str(s) for s in source]
     text = str(source)
     if "://" in text and not text.startswith("file://"):
@@ -169,7 +199,16 @@ def read_vector_table(source: Any):
 
     if hasattr(source, "geometry"):
         return source
+    if not isinstance(source, str | os.PathLike):
+        raise ValidationError(
+            f"a vector table must be a path or a GeoDataFrame, got {type(source).__name__}"
+        )
     p = Path(source)
-    if p.suffix.lower() in (".parquet", ".geoparquet"):
-        return gpd.read_parquet(p)
-    return gpd.read_file(p)
+    if not p.is_file():
+        raise ValidationError(f"no such vector table: {str(source)!r}")
+    try:
+        if p.suffix.lower() in (".parquet", ".geoparquet"):
+            return gpd.read_parquet(p)
+        return gpd.read_file(p)
+    except Exception as exc:  # pyogrio/pyarrow errors: name the file
+        raise ValidationError(f"cannot read the vector table {str(p)!r}: {exc}") from exc
