@@ -148,3 +148,19 @@ def test_scale_offset_and_description_without_a_band_index(tmp_path: Path) -> No
     )
     assert meta["band_index"] is None
     assert (meta["scale"], meta["offset"], meta["description"]) == (0.01, -5.5, "temperature")
+
+
+def test_nodata_float_is_the_value_the_pixels_hold(tmp_path: Path) -> None:
+    """A float32 raster's nodata "1e+20" is stored as float32: the column holds that
+    value (1.0000000200408773e20), so pixels compare equal to it."""
+    from tessellum.collection import build_from_files
+
+    data = np.full((1, 16, 16), 1e20, np.float32)
+    path, _ = write_cog(tmp_path / "n.tif", dtype="float32", shape=(16, 16), nodata=1e20,
+                        data=data, overviews=())  # fmt: skip
+    meta = (
+        build_from_files([str(path)], name="n", progress=False)
+        .table.column("data_metadata")[0]
+        .as_py()
+    )
+    assert meta["nodata_float"] == float(np.float32(1e20)) == float(data[0, 0, 0])

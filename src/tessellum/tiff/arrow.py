@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import DataFormatError
-from .gdalmeta import band_item, parse_nodata
+from .gdalmeta import band_item
 from .geokeys import GeoInfo
 from .header import ImageLevel, TiffHeader
 
@@ -196,7 +196,9 @@ def _geokeys_array(dicts: Sequence[Mapping[int, Any] | None]) -> pa.Array:
 
 
 def _nodata_float(h: TiffHeader) -> float | None:
-    value = parse_nodata(h.nodata_raw, "float64")
+    """The nodata value the pixels hold, as a float: parsed in the file's type (a
+    float32 raster's "1e20" is 1.0000000200408773e20, not 1e20)."""
+    value = h.nodata_value()
     return None if value is None else float(value)
 
 
