@@ -847,3 +847,16 @@ def test_point_matching_narrowed_by_footprints_gives_the_same_rows(tmp_path, mon
     monkeypatch.setattr(points_module, "POINT_TESTS", 0)
     narrowed = coll.sample_points(pts, ["data"], geometry_crs=UTM)
     assert direct.num_rows > 300 and direct.equals(narrowed)
+
+
+def test_nan_pixels_of_a_float_file_with_nodata_read_as_its_fill(tmp_path):
+    """NaN is no data even where the file declares another nodata value: one record's
+    read holds the fill there (it held NaN), as masked and nodata pixels do."""
+    data = np.full((1, 64, 64), 3.5, "float32")
+    data[0, 5, 7] = np.nan
+    data[0, 9, 9] = -9999.0
+    path, _ = write_cog(tmp_path / "a.tif", data=data, shape=(64, 64), dtype="float32",
+                        nodata=-9999.0, crs=UTM, transform=T0, overviews=())  # fmt: skip
+    out = _coll([path]).read_window(bounds=(500000, 4649360, 500640, 4650000), bands=["data"])
+    assert out[0, 5, 7] == -9999.0 and out[0, 9, 9] == -9999.0
+    assert (out[0] == 3.5).sum() == 64 * 64 - 2

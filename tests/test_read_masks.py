@@ -190,3 +190,19 @@ def test_alpha_masks_the_other_bands(tmp_path, interleave):
     pts = [Point(500005 + 10 * c, 4649995 - 10 * r) for r, c in ((r0, c0), (r1, c1))]
     table = coll.sample_points(pts, ["r"], geometry_crs=UTM)
     assert table.column("value").to_pylist() == [None, 200]
+
+
+def test_a_nodata_value_shadows_the_alpha(tmp_path):
+    """As in GDAL: an RGBA file that declares nodata is masked by the nodata value, not
+    by its alpha."""
+    data = np.full((4, *SHAPE), 100, np.uint8)
+    data[3] = _blocky_mask(SHAPE)
+    path, _ = write_cog(tmp_path / "rgba.tif", data=data, dtype="uint8", count=4, shape=SHAPE,
+                        crs=UTM, transform=T0, nodata=255, photometric="rgb",
+                        creation_options={"ALPHA": "YES"})  # fmt: skip
+    table = pa.table({"href": [str(path)], "id": ["rgba"]})
+    coll = build_from_table(table, name="rgba", band_index_map={"r": 0}, progress=False)
+    out = coll.read_window(bounds=(500000, 4650000 - 6000, 507000, 4650000), bands=["r"])
+    with rasterio.open(path) as ds:
+        assert (ds.read_masks(1) != 0).all()
+    assert (out == 100).all()

@@ -91,7 +91,9 @@ class BandSource:
     @cached_property
     def alpha_sample(self) -> int | None:
         """The file's alpha sample, which GDAL uses as every other band's mask (None:
-        no alpha, or this band is the alpha)."""
+        no alpha, this band is the alpha, or a nodata value shadows it as in GDAL)."""
+        if self.header.nodata_raw is not None:
+            return None  # GDAL: a nodata value shadows the alpha band
         lvl = self.header.levels[0]
         first_extra = lvl.samples_per_pixel - len(lvl.extra_samples)
         for i, kind in enumerate(lvl.extra_samples):
@@ -379,7 +381,14 @@ def _mask_unneeded(t: Target, fill: Any) -> bool:
     if t.want_valid or t.valid_out is not None or t.mask is not None or len(t.reads) != 1:
         return False
     src = t.reads[0].src
-    return _same_value(_fill_value(src.dtype, src.nodata), fill)
+    src_fill = _fill_value(src.dtype, src.nodata)
+    return _same_value(src_fill, fill) and not _may_hold_nan(src.dtype, fill)
+
+
+def _may_hold_nan(dtype: np.dtype, fill: Any) -> bool:
+    """Whether pixels of ``dtype`` may hold NaN, which is no data, where the output's
+    fill is not NaN (so NaN pixels must be replaced by the fill)."""
+    return dtype.kind == "f" and not is_nan(fill)
 
 
 def _mark_valid(have: np.ndarray, values: np.ndarray, nodata: Any) -> None:
@@ -409,8 +418,10 @@ def _assemble(t: Target, decoded: dict, o: _Output) -> tuple[np.ndarray, np.ndar
     for i, (src, rd, lgrid, direct, mask) in enumerate(t.reads):
         src_fill = _fill_value(src.dtype, src.nodata)
         if i == 0 and o.streamed:
-            if have is not None and not _same_value(src_fill, fill):
-                np.copyto(out, fill, where=~have)
+            if have is not None and not (
+                _same_value(src_fill, fill) and not _may_hold_nan(src.dtype, fill)
+            ):
+                np.copyto(out, fill, where=~have)  # pixels without data hold the fill
         else:
             buf = np.full(rd.shape, src_fill, dtype=src.dtype)
             inside = paste(buf, rd, decoded)
