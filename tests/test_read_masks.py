@@ -192,6 +192,7 @@ def test_alpha_masks_the_other_bands(tmp_path, interleave):
     assert table.column("value").to_pylist() == [None, 200]
 
 
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NodataShadowWarning")  # what it tests
 def test_a_nodata_value_shadows_the_alpha(tmp_path):
     """As in GDAL: an RGBA file that declares nodata is masked by the nodata value, not
     by its alpha."""
