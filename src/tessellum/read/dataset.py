@@ -200,7 +200,9 @@ def _extent_grid(sources: Sequence[Any], target_crs: Any, res: float | None) -> 
 
     ref = reference_source(sources, target_crs)
     crs = ref.grid.crs
-    boxes = [transform_bounds(s.grid.bounds, s.grid.crs, crs) for s in sources]
+    # records of a time series share their grid: each distinct extent transformed once
+    extents = {(s.grid.bounds, s.grid.crs) for s in sources}
+    boxes = [transform_bounds(b, c, crs) for b, c in extents]
     extent = box(min(b[0] for b in boxes), min(b[1] for b in boxes),
                  max(b[2] for b in boxes), max(b[3] for b in boxes))  # fmt: skip
     return output_grid(extent, crs, ref, target_crs=target_crs, resolution=res)
