@@ -271,6 +271,27 @@ async def test_slow_server_times_out(srv: FaultServer) -> None:
     assert srv.hits["/slow.tif"] == 2
 
 
+async def test_settings_set_the_timeout_and_retries(srv: FaultServer) -> None:
+    """``request_timeout_s``, ``retries`` and ``retry_backoff_s`` govern range reads that
+    are given no policy (they were fixed: 20 s stalls, 4 attempts)."""
+    from tessellum.config import settings_override
+
+    srv.sticky["/slow.tif"] = "slow"
+    with settings_override(request_timeout_s=0.3, retries=1, retry_backoff_s=0.01):
+        store, path = open_store(f"{srv.url}/slow.tif")
+        t0 = time.perf_counter()
+        with pytest.raises(UpstreamError, match=r"slow\.tif.*2 attempts"):
+            await read_range_async(store, path, 0, 10)
+        assert time.perf_counter() - t0 < 2.5
+    assert srv.hits["/slow.tif"] == 2
+    srv.sticky["/a.tif"] = "503"
+    with settings_override(retries=0):
+        store, path = open_store(f"{srv.url}/a.tif")
+        with pytest.raises(UpstreamError, match=r"1 attempt"):
+            await read_range_async(store, path, 10, 20)
+    assert srv.hits["/a.tif"] == 1
+
+
 async def test_limiter_bounds_requests_at_the_server(srv: FaultServer) -> None:
     srv.delay = 0.03
     store, path = open_store(f"{srv.url}/a.tif")

@@ -37,7 +37,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-_DEFAULT_RETRY = RetryPolicy()
 _EMPTY = memoryview(b"")
 
 
@@ -162,7 +161,7 @@ async def read_ranges_async(
         lengths: Range lengths instead of ``ends``.
         policy: Coalescing rules (default ``CoalescePolicy()``).
         limiter: Concurrency limit (default :func:`default_limiter`).
-        retry: Retry rules (default ``RetryPolicy()``).
+        retry: Retry rules (default: the settings' ``retries`` and ``retry_backoff_s``).
         url: The object's URL, for error messages (derived from the store otherwise).
         stats: Counters to update (default: the context's :func:`collect_stats`).
         clip: Return ranges cut at the end of the object instead of raising.
@@ -180,7 +179,7 @@ async def read_ranges_async(
     merged = coalesce_ranges(starts, ends, policy)
     url = url or describe_url(store, path)
     limiter = limiter or default_limiter()
-    retry = retry or _DEFAULT_RETRY
+    retry = retry or RetryPolicy.from_settings()
     stats = stats if stats is not None else current_stats()
     out: list[bytes | memoryview] = [b""] * len(starts)
 
@@ -258,7 +257,7 @@ async def read_prefix_async(
     (m,) = coalesce_ranges([0], [end], None)
     return await _fetch(
         store, path, m, url=url or describe_url(store, path), limiter=limiter or default_limiter(),
-        retry=retry or _DEFAULT_RETRY, stats=stats if stats is not None else current_stats(),
+        retry=retry or RetryPolicy.from_settings(), stats=stats if stats is not None else current_stats(),
     )  # fmt: skip
 
 
@@ -286,7 +285,7 @@ async def head_async(
 
     return await with_retries(
         once,
-        policy=retry or _DEFAULT_RETRY,
+        policy=retry or RetryPolicy.from_settings(),
         url=url or describe_url(store, path),
         what="HEAD",
         stats=stats,

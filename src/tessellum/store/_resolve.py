@@ -47,6 +47,22 @@ DEFAULT_CLIENT_OPTIONS: Mapping[str, Any] = {
 }
 """obstore client options used unless a :class:`CloudConfig` overrides them."""
 
+
+def _client_defaults() -> dict[str, Any]:
+    """:data:`DEFAULT_CLIENT_OPTIONS` with the settings' ``request_timeout_s`` as the
+    connect (at most 5 s) and stall timeouts; a whole request may take twice as long
+    (at least 60 s: a 4 MiB range on a slow link)."""
+    from ..config import get_settings
+
+    ms = int(get_settings().request_timeout_s * 1000)
+    return {
+        **DEFAULT_CLIENT_OPTIONS,
+        "connect_timeout": f"{min(ms, 5000)}ms",
+        "read_timeout": f"{ms}ms",
+        "timeout": f"{max(2 * ms, 60000)}ms",
+    }
+
+
 # obstore must not retry: tessellum's RetryPolicy counts attempts (see _retry.py)
 _NO_RETRY = {"max_retries": 0, "retry_timeout": timedelta(minutes=3)}
 _CACHE_SIZE = 256
@@ -251,7 +267,7 @@ def resolve_url(
     if isinstance(url, os.PathLike):
         url = os.fspath(url)
     url = cfg.rewrite(url)
-    client = {**DEFAULT_CLIENT_OPTIONS, **cfg.client_options}
+    client = {**_client_defaults(), **cfg.client_options}
     if "://" not in url:
         return StoreSpec("file", ""), str(Path(url).expanduser().resolve())
     parts = urlsplit(url)

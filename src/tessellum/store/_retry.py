@@ -70,6 +70,14 @@ class RetryPolicy:
     ``Retry-After`` value is honoured only when it appears in the error message;
     otherwise this floor stands in for it."""
 
+    @classmethod
+    def from_settings(cls) -> RetryPolicy:
+        """The policy the current settings ask for (``retries``, ``retry_backoff_s``)."""
+        from ..config import get_settings
+
+        settings = get_settings()
+        return cls(max_attempts=settings.retries + 1, base_delay=settings.retry_backoff_s)
+
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ValidationError(f"max_attempts must be >= 1, got {self.max_attempts}")
