@@ -333,3 +333,29 @@ def test_bad_arguments_are_named(s2: Collection, tmp_path: Path) -> None:
     for call, match in cases:
         with pytest.raises(ValidationError, match=match):
             call()
+
+
+def test_export_never_replaces_what_is_not_a_collection(s2: Collection, tmp_path: Path) -> None:
+    """An export replaces a collection written there before, never a user's folder or
+    file (a folder of notes was renamed away and deleted); new folders get the umask's
+    mode, not 0700."""
+    from tessellum.errors import ValidationError
+
+    victim = tmp_path / "victim"
+    (victim / "sub").mkdir(parents=True)
+    (victim / "sub" / "notes.txt").write_text("mine")
+    with pytest.raises(ValidationError, match="not a collection"):
+        s2.export(victim)
+    assert (victim / "sub" / "notes.txt").read_text() == "mine"
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("mine")
+    with pytest.raises(ValidationError, match="is a file"):
+        s2.export(a_file)
+    assert a_file.read_text() == "mine"
+    out = s2.export(tmp_path / "coll")
+    s2.head(2).export(out)  # a collection is replaced
+    assert len(Collection.load(out)) == 2
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    ref = tmp_path / "plain"
+    ref.mkdir()  # what the umask gives any folder
+    assert out.stat().st_mode & 0o777 == ref.stat().st_mode & 0o777

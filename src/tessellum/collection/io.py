@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import uuid
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
-from ..errors import CollectionError
+from ..errors import CollectionError, ValidationError
 from .schema import PARTITION_COLUMNS, geoparquet_metadata
 
 COLLECTION_META_KEY = b"tessellum"
@@ -29,12 +28,15 @@ def write_collection(
     """Write ``table`` as a partitioned GeoParquet dataset at ``path`` atomically
     (written to a temp directory beside it, then renamed over any previous one)."""
     dest = Path(path)
+    _check_replaceable(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     meta = dict(table.schema.metadata or {})
     meta[b"geo"] = geoparquet_metadata(table)
     meta[COLLECTION_META_KEY] = json.dumps({"name": name, **(extra or {})}).encode()
     table = table.replace_schema_metadata(meta)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    # a unique sibling, made with the umask's mode like any folder (mkdtemp's is 0700)
+    tmp = dest.parent / f".{dest.name}.{uuid.uuid4().hex[:12]}"
+    tmp.mkdir()
     try:
         part_schema = pa.schema([table.schema.field(c) for c in PARTITION_COLUMNS])
         if _every_row_dated(table):
@@ -60,6 +62,23 @@ def write_collection(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return dest
+
+
+def _check_replaceable(dest: Path) -> None:
+    """Refuse to replace anything but a collection written here before: a file, or a
+    folder holding anything but Parquet parts and year partitions, is the user's."""
+    if not dest.exists():
+        return
+    ours = dest.is_dir() and all(
+        (p.is_file() and p.suffix == ".parquet") or (p.is_dir() and p.name.startswith("year="))
+        for p in dest.iterdir()
+    )
+    if not ours:
+        what = "a folder that is not a collection" if dest.is_dir() else "a file"
+        raise ValidationError(
+            f"{dest} is {what}: a collection replaces only a collection written there "
+            "before (choose another path, or remove it)"
+        )
 
 
 def _every_row_dated(table: pa.Table) -> bool:
