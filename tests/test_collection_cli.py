@@ -106,3 +106,31 @@ def test_option_parsers() -> None:
         build.parse_pairs(["R"], option="--band")
     with pytest.raises(typer.BadParameter):
         build.parse_date_range("2024-01-01")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["extract", "--geometries", "{tmp}/none.geojson", "--datasets",
+          "copernicus_dem:elevation", "--out", "{tmp}/e.csv"], "cannot read --geometries"),
+        (["extract-raster", "copernicus_dem:elevation", "--bbox", "-112.05", "41.95",
+          "-111.95", "42.05", "--out", "/proc/nope"], "error:"),
+        (["serve", "--port", "99999"], "--port"),
+        (["serve", "--log-level", "foo"], "--log-level"),
+        (["world", "list", "--size", "huge"], "--size"),
+    ],
+    ids=["missing-geometries", "unwritable-out", "port", "log-level", "world-size"],
+)  # fmt: skip
+def test_user_errors_are_one_line_not_tracebacks(tmp_path: Path, args, message) -> None:
+    """The console script ends on a user's error with a message and a non-zero exit
+    code, never a Python traceback, and leaves no partial output."""
+    import subprocess
+    import sys
+
+    argv = [a.format(tmp=tmp_path) for a in args]
+    done = subprocess.run([sys.executable, "-m", "tessellum.cli", *argv], capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert done.returncode != 0
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+    assert not list(tmp_path.glob("*.part"))

@@ -37,5 +37,18 @@ _register()
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point. Errors a user can cause (bad values, paths,
+    unreadable inputs) end the command with one line on stderr and exit code 1, not a
+    traceback; Ctrl-C exits 130."""
+    from pyarrow.lib import ArrowException
+
+    from ..errors import TessellumError
+
+    try:
+        app()
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+    except (TessellumError, OSError, ValueError, LookupError, ArrowException) as exc:
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        typer.echo(f"error: {message}", err=True)
+        raise SystemExit(1) from None

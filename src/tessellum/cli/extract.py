@@ -62,7 +62,12 @@ def extract(
     console = Console(stderr=True)
     if out.suffix.lower() not in (".parquet", ".csv"):
         raise typer.BadParameter("--out must end in .parquet or .csv")
-    gdf = gpd.read_file(geometries, layer=layer) if layer else gpd.read_file(geometries)
+    try:
+        gdf = gpd.read_file(geometries, layer=layer) if layer else gpd.read_file(geometries)
+    except Exception as exc:  # pyogrio: missing file, unknown format or layer
+        raise typer.BadParameter(f"cannot read --geometries {geometries}: {exc}") from None
+    if gdf.empty:
+        raise typer.BadParameter(f"--geometries {geometries} holds no features")
     if id_column is not None and id_column not in gdf.columns:
         raise typer.BadParameter(f"no column {id_column!r} in {geometries}")
     ids = list(gdf[id_column]) if id_column else list(range(len(gdf)))
@@ -83,11 +88,15 @@ def extract(
             shutdown_zonal_pool()
     table = pd.concat(frames, ignore_index=True)
     tmp = out.with_name(out.name + ".part")
-    if out.suffix.lower() == ".csv":
-        table.to_csv(tmp, index=False)
-    else:
-        table.to_parquet(tmp, index=False)
-    tmp.replace(out)  # never leave a half-written table at the output path
+    try:
+        if out.suffix.lower() == ".csv":
+            table.to_csv(tmp, index=False)
+        else:
+            table.to_parquet(tmp, index=False)
+        tmp.replace(out)  # never leave a half-written table at the output path
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     for w in dict.fromkeys(warnings):
         console.print(f"[yellow]warning:[/] {w}")
     console.print(f"wrote {len(table)} rows to {out}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -10,7 +11,17 @@ app = typer.Typer(
     help="Generate, list and serve the synthetic fixture world.", no_args_is_help=True
 )
 
-SizeOption = Annotated[str, typer.Option("--size", help="World size: small or bench.")]
+
+class WorldSize(StrEnum):
+    """The fixture world's sizes."""
+
+    small = "small"
+    bench = "bench"
+
+
+SizeOption = Annotated[
+    WorldSize, typer.Option("--size", case_sensitive=False, help="World size: small or bench.")
+]
 
 
 def _codec(spec: dict) -> str:
@@ -35,7 +46,7 @@ def _human(n: int) -> str:
 
 @app.command()
 def generate(
-    size: SizeOption = "small",
+    size: SizeOption = WorldSize.small,
     force: Annotated[bool, typer.Option("--force", help="Regenerate even if cached.")] = False,
 ) -> None:
     """Generate the world (cached; instant when it exists) and print its root."""
@@ -85,16 +96,17 @@ def list_files(size: SizeOption = "small") -> None:
 
 @app.command()
 def serve(
-    size: SizeOption = "small",
+    size: SizeOption = WorldSize.small,
     stac: Annotated[str, typer.Option(help="STAC API: rustac, pgstac or none.")] = "rustac",
     latency_ms: Annotated[
-        float | None, typer.Option("--latency-ms", help="Add a latency proxy in front of HTTP.")
+        float | None,
+        typer.Option("--latency-ms", min=0, help="Add a latency proxy in front of HTTP."),
     ] = None,
     s3: Annotated[
         bool, typer.Option("--s3", help="Also serve the data from an S3 server.")
     ] = False,
     duration: Annotated[
-        float | None, typer.Option(help="Stop after this many seconds (default: Ctrl-C).")
+        float | None, typer.Option(min=0, help="Stop after this many seconds (default: Ctrl-C).")
     ] = None,
 ) -> None:
     """Serve the world on 127.0.0.1 (HTTP with Range, a STAC API, optionally S3) and print

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -9,16 +10,31 @@ import typer
 __all__ = ["serve"]
 
 
+class LogLevel(StrEnum):
+    """uvicorn's log levels."""
+
+    critical = "critical"
+    error = "error"
+    warning = "warning"
+    info = "info"
+    debug = "debug"
+    trace = "trace"
+
+
 def serve(
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to bind (0: any free port).")] = 8000,
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, help="Port to bind (0: any free port).")
+    ] = 8000,
     workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes.")] = 1,
-    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    log_level: Annotated[
+        LogLevel, typer.Option(case_sensitive=False, help="uvicorn log level.")
+    ] = LogLevel.info,
     api_key: Annotated[
         list[str] | None, typer.Option("--api-key", help="Require this API key (repeatable).")
     ] = None,
     rate_limit: Annotated[
-        float | None, typer.Option(help="Requests per minute per client (0: off).")
+        float | None, typer.Option(min=0, help="Requests per minute per client (0: off).")
     ] = None,
 ) -> None:
     """Serve the stats-only attribute API (POST /api/v1/extract, OpenAPI at /docs).
@@ -42,6 +58,6 @@ def serve(
         host=host,
         port=port,
         workers=workers,
-        log_level=log_level,
+        log_level=log_level.value,
         timeout_keep_alive=ServiceSettings().keep_alive_s,
     )
