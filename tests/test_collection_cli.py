@@ -67,6 +67,10 @@ def test_build_stac_errors_are_messages(cli: typer.Typer, served: Any, tmp_path:
     assert res.exit_code != 0 and "not JSON" in res.output
     res = _run(cli, "build", "stac", "http://127.0.0.1:9", "naip", "-o", tmp_path / "x")
     assert res.exit_code == 1 and "error:" in res.output and "127.0.0.1:9" in res.output
+    # nothing matches (a typo'd collection): an error, and no empty collection saved
+    res = _run(cli, "build", "stac", served.stac_url, "naipp", "-o", tmp_path / "empty")
+    assert res.exit_code == 1 and "no items of 'naipp'" in res.output
+    assert not (tmp_path / "empty").exists()
 
 
 def test_build_table_and_info_errors(

@@ -203,6 +203,10 @@ def build_stac(
             query=_parse_json(query, "--query"), filter=filter_,
             static_catalog=static_catalog, max_items=max_items, progress=None if progress else False,
         )  # fmt: skip
+        if not len(coll):  # nothing to save: a typo'd collection or an empty search
+            raise _fail(ValueError(
+                f"no items of {collection!r} match the search at {stac_api} (nothing saved)"
+            ))  # fmt: skip
         path = coll.export(output or Path(name or collection))
     except TessellumError as exc:
         raise _fail(exc) from None
