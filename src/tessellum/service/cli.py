@@ -58,6 +58,6 @@ def serve(
         host=host,
         port=port,
         workers=workers,
-        log_level=log_level.value,
+        log_level=str(log_level),  # a LogLevel, or a plain string from Python callers
         timeout_keep_alive=ServiceSettings().keep_alive_s,
     )
