@@ -14,8 +14,10 @@ client threads' CPU, against 360-660 faults and 47-53 ms with the memory kept.
 So the first store tessellum opens raises glibc's trim threshold to
 ``Settings.heap_retain_bytes`` (and fixes the mmap threshold at glibc's own dynamic
 maximum, 32 MiB, which setting the trim threshold would otherwise freeze at 128 KiB).
-The process then keeps up to that much freed memory for reuse, as the output pool
-(:mod:`tessellum.read._pool`) and Arrow's allocator do. Other C libraries (musl,
+Each malloc arena (the main one and one per thread that allocates, up to 8 per core)
+then keeps up to that much freed memory at its top for reuse — never more than it
+held at its peak — as the output pool (:mod:`tessellum.read._pool`) and Arrow's
+allocator keep theirs. Other C libraries (musl,
 macOS) are left alone, as is glibc when the setting is 0.
 """
 

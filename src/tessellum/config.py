@@ -132,9 +132,10 @@ class Settings(BaseSettings):
     """Memory of large read outputs (8 MiB and more) kept for reuse once every array
     over it is gone, so the next large read pays no page faults; 0 keeps none."""
     heap_retain_bytes: int = Field(default=256 * 1024 * 1024, ge=0)
-    """glibc only: freed heap memory the process keeps for reuse (malloc's trim
-    threshold, set when the first store opens), so the HTTP client's response buffers
-    do not cost fresh page faults on every read; 0 leaves malloc as it is."""
+    """glibc only: freed heap memory kept for reuse at the top of each malloc arena
+    (malloc's trim threshold, set when the first store opens; never more than the
+    arena held at its peak), so the HTTP client's response buffers do not cost fresh
+    page faults on every read; 0 leaves malloc as it is."""
     max_output_pixels: int = Field(default=100_000_000, ge=1)
     """Raster mode refuses outputs larger than this many pixels."""
     zonal_processes: int = Field(default=0, ge=0)
