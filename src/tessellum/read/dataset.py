@@ -9,6 +9,7 @@ otherwise [C, H, W] mosaics (latest valid pixel first).
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -131,25 +132,27 @@ class ChipDataset(_Base):  # type: ignore[misc,valid-type]
         return sample
 
     async def _read(self, grid: Grid) -> dict[str, Any]:
+        from .sources import record_bands
+        from .stacks import mosaic_order
         from .window import read_window_async
 
         sub = self.collection.subset(bbox=_lonlat_bbox(grid))
-        if not len(sub):  # nothing under the chip: the fill, in the dataset's type
+        recs = record_bands(sub.table, self.bands)
+        if not recs:  # nothing under the chip: the fill, in the dataset's type
             image = np.broadcast_to(self._empty_fill, (len(self.bands), *grid.shape))
             arr = np.zeros((0, *image.shape), self.dtype) if self.time_series else image.copy()
             times: list = [] if self.time_series else [None]  # a mosaic has one (unknown) time
         else:
-            # mosaics: latest datetime first, then id, undated last (as every mosaic);
-            # time series: oldest first, undated last
-            rows = list(zip(sub.table.column("datetime").to_pylist(),
-                            sub.table.column("id").to_pylist(), strict=True))  # fmt: skip
-            sign = 1 if self.time_series else -1
-            rows.sort(key=lambda t: (t[0] is None, sign * t[0].timestamp() if t[0] else 0, t[1]))
+            # a mosaic in every mosaic's priority; a time series oldest first, undated last
+            if self.time_series:
+                recs.sort(key=lambda r: (r.datetime is None, r.datetime or _EPOCH, r.id))
+            else:
+                recs = mosaic_order(recs)
             arr, _, times = await read_window_async(
                 sub,
                 bounds=grid.bounds,
                 bands=self.bands,
-                record_ids=[i for _, i in rows],
+                record_ids=[r.id for r in recs],
                 res=grid.resolution[0],
                 target_crs=grid.crs,
                 group_by="datetime" if self.time_series else None,
@@ -165,6 +168,9 @@ class ChipDataset(_Base):  # type: ignore[misc,valid-type]
             "crs": grid.crs,
             "time": _to_tensor(stamps),
         }
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 def _is_int(value: Any) -> bool:

@@ -26,7 +26,6 @@ from .plan import (
     mask_level_for,
     pick_overview,
     tiles_in_window,
-    unique_tiles,
 )
 
 RESAMPLING = (
@@ -282,16 +281,26 @@ async def read_targets_async(
     outs = [_allocate(t) for t in targets]
     streamed: dict[Any, list[tuple[np.ndarray, SourceRead, np.ndarray | None, Any]]] = {}
     held: set = set()
+    tiles: dict[Any, tuple[Any, int]] = {}  # every tile once: key -> (header, level)
+
+    def keys_of(rd: SourceRead) -> list[Any]:
+        keys = [
+            rd.key(idx) for idx in tiles_in_window(rd.header.levels[rd.level], rd.window, rd.sample)
+        ]
+        for k in keys:
+            tiles.setdefault(k, (rd.header, rd.level))
+        return keys
+
     for t, o in zip(targets, outs, strict=True):
         for i, r in enumerate(t.reads):
-            keys = [r.rd.key(idx) for idx in _tiles_of(r.rd)]
+            keys = keys_of(r.rd)
             if i == 0 and o.streamed:
                 for k in keys:
                     streamed.setdefault(k, []).append((o.out, r.rd, o.have, r.src.nodata))
             else:
                 held.update(keys)
             if r.mask is not None:
-                held.update(r.mask.key(idx) for idx in _tiles_of(r.mask))
+                held.update(keys_of(r.mask))
 
     def on_tile(key: Any, arr: np.ndarray) -> None:
         # paste and mark valid pixels here, in the decode threads: no full-image pass
@@ -301,9 +310,6 @@ async def read_targets_async(
             if region is not None and have is not None:
                 _mark_valid(have[region], dst[region], nodata)
 
-    tiles = unique_tiles([
-        rd for t in targets for r in t.reads for rd in (r.rd, r.mask) if rd is not None
-    ])  # fmt: skip
     decoded = await fetch_tiles_async(tiles, opts, on_tile=on_tile, keep=held.__contains__)
 
     def assemble() -> list[tuple[np.ndarray, np.ndarray | None]]:
@@ -314,10 +320,6 @@ async def read_targets_async(
         return assemble()  # every target is complete but for a fill pass at most
     # pasting later reads, warping, masking: off the event loop, on the (idle) decode pool
     return await asyncio.get_running_loop().run_in_executor(decode_executor(), assemble)
-
-
-def _tiles_of(rd: SourceRead) -> list[int]:
-    return tiles_in_window(rd.header.levels[rd.level], rd.window, rd.sample)
 
 
 _INLINE_PIXELS = 1 << 22

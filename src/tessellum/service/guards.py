@@ -137,9 +137,12 @@ def _boxes_crs84(geom: Any, crs: Any) -> list[tuple[float, float, float, float]]
     return [(w, s, e, n)]
 
 
-def pixel_estimate(geom: Any, crs: Any, entry: Any) -> float:
+def pixel_estimate(
+    geom: Any, crs: Any, entry: Any, boxes: list[tuple[float, float, float, float]] | None = None
+) -> float:
     """Native pixels of ``entry`` under the bounding box(es) of ``geom`` (what a read
-    of that geometry decodes), approximated on the sphere for projected grids."""
+    of that geometry decodes), approximated on the sphere for projected grids;
+    ``boxes``: the geometry's lon/lat boxes when already known."""
     import math
 
     from ..geo.crs import to_crs
@@ -149,7 +152,7 @@ def pixel_estimate(geom: Any, crs: Any, entry: Any) -> float:
     res = float(entry.native_resolution)
     geographic = to_crs(entry.native_crs).is_geographic
     total = 0.0
-    for w, s, e, n in _boxes_crs84(geom, crs):
+    for w, s, e, n in boxes if boxes is not None else _boxes_crs84(geom, crs):
         if geographic:
             total += ((e - w) / res) * ((n - s) / res)
         else:
@@ -158,9 +161,9 @@ def pixel_estimate(geom: Any, crs: Any, entry: Any) -> float:
     return total
 
 
-def _check_on_earth(i: int, geom: Any, crs: Any) -> None:
-    """Raise a 422 :class:`ServiceError` when geometry ``i`` does not map to finite
-    lon/lat within [-180, 180] x [-90, 90] (a typo'd CRS or coordinates: it would fail
+def _boxes_on_earth(i: int, geom: Any, crs: Any) -> list[tuple[float, float, float, float]]:
+    """Geometry ``i``'s lon/lat boxes; a 422 :class:`ServiceError` when they are not
+    finite within [-180, 180] x [-90, 90] (a typo'd CRS or coordinates: it would fail
     deep in the engine as a 500)."""
     import math
 
@@ -184,6 +187,7 @@ def _check_on_earth(i: int, geom: Any, crs: Any) -> None:
             type="validation_error",
             detail={"geometry": i, "geometry_crs": str(crs)},
         )
+    return boxes
 
 
 def check_pixels(
@@ -194,9 +198,9 @@ def check_pixels(
     polygon would otherwise hold a worker for minutes)."""
     limit = settings.max_pixels_per_geometry
     for i, g in enumerate(geometries):
-        _check_on_earth(i, g, crs)
+        boxes = _boxes_on_earth(i, g, crs)  # reprojected once, for every dataset
         for entry in entries:
-            n = pixel_estimate(g, crs, entry)
+            n = pixel_estimate(g, crs, entry, boxes)
             if n > limit:
                 raise ServiceError(
                     f"geometry {i} covers about {n:.3g} pixels of {entry.id}; at most "
