@@ -220,6 +220,38 @@ def test_gti_geodataframe_query_and_missing_location(
         build_from_gti(gdf.rename(columns={"location": "path"}), name="gti", progress=False)
 
 
+def test_gti_relative_locations_are_relative_to_the_index(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A relative ``location`` is opened against the index file's folder, as GDAL's GTI
+    driver does, whatever the working directory (it was taken relative to the cwd)."""
+    import numpy as np
+    import rasterio
+    from rasterio.transform import from_origin
+
+    (tmp_path / "idx" / "tiles").mkdir(parents=True)
+    (tmp_path / "elsewhere" / "tiles").mkdir(parents=True)
+    t = from_origin(500000, 4650000, 10, 10)
+    for folder, value in (("idx", 7), ("elsewhere", 9)):  # a decoy where the cwd points
+        with rasterio.open(tmp_path / folder / "tiles" / "a.tif", "w", driver="GTiff",
+                           width=8, height=8, count=1, dtype="uint8", crs="EPSG:32612",
+                           transform=t) as ds:  # fmt: skip
+            ds.write(np.full((1, 8, 8), value, "uint8"))
+    index = tmp_path / "idx" / "index.gti.gpkg"
+    gpd.GeoDataFrame(
+        {"location": ["tiles/a.tif"]}, geometry=[shapely.box(500000, 4649920, 500080, 4650000)],
+        crs="EPSG:32612",
+    ).to_file(index, driver="GPKG")  # fmt: skip
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    with rasterio.open(index) as gti:  # GDAL's reading of the same index
+        expected = gti.read(1)
+    coll = build_from_gti(Path("..") / "idx" / "index.gti.gpkg", name="gti", progress=False)
+    assert not len(coll.errors())
+    got = coll.read_window(bounds=(500000, 4649920, 500080, 4650000), bands=["data"])
+    np.testing.assert_array_equal(got[0], expected)
+    assert (expected == 7).all()
+
+
 # -- band maps ---------------------------------------------------------------------------------
 
 

@@ -860,3 +860,24 @@ def test_nan_pixels_of_a_float_file_with_nodata_read_as_its_fill(tmp_path):
     out = _coll([path]).read_window(bounds=(500000, 4649360, 500640, 4650000), bands=["data"])
     assert out[0, 5, 7] == -9999.0 and out[0, 9, 9] == -9999.0
     assert (out[0] == 3.5).sum() == 64 * 64 - 2
+
+
+def test_get_xarray_returns_what_it_was_given_one_or_a_collection(tmp_path):
+    """One geometry gives a Dataset (an error naming the problem when no record meets it);
+    a collection of geometries gives a list, even a list of one, with None where no
+    record meets a geometry."""
+    import xarray as xr
+
+    path, _ = write_cog(tmp_path / "a.tif", shape=(64, 64), crs=UTM, transform=T0, overviews=())
+    coll = _coll([path])
+    inside = box(500100, 4649500, 500300, 4649700)
+    outside = box(600000, 4000000, 600100, 4000100)
+    ds = coll.get_xarray(inside, ["data"], geometry_crs=UTM)
+    assert isinstance(ds, xr.Dataset)
+    one = coll.get_xarray([inside], ["data"], geometry_crs=UTM)
+    assert isinstance(one, list) and len(one) == 1
+    np.testing.assert_array_equal(one[0]["data"].values, ds["data"].values)
+    both = coll.get_xarray([outside, inside], ["data"], geometry_crs=UTM)
+    assert both[0] is None and isinstance(both[1], xr.Dataset)
+    with pytest.raises(ValidationError, match="no record"):
+        coll.get_xarray(outside, ["data"], geometry_crs=UTM)

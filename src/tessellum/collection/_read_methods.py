@@ -22,8 +22,9 @@ class ReadMethods:
         """Pixels under each geometry as an ``xarray.Dataset`` (dims time, y, x; one
         variable per band; CF ``spatial_ref``; ``_FillValue`` = source nodata).
 
-        One geometry returns a Dataset, several return a list (one per geometry, each on
-        its own grid). The grid is the source pixel grid snapped outward around the
+        One geometry returns a Dataset (a ``ValidationError`` when no record intersects
+        it); a collection of geometries, even of one, returns a list (one Dataset per
+        geometry, each on its own grid; ``None`` where no record intersects it). The grid is the source pixel grid snapped outward around the
         geometry, unless ``target_crs``/``resolution`` are given; records in other CRSs
         (e.g. a neighbouring UTM zone) are warped onto it. Integer data keeps its dtype
         and nodata; pixels outside the geometry are nodata.

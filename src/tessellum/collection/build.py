@@ -321,7 +321,9 @@ async def build_from_gti_async(
             stacklevel=2,
         )
         gdf = gdf.drop(gdf.index[missing])
-    gdf["__href"] = [_gdal_to_url(h) for h in gdf["__href"]]
+    # GDAL opens a relative location against the index file's folder, not the cwd
+    base = Path(index).resolve().parent if isinstance(index, str | os.PathLike) else None
+    gdf["__href"] = [_relative_to(_gdal_to_url(h), base) for h in gdf["__href"]]
     if "id" not in gdf.columns:
         gdf["id"] = [Path(str(h).split("?")[0]).stem for h in gdf["__href"]]
     return await build_from_table_async(
@@ -333,7 +335,8 @@ async def build_from_gti_async(
 def build_from_gti(index: str | os.PathLike | Any, **kwargs: Any) -> Collection:
     """Build from a GDAL GTI tile index (GeoPackage, GeoParquet, FlatGeobuf or a
     GeoDataFrame) with a ``location`` column of raster paths/URLs (``/vsicurl/``,
-    ``/vsis3/`` prefixes are understood). ``query`` filters it with ``DataFrame.query``.
+    ``/vsis3/`` prefixes are understood; relative paths are relative to the index
+    file's folder, as GDAL's GTI driver reads them). ``query`` filters it with ``DataFrame.query``.
 
     Async form: :func:`build_from_gti_async`.
     """
@@ -347,6 +350,13 @@ _VSI = {
     "/vsiaz/": "az://",
     "/vsiadls/": "az://",
 }
+
+
+def _relative_to(href: str, base: Path | None) -> str:
+    """``href`` joined to ``base`` when it is a relative local path (not a URL)."""
+    if base is None or "://" in href or Path(href).is_absolute():
+        return href
+    return str(base / href)
 
 
 def _gdal_to_url(href: str) -> str:

@@ -41,6 +41,14 @@ def _to_arrow(table: Any):
     raise ValidationError(f"cannot read a record table from {type(table).__name__}")
 
 
+# the builders' default column names: used when the table has them, else ignored
+_OPTIONAL_COLUMNS = {
+    "id_column": "id",
+    "datetime_column": "datetime",
+    "geometry_column": "geometry",
+}
+
+
 def records_from_table(
     table: Any,
     *,
@@ -66,6 +74,12 @@ def records_from_table(
         raise ValidationError(
             f"record table has no assets column {assets_column!r}; columns: {cols}"
         )
+    named = {"id_column": id_column, "datetime_column": datetime_column,
+             "geometry_column": geometry_column}  # fmt: skip
+    for arg, column in named.items():
+        # a default name ("id", ...) is optional; a column the caller named must exist
+        if column is not None and column not in cols and column != _OPTIONAL_COLUMNS[arg]:
+            raise ValidationError(f"record table has no {arg} {column!r}; columns: {cols}")
     rows = t.to_pylist(maps_as_pydicts="strict") if hasattr(t, "to_pylist") else list(t)
     skip = {href_column, assets_column, id_column, datetime_column, geometry_column}
     out = []

@@ -101,6 +101,24 @@ def coerce_geometries(value: Any, *, crs: Any = None, name: str = "geometries") 
     )
 
 
+def is_single_geometry(value: Any) -> bool:
+    """Whether ``value`` names one geometry (a shapely geometry, a GeoJSON geometry or
+    Feature, WKB bytes or a (west, south, east, north) box) rather than a
+    collection of them: readers return one result for one geometry and a list for a
+    collection, even a collection of one."""
+    import shapely
+
+    if isinstance(value, shapely.Geometry | bytes | bytearray | memoryview):
+        return True
+    if isinstance(value, Mapping):
+        return value.get("type") != "FeatureCollection"
+    return (
+        isinstance(value, Sequence)
+        and len(value) == 4
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+    )
+
+
 def _geometry_array(value: Any) -> bool:
     """A 1-d numpy array of shapely geometries (None counts as one: reported as missing)."""
     import shapely

@@ -14,6 +14,7 @@ import pyarrow as pa
 
 from .._interop import require
 from ..errors import ValidationError
+from ..geo.geometry import is_single_geometry
 from .stacks import GeometryStack, fetch_options, read_stacks_into_async
 
 _FILTER_KEYS = ("cloud_cover_lt", "date_range", "bbox", "split")
@@ -114,7 +115,11 @@ async def get_xarray_async(
         resampling=resampling, all_touched=all_touched, valid=False,
     )  # fmt: skip
     out = [stack_to_xarray(st) if st.grid is not None else None for st in stacks]
-    return out[0] if len(out) == 1 else out
+    if not is_single_geometry(geometries):
+        return out  # positional: None where no record intersects that geometry
+    if out[0] is None:
+        raise ValidationError("no record of the collection intersects the geometry")
+    return out[0]
 
 
 class NumpyResult(NamedTuple):
