@@ -32,9 +32,10 @@ class ReadMethods:
         Keyword Args:
             target_crs: output CRS (default: the most common CRS of the records).
             resolution: output pixel size in target CRS units (default: native).
-            resampling: kernel for float bands ("nearest", "bilinear", "cubic", "average",
-                ...); integer (categorical-safe) bands always use "nearest", or "mode"
-                when asked, so class codes are never interpolated.
+            resampling: warp kernel when the output grid is not the source's
+                ("nearest", the default, "bilinear", "cubic", "average", "mode", ...),
+                for every band as asked (as rasterio does): keep "nearest" or "mode"
+                for class codes, which an interpolation would invent.
             all_touched: rasterize the geometry mask with all touched pixels.
             max_concurrent: requests in flight for this call.
             progress: a tile progress bar (None: on a TTY, for reads of 64+ tiles).
@@ -64,7 +65,8 @@ class ReadMethods:
 
     def get_gdf(self, geometries: Any, bands: Sequence[str], **kwargs: Any) -> Any:
         """A GeoDataFrame with a row per (geometry, record, band): ``data`` (2-D array),
-        ``valid``, ``nodata``, ``transform``, ``crs``, keeping the AOI table's columns."""
+        ``valid``, ``nodata``, ``transform``, ``crs``, keeping the AOI table's columns in
+        their own types (one named like an output column gets the suffix ``_aoi``)."""
         return run_sync(self.get_gdf_async(geometries, bands, **kwargs))
 
     async def sample_points_async(self, points: Any, bands: Sequence[str], **kwargs: Any) -> Any:

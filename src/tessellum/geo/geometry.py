@@ -25,6 +25,22 @@ class Geometries:
     def __len__(self) -> int:
         return len(self.geoms)
 
+    def carried_attributes(self, reserved: Iterable[str]) -> Any:
+        """The attribute columns to carry into an output whose own columns are
+        ``reserved`` (None without attributes), in their own types; a column named like
+        an output column gets the suffix ``_aoi`` rather than being overwritten."""
+        if self.attributes is None or not len(self.attributes.columns):
+            return None
+        taken = set(reserved)
+        renames = {}
+        for name in self.attributes.columns:
+            if name in taken:
+                new = f"{name}_aoi"
+                while new in taken or new in self.attributes.columns:
+                    new += "_"
+                renames[name] = new
+        return self.attributes.rename(columns=renames) if renames else self.attributes
+
 
 def coerce_geometries(value: Any, *, crs: Any = None, name: str = "geometries") -> Geometries:
     """Coerce one geometry or a collection of geometries into :class:`Geometries`.
@@ -40,16 +56,18 @@ def coerce_geometries(value: Any, *, crs: Any = None, name: str = "geometries") 
     """
     import shapely
 
+    if isinstance(value, Geometries):  # already coerced (its CRS was settled then)
+        return value
     attrs = None
     src_crs = crs
     if hasattr(value, "geometry") and hasattr(value, "columns"):  # GeoDataFrame
-        src_crs = src_crs or value.crs
+        src_crs = _own_crs(value.crs, crs, name)
         attrs = value.drop(columns=value.geometry.name).reset_index(drop=True)
         geoms = np.asarray(value.geometry.values, dtype=object)
     elif (
         hasattr(value, "geom_type") and hasattr(value, "crs") and hasattr(value, "values")
     ):  # GeoSeries
-        src_crs = src_crs or value.crs
+        src_crs = _own_crs(value.crs, crs, name)
         geoms = np.asarray(value.values, dtype=object)
     elif isinstance(value, shapely.Geometry):
         geoms = np.array([value], dtype=object)
@@ -61,7 +79,7 @@ def coerce_geometries(value: Any, *, crs: Any = None, name: str = "geometries") 
         geoms = np.array([shapely.from_wkb(bytes(value))], dtype=object)
     elif _is_arrow(value):
         geoms, arrow_crs = _from_arrow(value)
-        src_crs = src_crs or arrow_crs
+        src_crs = _own_crs(arrow_crs, crs, name)
     elif isinstance(value, Sequence) and not isinstance(value, str):
         if len(value) == 4 and all(isinstance(v, int | float) for v in value):
             from .bbox import as_bbox
@@ -92,13 +110,40 @@ def coerce_geometries(value: Any, *, crs: Any = None, name: str = "geometries") 
     invalid = ~shapely.is_valid(geoms.astype(object))
     if invalid.any():
         geoms = geoms.copy()
-        geoms[invalid] = shapely.make_valid(geoms[invalid])
+        # "structure" repairs an area as an area: the collapsed parts of a bow-tie or a
+        # spike are dropped ("linework" kept them as lines, which then masked pixels in)
+        areal = invalid & np.isin(shapely.get_type_id(geoms), (3, 6))  # (Multi)Polygon
+        if areal.any():
+            geoms[areal] = shapely.make_valid(
+                geoms[areal], method="structure", keep_collapsed=False
+            )
+        if (invalid & ~areal).any():
+            geoms[invalid & ~areal] = shapely.make_valid(geoms[invalid & ~areal])
+        gone = np.flatnonzero(shapely.is_empty(geoms))
+        if len(gone):
+            raise ValidationError(
+                f"{name} at positions {gone[:10].tolist()} enclose no area (invalid polygons "
+                "whose repair leaves nothing, e.g. all vertices on one line)"
+            )
     return Geometries(
         geoms=geoms,
         crs=to_crs(src_crs if src_crs is not None else CRS84),
         attributes=attrs,
         ids=np.arange(len(geoms), dtype=np.int64),
     )
+
+
+def _own_crs(own: Any, given: Any, name: str) -> Any:
+    """The CRS of geometries that carry one; ``given`` (e.g. ``geometry_crs``) is for
+    geometries without: a different one is an error, not a silent reinterpretation."""
+    if own is None:
+        return given
+    if given is not None and not to_crs(own).equals(to_crs(given)):
+        raise ValidationError(
+            f"{name} carry their own CRS ({to_crs(own).to_string()}) but {given!r} was "
+            "given for them; pass a CRS only for geometries without one (or reproject them)"
+        )
+    return own
 
 
 def is_single_geometry(value: Any) -> bool:

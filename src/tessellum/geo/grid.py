@@ -8,6 +8,8 @@ edge and never shifted by a fraction of a pixel.
 from __future__ import annotations
 
 import math
+import numbers
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,6 +128,52 @@ class Grid:
         return x, y
 
 
+def _is_real(v: Any) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+def resolution_pair(resolution: Any, name: str = "resolution") -> tuple[float, float]:
+    """``(x, y)`` pixel sizes from a number or a pair of numbers (numpy scalars too),
+    each finite and > 0; a ``ValidationError`` naming ``resolution`` otherwise."""
+    if _is_real(resolution):
+        pair = (resolution, resolution)
+    elif (
+        isinstance(resolution, Sequence | np.ndarray)
+        and not isinstance(resolution, str)
+        and len(resolution) == 2
+        and all(_is_real(v) for v in resolution)
+    ):
+        pair = tuple(resolution)
+    else:
+        raise ValidationError(f"{name} must be a number or an (x, y) pair, got {resolution!r}")
+    rx, ry = float(pair[0]), float(pair[1])
+    if not (math.isfinite(rx) and math.isfinite(ry) and rx > 0 and ry > 0):
+        raise ValidationError(f"{name} must be finite and > 0, got {resolution!r}")
+    return rx, ry
+
+
+def check_bounds(bounds: Any, name: str = "bounds") -> tuple[float, float, float, float]:
+    """``(left, bottom, right, top)`` as floats: four finite numbers, bottom < top; left
+    may exceed right only as a lon/lat box across the antimeridian (the caller decides)."""
+    if (
+        isinstance(bounds, str)
+        or not isinstance(bounds, Sequence | np.ndarray)
+        or len(bounds) != 4
+        or not all(_is_real(v) for v in bounds)
+    ):
+        raise ValidationError(
+            f"{name} must be four numbers (left, bottom, right, top), got {bounds!r}"
+        )
+    b = tuple(float(v) for v in bounds)
+    if not all(math.isfinite(v) for v in b):
+        raise ValidationError(f"{name} must be finite, got {bounds!r}")
+    if b[1] >= b[3] or b[0] == b[2]:
+        raise ValidationError(
+            f"{name} {bounds!r} enclose no area (need bottom < top, left != right)"
+        )
+    return b  # type: ignore[return-value]
+
+
 def grid_for_bounds(
     bounds: tuple[float, float, float, float],
     resolution: float | tuple[float, float],
@@ -135,9 +183,7 @@ def grid_for_bounds(
 ) -> Grid:
     """A north-up grid at ``resolution`` covering ``bounds``, its pixel edges on the
     lattice through ``anchor`` (default the CRS origin), snapped outward."""
-    rx, ry = (resolution, resolution) if isinstance(resolution, int | float) else resolution
-    if rx <= 0 or ry <= 0:
-        raise ValidationError(f"resolution must be > 0, got {resolution}")
+    rx, ry = resolution_pair(resolution)
     ax, ay = anchor
     left, bottom, right, top = bounds
     c0 = math.floor((left - ax) / rx + _EPS)

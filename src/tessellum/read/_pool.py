@@ -16,12 +16,16 @@ takes it without faults. Arrow's memory pools keep freed memory the same way. At
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 import threading
 import weakref
 from typing import Any
 
 import numpy as np
+
+from ..errors import ValidationError
 
 __all__ = ["OutputPool", "output_pool", "pooled_empty"]
 
@@ -118,6 +122,22 @@ def output_pool() -> OutputPool:
 def pooled_empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
     """:meth:`OutputPool.empty` of the process-wide pool."""
     dtype = np.dtype(dtype)
-    if math.prod(shape) * dtype.itemsize < MIN_POOLED_BYTES:
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes < MIN_POOLED_BYTES:
         return np.empty(shape, dtype)  # small (chips): no settings lookup, no lock
+    if nbytes > _physical_memory():  # e.g. bounds in the wrong CRS, or res in metres for degrees
+        raise ValidationError(
+            f"the output would be {nbytes / 2**30:,.1f} GiB ({'x'.join(map(str, shape))} "
+            f"{dtype}), more than this machine's memory: check the bounds, the CRS and "
+            "the resolution, or read a smaller area"
+        )
     return output_pool().empty(shape, dtype)
+
+
+@functools.cache
+def _physical_memory() -> int:
+    """Bytes of RAM (sysconf), or no limit where the platform does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 2**63

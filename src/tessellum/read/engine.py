@@ -65,14 +65,25 @@ class BandSource:
     sample: int = 0
     record_id: str = ""
     band: str = ""
+    x_shift: float = 0.0  # ±360 for a lon/lat raster read into a grid across ±180
 
     @cached_property
     def grid(self) -> Grid:
         """The full-resolution pixel grid (computed once per source)."""
         lvl = self.header.levels[0]
-        return Grid.from_gdal(
+        grid = Grid.from_gdal(
             self.header.geo.transform, lvl.width, lvl.height, _crs_of(self.header)
         )
+        if self.x_shift:
+            from affine import Affine
+
+            grid = Grid(
+                grid.height,
+                grid.width,
+                Affine.translation(self.x_shift, 0) * grid.transform,
+                grid.crs,
+            )
+        return grid
 
     @cached_property
     def dtype(self) -> np.dtype:

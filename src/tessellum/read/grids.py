@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..geo.crs import crs_to_code, to_crs, transformer
-from ..geo.grid import Grid, grid_for_bounds, transform_bounds
+from ..geo.grid import Grid, grid_for_bounds, resolution_pair, transform_bounds
 from .engine import BandSource
 
 
@@ -68,27 +68,64 @@ def output_grid(
     resolution: float | tuple[float, float] | None = None,
 ) -> Grid:
     """The grid covering ``geom``: the reference source's own pixel grid (snapped
-    outward, never shifted) unless another CRS or resolution is asked for."""
+    outward, never shifted) unless another CRS or resolution is asked for. A point
+    gives the one pixel it falls in, a line the pixels along it."""
     src_grid = ref.grid
     crs = crs_to_code(target_crs) if target_crs is not None else src_grid.crs
     b = geometry_bounds(geom, geom_crs, crs)
-    if b[0] == b[2] or b[1] == b[3]:  # points / lines: the pixel(s) under them
-        if crs == src_grid.crs:
-            rx, ry = src_grid.resolution
-        else:
-            rx = ry = (resolution if isinstance(resolution, int | float) else 0.0) or 1e-6
-        b = (b[0] - rx / 2, b[1] - ry / 2, b[2] + rx / 2, b[3] + ry / 2)
-    if crs == src_grid.crs and src_grid.is_axis_aligned:
-        if resolution is None:
+    on_source = crs == src_grid.crs and src_grid.is_axis_aligned
+    res = resolution_pair(resolution) if resolution is not None else None
+    if res is None and not on_source:
+        res = _native_resolution(b, crs, src_grid)
+    if b[0] == b[2] or b[1] == b[3]:  # points / lines: widen the zero extent by a hair
+        rx, ry = res if res is not None else src_grid.resolution
+        ex = rx * 1e-3 if b[0] == b[2] else 0.0
+        ey = ry * 1e-3 if b[1] == b[3] else 0.0
+        b = (b[0] - ex, b[1] - ey, b[2] + ex, b[3] + ey)
+    if on_source:
+        if res is None:
             return src_grid.covering(b)
         t = src_grid.transform
-        return grid_for_bounds(b, resolution, crs, anchor=(t.c, t.f))
-    if resolution is None:
-        sb = transform_bounds(b, crs, src_grid.crs)
-        res_src = min(src_grid.resolution)
+        return grid_for_bounds(b, res, crs, anchor=(t.c, t.f))
+    return grid_for_bounds(b, res, crs)
+
+
+def _native_resolution(b: tuple[float, float, float, float], crs: Any, src: Grid) -> float:
+    """The pixel size in ``crs`` that keeps about the source's pixel count over ``b``;
+    for a point or a line (no area), one source pixel's size where it lies."""
+    sb = transform_bounds(b, crs, src.crs)
+    res_src = min(src.resolution)
+    if b[0] < b[2] and b[1] < b[3]:
         w = max(1.0, (sb[2] - sb[0]) / res_src)
-        resolution = min((b[2] - b[0]) / w, (b[3] - b[1]) / max(1.0, (sb[3] - sb[1]) / res_src))
-    return grid_for_bounds(b, resolution, crs)
+        h = max(1.0, (sb[3] - sb[1]) / res_src)
+        return min((b[2] - b[0]) / w, (b[3] - b[1]) / h)
+    cx, cy = (sb[0] + sb[2]) / 2, (sb[1] + sb[3]) / 2
+    half = res_src / 2
+    pb = transform_bounds((cx - half, cy - half, cx + half, cy + half), src.crs, crs)
+    return min(pb[2] - pb[0], pb[3] - pb[1])
+
+
+def wrap_sources(sources: Sequence[BandSource], grid: Grid) -> list[BandSource]:
+    """``sources`` for reading into ``grid``: a lon/lat raster on the far side of ±180
+    from a lon/lat grid that runs past it (e.g. 179.5..180.5) is taken 360° over, so
+    its pixels land (-180..-179 is 180..181 there); others as they are."""
+    import dataclasses
+
+    if not to_crs(grid.crs).is_geographic:
+        return list(sources)
+    left, _, right, _ = grid.bounds
+    if left >= -180.0 and right <= 180.0:
+        return list(sources)
+    out = []
+    for src in sources:
+        b = src.grid.bounds
+        if to_crs(src.grid.crs).is_geographic and not (b[0] < right and left < b[2]):
+            for shift in (360.0, -360.0):
+                if b[0] + shift < right and left < b[2] + shift:
+                    src = dataclasses.replace(src, x_shift=src.x_shift + shift)
+                    break
+        out.append(src)
+    return out
 
 
 def geometry_mask(geom: Any, geom_crs: Any, grid: Grid, *, all_touched: bool = False) -> np.ndarray:
@@ -97,8 +134,6 @@ def geometry_mask(geom: Any, geom_crs: Any, grid: Grid, *, all_touched: bool = F
     from rasterio.features import geometry_mask as _gm
     from shapely.affinity import translate
 
-    if geom.geom_type in ("Point", "MultiPoint", "LineString", "MultiLineString"):
-        all_touched = True
     g = geom
     if not to_crs(geom_crs).equals(to_crs(grid.crs)):
         seg = _segment_length(geom)
@@ -111,6 +146,21 @@ def geometry_mask(geom: Any, geom_crs: Any, grid: Grid, *, all_touched: bool = F
             )
             if grid.bounds[2] <= 180 < shapely.bounds(g)[2]:
                 g = translate(g, xoff=-360.0)
+    parts = shapely.get_parts(g)
+    dims = shapely.get_dimensions(parts)
+    if g.geom_type == "GeometryCollection" and (dims < 2).any() and (dims == 2).any():
+        # a collection's points and lines burn as they do alone (every pixel touched),
+        # its polygons by the caller's rule
+        areas, others = parts[dims == 2], parts[dims < 2]
+        return _gm(
+            list(areas), out_shape=grid.shape, transform=grid.transform,
+            all_touched=all_touched, invert=True,
+        ) | _gm(
+            list(others), out_shape=grid.shape, transform=grid.transform,
+            all_touched=True, invert=True,
+        )  # fmt: skip
+    if (dims < 2).all():
+        all_touched = True
     return _gm(
         [g], out_shape=grid.shape, transform=grid.transform, all_touched=all_touched, invert=True
     )

@@ -6,6 +6,7 @@ Each public function takes a collection first and has an ``_async`` twin; the
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -57,6 +58,16 @@ def _spatial_ref(crs: str) -> tuple[Any, dict[str, Any]]:
     return 0, attrs
 
 
+def _utc_naive(when: Any) -> Any:
+    """A datetime as numpy's naive datetime64 in UTC (``NaT`` for None); an aware
+    datetime in another zone is converted, not stripped of its zone."""
+    if when is None:
+        return np.datetime64("NaT", "ns")
+    if when.tzinfo is not None:
+        when = when.astimezone(dt.UTC).replace(tzinfo=None)
+    return np.datetime64(when, "ns")
+
+
 def stack_to_xarray(st: GeometryStack) -> Any:
     """One geometry's stack as an ``xarray.Dataset`` with dims (time, y, x)."""
     import xarray as xr
@@ -64,10 +75,7 @@ def stack_to_xarray(st: GeometryStack) -> Any:
     x, y = st.grid.xy_coords()
     # explicit unit: records without a datetime are NaT, and an all-NaT array would
     # otherwise have no unit (which xarray/pandas reject)
-    times = np.array(
-        [np.datetime64(t.replace(tzinfo=None), "ns") if t else "NaT" for t in st.datetimes],
-        dtype="datetime64[ns]",
-    )
+    times = np.array([_utc_naive(t) for t in st.datetimes], dtype="datetime64[ns]")
     _, sref = _spatial_ref(st.grid.crs)
     sref["GeoTransform"] = " ".join(str(v) for v in st.grid.transform.to_gdal())
     data_vars = {}
@@ -192,28 +200,35 @@ async def get_gdf_async(
 
     if isinstance(bands, str):
         bands = [bands]
-    g = coerce_geometries(geometries, crs=geometry_crs)
+    g = coerce_geometries(geometries, crs=geometry_crs)  # once: an iterator is read once
     stacks, _ = await _stacks(
-        collection, geometries, bands, filters, max_concurrent=max_concurrent, progress=progress,
-        geometry_crs=geometry_crs, target_crs=target_crs, resolution=resolution,
-        resampling=resampling, all_touched=all_touched,
+        collection, g, bands, filters, max_concurrent=max_concurrent, progress=progress,
+        target_crs=target_crs, resolution=resolution, resampling=resampling,
+        all_touched=all_touched,
     )  # fmt: skip
-    rows = []
+    rows: dict[str, list[Any]] = {name: [] for name in _GDF_COLUMNS}
     for st in stacks:
         if st.grid is None:
             continue
-        attrs = g.attributes.iloc[st.geometry_id].to_dict() if g.attributes is not None else {}
+        transform = tuple(st.grid.transform)[:6]
         for k, rid in enumerate(st.record_ids):
             for b in bands:
-                rows.append({
-                    **attrs,
-                    "geometry_id": st.geometry_id, "record_id": rid, "datetime": st.datetimes[k], "band": b,
-                    "data": st.data[b][k], "valid": st.valid[b][k], "nodata": st.nodata[b],
-                    "transform": tuple(st.grid.transform)[:6], "crs": st.grid.crs,
-                    "geometry": st.geometry,
-                })  # fmt: skip
-    return (
-        gpd.GeoDataFrame(rows, geometry="geometry", crs=g.crs)
-        if rows
-        else gpd.GeoDataFrame({"geometry": []}, geometry="geometry", crs=g.crs)
-    )
+                for name, value in zip(_GDF_COLUMNS, (
+                    st.geometry_id, rid, st.datetimes[k], b, st.data[b][k], st.valid[b][k],
+                    st.nodata[b], transform, st.grid.crs, st.geometry,
+                ), strict=True):  # fmt: skip
+                    rows[name].append(value)
+    import pandas as pd
+
+    frame = pd.DataFrame(rows)
+    attrs = g.carried_attributes(frame.columns)
+    if attrs is not None:  # the AOI table's columns, in their own types, first
+        taken = attrs.iloc[np.asarray(rows["geometry_id"], dtype=np.int64)]
+        frame = pd.concat([taken.reset_index(drop=True), frame], axis=1)
+    return gpd.GeoDataFrame(frame, geometry="geometry", crs=g.crs)
+
+
+_GDF_COLUMNS = (
+    "geometry_id", "record_id", "datetime", "band", "data", "valid", "nodata", "transform",
+    "crs", "geometry",
+)  # fmt: skip

@@ -147,13 +147,11 @@ async def sample_points_async(
         "band": pa.array([j.band for j in jobs], pa.string()).take(job_of_row),
         "value": pa.array(values, mask=~valid),
     })  # fmt: skip
-    if g.attributes is not None and len(g.attributes.columns):
-        attrs = pa.Table.from_pandas(g.attributes, preserve_index=False).take(
-            out.column("point_index")
-        )
+    carried = g.carried_attributes(out.column_names)
+    if carried is not None:
+        attrs = pa.Table.from_pandas(carried, preserve_index=False).take(out.column("point_index"))
         for name in attrs.column_names:
-            if name not in out.column_names:
-                out = out.append_column(name, attrs.column(name))
+            out = out.append_column(name, attrs.column(name))
     return out
 
 

@@ -14,7 +14,14 @@ from ..errors import ValidationError
 from ._pool import pooled_empty
 from .engine import Target, read_targets_async
 from .fetch import FetchOptions
-from .grids import align_longitudes, geometry_mask, output_grid, pad_to, reference_source
+from .grids import (
+    align_longitudes,
+    geometry_mask,
+    output_grid,
+    pad_to,
+    reference_source,
+    wrap_sources,
+)
 from .sources import RecordBands, record_bands
 
 
@@ -129,6 +136,22 @@ def mosaic_order(records: Sequence[RecordBands]) -> list[RecordBands]:
     return sorted(records, key=lambda r: (stamp(r), r.id))
 
 
+def _time_order(r: RecordBands) -> tuple[bool, dt.datetime, str]:
+    """A stack's time axis: oldest first, records without a datetime last, then id."""
+    when = r.datetime
+    if when is not None and when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return (when is None, when or _FLOOR, r.id)
+
+
+_FLOOR = dt.datetime.min.replace(tzinfo=dt.UTC)
+
+
+def _stack_nodata(records: Sequence[RecordBands], band: str) -> Any:
+    """The nodata value of a band's stack: the first record's that declares one."""
+    return next((r.bands[band].nodata for r in records if r.bands[band].nodata is not None), None)
+
+
 async def read_stacks_async(
     table: Any, geometries: Any, bands: Sequence[str], **options: Any
 ) -> list[GeometryStack]:
@@ -181,10 +204,7 @@ async def read_stacks_into_async(
     geoms = g.geoms.copy()
     plans: list[tuple[int, list[RecordBands], Any]] = []
     for gid, rows in enumerate(cand):
-        rs = sorted(
-            (by_row[i] for i in rows if i in by_row),
-            key=lambda r: (r.datetime or dt.datetime.min.replace(tzinfo=dt.UTC), r.id),
-        )
+        rs = sorted((by_row[i] for i in rows if i in by_row), key=_time_order)
         if not rs:
             plans.append((gid, [], None))
             continue
@@ -212,7 +232,7 @@ async def read_stacks_into_async(
         stacks[gid] = GeometryStack(
             gid, g.geoms[gid], grid, [r.id for r in listed], [r.datetime for r in listed],
             {b: None for b in bands}, {b: None for b in bands},
-            {b: (rs[0].bands[b].nodata if rs else None) for b in bands},
+            {b: _stack_nodata(rs, b) for b in bands},
         )  # fmt: skip
     block = _allocate_layers(plans, bands, stacks, chips, valid) if not mosaic else None
     targets: list[Target] = []
@@ -221,7 +241,7 @@ async def read_stacks_into_async(
         if grid is None:
             continue
         keep = None
-        if mask and geoms[gid].geom_type in ("Polygon", "MultiPolygon"):
+        if mask:  # every kind: a point or line keeps the pixels under it only
             keep = geometry_mask(geoms[gid], g.crs, grid, all_touched=all_touched)
         if own_shape[gid] != grid.shape:  # equal_size padding holds nodata, never pixels
             own = np.zeros(grid.shape, dtype=bool)
@@ -233,17 +253,14 @@ async def read_stacks_into_async(
         layers = [mosaic_order(rs)] if mosaic else [[r] for r in rs]
         for k, records in enumerate(layers):
             for b in bands:
-                srcs = [r.bands[b] for r in records]
-                rs_method = (
-                    resampling
-                    if srcs[0].dtype.kind == "f" or resampling in ("nearest", "mode")
-                    else "nearest"
-                )
-                layer: dict[str, Any] = {"want_valid": valid}
+                srcs = wrap_sources([r.bands[b] for r in records], grid)
+                # every layer of a stack holds the stack's one nodata (a record with
+                # another nodata must not leave its own in the pixels)
+                layer: dict[str, Any] = {"want_valid": valid, "nodata": st.nodata[b]}
                 if not mosaic:
                     layer["out"] = st.data[b][k]
                     layer["valid_out"] = st.valid[b][k] if valid else None
-                targets.append(Target(grid, srcs, resampling=rs_method, mask=keep, **layer))
+                targets.append(Target(grid, srcs, resampling=resampling, mask=keep, **layer))
                 index.append((gid, b))
     results = await read_targets_async(targets, opts)
     if mosaic:  # the one layer of each geometry as it was read: no copy

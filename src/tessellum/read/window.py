@@ -8,9 +8,10 @@ from typing import Any
 import numpy as np
 
 from ..errors import ValidationError
-from ..geo.grid import Grid, grid_for_bounds
+from ..geo.grid import Grid, check_bounds, grid_for_bounds
 from ._pool import pooled_empty
 from .engine import Target, read_targets_async
+from .grids import wrap_sources
 from .sources import RecordBands, record_bands
 from .stacks import fetch_options
 
@@ -20,19 +21,28 @@ def window_grid(
 ) -> Grid:
     """The output grid: on the reference record's pixel grid unless ``res`` or
     ``target_crs`` say otherwise; ``bounds`` are in the output CRS."""
-    from ..geo.crs import crs_to_code
+    from ..geo.crs import crs_to_code, to_crs
     from .grids import reference_source
 
     ref = reference_source([r.bands[b] for r in recs for b in bands], target_crs)
     crs = crs_to_code(target_crs) if target_crs is not None else ref.grid.crs
+    left, bottom, right, top = check_bounds(bounds)
+    if left > right:
+        if not to_crs(crs).is_geographic:
+            raise ValidationError(
+                f"bounds {tuple(bounds)!r}: left > right (only a lon/lat box may cross "
+                "the antimeridian that way)"
+            )
+        right += 360.0  # across ±180: a geographic grid may run past 180 (179.5..180.5)
+    box = (left, bottom, right, top)
     if crs == ref.grid.crs and ref.grid.is_axis_aligned:
         if res is None:
-            return ref.grid.covering(tuple(bounds))
+            return ref.grid.covering(box)
         t = ref.grid.transform
-        return grid_for_bounds(tuple(bounds), res, crs, anchor=(t.c, t.f))
+        return grid_for_bounds(box, res, crs, anchor=(t.c, t.f))
     if res is None:
         raise ValidationError("res is required when target_crs differs from the records' CRS")
-    return grid_for_bounds(tuple(bounds), res, crs)
+    return grid_for_bounds(box, res, crs)
 
 
 async def read_window_async(
@@ -53,8 +63,7 @@ async def read_window_async(
         raise ValidationError(f"group_by must be None, 'datetime' or 'id', got {group_by!r}")
     if isinstance(bands, str):
         bands = [bands]
-    if len(bounds) != 4:
-        raise ValidationError(f"bounds must be (left, bottom, right, top), got {bounds!r}")
+    check_bounds(bounds)  # before any work: four finite numbers enclosing an area
     recs = record_bands(collection.table, bands)
     if record_ids is not None:
         order = {rid: i for i, rid in enumerate(record_ids)}
@@ -84,7 +93,7 @@ async def read_window_async(
     targets = [
         Target(
             grid,
-            [r.bands[b] for r in members],
+            wrap_sources([r.bands[b] for r in members], grid),
             resampling=resampling,
             out=stacked[g, c],
             want_valid=False,
