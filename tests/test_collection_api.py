@@ -356,9 +356,20 @@ def test_export_never_replaces_what_is_not_a_collection(s2: Collection, tmp_path
     with pytest.raises(ValidationError, match="is a file"):
         s2.export(a_file)
     assert a_file.read_text() == "mine"
+    tables = tmp_path / "tables"  # Parquet files, but not a collection's
+    tables.mkdir()
+    pq.write_table(pa.table({"sales": [1, 2]}), tables / "sales.parquet")
+    with pytest.raises(ValidationError, match="not a collection"):
+        s2.export(tables)
+    assert pq.read_table(tables / "sales.parquet").num_rows == 2
     out = s2.export(tmp_path / "coll")
     s2.head(2).export(out)  # a collection is replaced
     assert len(Collection.load(out)) == 2
+    link = tmp_path / "link"
+    link.symlink_to(out, target_is_directory=True)
+    s2.head(1).export(link)  # what the link points at is replaced; the link stays
+    assert link.is_symlink() and len(Collection.load(out)) == 1
+    link.unlink()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
     ref = tmp_path / "plain"
     ref.mkdir()  # what the umask gives any folder

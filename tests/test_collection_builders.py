@@ -165,6 +165,37 @@ def test_files_s3_prefix(world: Any, s3: S3Server, monkeypatch: pytest.MonkeyPat
     assert hdr.bigtiff and url == "s3://world/edge/bigtiff.tif"
 
 
+def test_s3_keys_with_hash_and_question_marks(
+    s3: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """'#' and '?' are key characters in s3:// URLs (as GDAL's /vsis3/ reads them): such
+    objects are listed and read (every read 404ed, the key cut at the mark); listing a
+    bucket that does not exist is a tessellum error (a bare obstore error before)."""
+    import numpy as np
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from tessellum.errors import TessellumError
+
+    for name, value in (("scene#1.tif", 1), ("scene?v=2.tif", 2)):
+        with rasterio.open(tmp_path / name, "w", driver="GTiff", width=16, height=16, count=1,
+                           dtype="uint8", crs="EPSG:32612",
+                           transform=from_origin(500000, 4650000, 10, 10)) as ds:  # fmt: skip
+            ds.write(np.full((1, 16, 16), value, "uint8"))
+    s3.upload_dir(tmp_path, bucket="world", prefix="marks/")
+    for k, v in s3.env.items():
+        monkeypatch.setenv(k, v)
+    clear_store_cache()
+    coll = build_from_files("s3://world/marks/", name="marks", progress=False)
+    assert not len(coll.errors()) and len(coll) == 2
+    got = coll.read_window(bounds=(500000, 4649840, 500160, 4650000), bands=["data"], group_by="id")
+    assert sorted(np.unique(got).tolist()) == [1, 2]
+    with pytest.raises(TessellumError) as info:
+        build_from_files("s3://no-such-bucket/p/", name="x", progress=False)
+    assert "no-such-bucket" in str(info.value)
+    clear_store_cache()
+
+
 def test_files_empty_listing_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="no files"):
         build_from_files(tmp_path, name="none", progress=False)
@@ -341,3 +372,44 @@ def test_projected_geodataframe_footprints_are_stored_in_lonlat(tmp_path: Path) 
     assert len(coll.subset(bbox=(-112, 41, -110, 42))) == 1
     with pytest.raises(ValidationError, match="no record table at"):
         build_from_table(str(tmp_path / "missing.parquet"), name="x", progress=False)
+
+
+def test_file_ids_are_distinct_for_distinct_files(tmp_path: Path) -> None:
+    """Files of one name in folders of one name get ids with as many folders as it takes
+    (``2023/01/scene`` and ``2024/01/scene`` were both ``01/scene``, and group_by="id"
+    merged them); a local ``?`` is part of a file name; a file listed twice is one record."""
+    import numpy as np
+    import rasterio
+    from rasterio.transform import from_origin
+
+    paths = []
+    for k, sub in enumerate(("2023/01", "2024/01", "2024/02", "odd")):
+        for name in ("s?a.tif", "s?b.tif") if sub == "odd" else ("scene.tif",):
+            p = tmp_path / sub / name
+            p.parent.mkdir(parents=True, exist_ok=True)
+            with rasterio.open(p, "w", driver="GTiff", width=8, height=8, count=1, dtype="uint8",
+                               crs="EPSG:32612", transform=from_origin(500000, 4650000, 10, 10)) as ds:  # fmt: skip
+                ds.write(np.full((1, 8, 8), k + 1, "uint8"))
+            paths.append(str(p))
+    coll = build_from_files(paths + paths[:1], name="ids", progress=False)
+    ids = coll.table.column("id").to_pylist()
+    assert sorted(ids) == ["02/scene", "2023/01/scene", "2024/01/scene", "s?a", "s?b"]
+    layers = coll.read_window(bounds=(500000, 4649920, 500080, 4650000), bands=["data"],
+                              group_by="id")  # fmt: skip
+    assert layers.shape[0] == 5
+
+
+def test_an_empty_file_is_a_truncated_header_over_http_as_on_disk(tmp_path: Path) -> None:
+    """A 0-byte file is reported as a truncated header whether read from disk or from
+    nginx (over HTTP the error said the server did not support Range requests)."""
+    import warnings
+
+    from tessellum.testing.servers import HttpServer
+
+    (tmp_path / "empty.tif").write_bytes(b"")
+    with HttpServer(tmp_path) as http, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for href in (str(tmp_path / "empty.tif"), f"{http.url}/empty.tif"):
+            coll = build_from_files([href], name="x", progress=False)
+            (row,) = coll.errors().to_pylist()
+            assert "truncated TIFF header" in row["error"], row

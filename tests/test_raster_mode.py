@@ -230,6 +230,11 @@ async def test_async_api_and_existing_file_replaced(stac, tmp_path):
     assert res.path == target.resolve() and target.stat().st_size > 3
     assert sorted(p.name for p in tmp_path.iterdir()) == [target.name]  # no temp files left
     assert res.elapsed_ms > 0 and res.to_dict()["shape"] == list(res.shape)
+    # a name at the filesystem's limit: the temporary names no longer grow with it
+    # (they added 18 characters: ENAMETOOLONG after the whole extraction)
+    long_name = "d" * 251 + ".tif"
+    res = await extract_raster(DEM, (-112.05, 41.95, -111.95, 42.05), tmp_path, filename=long_name)
+    assert res.path.name == long_name and res.path.stat().st_size > 0
 
 
 async def test_sync_inside_running_loop_keeps_settings(stac, tmp_path):

@@ -97,10 +97,13 @@ def test_bad_resampling_and_categorical_interpolation(tmp_path):
         )  # fmt: skip
 
 
-@pytest.mark.parametrize("name", ["../x.tif", "sub/x.tif", ""])
+@pytest.mark.parametrize("name", ["../x.tif", "sub/x.tif", "", "a\0b.tif", "e" * 252 + ".tif"])
 def test_bad_filename(tmp_path, name):
+    """Refused before any work (a NUL failed after the extraction and left a stray file
+    where GDAL cut the name; an over-long name failed with a bare OSError)."""
     with pytest.raises(ValidationError, match="filename"):
         extract_raster_sync(DEM, SEAM_BBOX, tmp_path, filename=name)
+    assert not list(tmp_path.iterdir())
 
 
 def test_bad_target_crs(tmp_path):

@@ -881,3 +881,28 @@ def test_get_xarray_returns_what_it_was_given_one_or_a_collection(tmp_path):
     assert both[0] is None and isinstance(both[1], xr.Dataset)
     with pytest.raises(ValidationError, match="no record"):
         coll.get_xarray(outside, ["data"], geometry_crs=UTM)
+
+
+def test_a_file_rewritten_and_indexed_again_is_read_anew(tmp_path):
+    """Decoded tiles are cached per parsed header: a file rewritten in place (same layout,
+    same tile sizes) and indexed again reads its new pixels (the process-wide tile cache
+    returned the old ones), while repeated reads of one collection still hit the cache."""
+    path = tmp_path / "same.tif"
+
+    def write(value):
+        with rasterio.open(path, "w", driver="GTiff", width=512, height=512, count=1,
+                           dtype="uint8", crs=UTM, transform=T0, tiled=True, blockxsize=256,
+                           blockysize=256, compress="deflate") as ds:  # fmt: skip
+            ds.write(np.full((1, 512, 512), value, "uint8"))
+
+    bounds = (500000, 4644880, 505120, 4650000)
+    write(1)
+    first = _coll([path])
+    assert np.unique(first.read_window(bounds=bounds, bands=["data"])).tolist() == [1]
+    cache = default_tile_cache()
+    hits = cache.hits
+    first.subset().read_window(bounds=bounds, bands=["data"])  # one lineage: cached
+    assert cache.hits - hits == 4
+    write(2)
+    again = _coll([path])
+    assert np.unique(again.read_window(bounds=bounds, bands=["data"])).tolist() == [2]

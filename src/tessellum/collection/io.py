@@ -28,6 +28,8 @@ def write_collection(
     """Write ``table`` as a partitioned GeoParquet dataset at ``path`` atomically
     (written to a temp directory beside it, then renamed over any previous one)."""
     dest = Path(path)
+    if dest.is_symlink():  # replace what the link points at; the link stays
+        dest = dest.resolve()
     _check_replaceable(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     meta = dict(table.schema.metadata or {})
@@ -65,20 +67,36 @@ def write_collection(
 
 
 def _check_replaceable(dest: Path) -> None:
-    """Refuse to replace anything but a collection written here before: a file, or a
-    folder holding anything but Parquet parts and year partitions, is the user's."""
+    """Refuse to replace anything but a collection written here before (or an empty
+    folder): a file, or a folder holding anything but Parquet parts that carry this
+    library's metadata in year/month partitions, is the user's."""
     if not dest.exists():
         return
-    ours = dest.is_dir() and all(
-        (p.is_file() and p.suffix == ".parquet") or (p.is_dir() and p.name.startswith("year="))
-        for p in dest.iterdir()
-    )
-    if not ours:
+    if not (dest.is_dir() and _is_collection_dir(dest)):
         what = "a folder that is not a collection" if dest.is_dir() else "a file"
         raise ValidationError(
             f"{dest} is {what}: a collection replaces only a collection written there "
             "before (choose another path, or remove it)"
         )
+
+
+def _is_collection_dir(folder: Path) -> bool:
+    """Whether ``folder`` holds only what :func:`write_collection` writes: Parquet parts
+    with the collection metadata key, in ``year=``/``month=`` partition folders."""
+    for entry in folder.iterdir():
+        if entry.is_dir() and not entry.is_symlink() and entry.name.startswith(("year=", "month=")):
+            if not _is_collection_dir(entry):
+                return False
+        elif entry.is_file() and entry.suffix == ".parquet":
+            try:
+                meta = pq.read_schema(entry).metadata or {}
+            except (pa.ArrowInvalid, OSError):
+                return False
+            if COLLECTION_META_KEY not in meta:
+                return False
+        else:
+            return False
+    return True
 
 
 def _every_row_dated(table: pa.Table) -> bool:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..errors import ValidationError
@@ -157,14 +158,40 @@ def _scalar(v: Any) -> bool:
 
 
 def records_from_hrefs(hrefs: Sequence[str], *, band: str, collection: str | None) -> list[Record]:
-    """One record per file, id = file stem (made unique with the parent folder if needed)."""
-    stems = [Path(h.split("?")[0]).stem for h in hrefs]
-    dup = {s for s in stems if stems.count(s) > 1}
-    out = []
-    for h, s in zip(hrefs, stems, strict=True):
-        rid = f"{Path(h.split('?')[0]).parent.name}/{s}" if s in dup else s
-        out.append(Record(id=rid, assets={band: AssetRef(h, band)}, collection=collection))
-    return out
+    """One record per file (a file listed twice is one record); id = the file stem, made
+    unique with as many parent folders as it takes (``2023/01/scene``,
+    ``2024/01/scene``)."""
+    unique = list(dict.fromkeys(hrefs))
+    return [
+        Record(id=rid, assets={band: AssetRef(h, band)}, collection=collection)
+        for h, rid in zip(unique, unique_ids(unique), strict=True)
+    ]
+
+
+def unique_ids(hrefs: Sequence[str]) -> list[str]:
+    """Short distinct ids for distinct files: the stem, then the fewest parent folders
+    that tell files apart. A URL's query string is not part of its name; a local path
+    keeps every character (``s?a.tif`` is a file name)."""
+    parts = []
+    for h in hrefs:
+        path = h.split("?")[0] if "://" in h and not h.startswith("file://") else h
+        p = PurePosixPath(path.split("://", 1)[-1])
+        parts.append((*p.parent.parts, p.stem))
+    depth = [1] * len(parts)
+    while True:
+        ids = ["/".join(ps[-d:]) for ps, d in zip(parts, depth, strict=True)]
+        seen: dict[str, list[int]] = defaultdict(list)
+        for i, rid in enumerate(ids):
+            seen[rid].append(i)
+        grown = False
+        for members in seen.values():
+            if len(members) > 1:
+                for i in members:
+                    if depth[i] < len(parts[i]):
+                        depth[i] += 1
+                        grown = True
+        if not grown:
+            return ids
 
 
 async def list_files_async(
@@ -194,10 +221,15 @@ async def list_files_async(
         # listed paths are relative to the store root (the bucket): rebuild URLs from it
         base = norm[: len(norm) - len(prefix)] if prefix and norm.endswith(prefix) else norm
         out = []
-        async for batch in obstore.list(store, prefix=prefix or None):
-            for meta in batch:
-                if fnmatch.fnmatch(Path(meta["path"]).name, pattern):
-                    out.append(base + meta["path"].lstrip("/"))
+        try:
+            async for batch in obstore.list(store, prefix=prefix or None):
+                for meta in batch:
+                    if fnmatch.fnmatch(Path(meta["path"]).name, pattern):
+                        out.append(base + meta["path"].lstrip("/"))
+        except Exception as exc:  # obstore's own errors: a tessellum error naming the prefix
+            from ..store._retry import classify, to_tessellum_error
+
+            raise to_tessellum_error(classify(exc), url=text, what="listing") from exc
         return sorted(out)
     root = Path(text.removeprefix("file://"))
     if root.is_file():

@@ -82,12 +82,13 @@ class CogWriter:
         self.spec = spec
         self.target = target
         token = uuid.uuid4().hex[:12]
-        self._tmp_cog = target.with_name(f".{target.name}.{token}.tmp")
+        # temporary names of a fixed length: a file name at the filesystem's limit fits
+        self._tmp_cog = target.with_name(f".tessellum-{token}.tmp")
         nbytes = spec.grid.width * spec.grid.height * spec.dtype.itemsize
         self._stage = (
             f"/vsimem/tessellum-{token}.tif"
             if nbytes <= _VSIMEM_MAX_BYTES
-            else str(target.with_name(f".{target.name}.{token}.stage.tif"))
+            else str(target.with_name(f".tessellum-{token}.stage.tif"))
         )
         self._lock = threading.Lock()
         self._aborted = False

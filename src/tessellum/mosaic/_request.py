@@ -82,7 +82,17 @@ def _filename(value: Any, provider: str, variable: str) -> str:
         raise ValidationError(
             f"filename must be a bare file name (the folder is output_dir), got {value!r}"
         )
+    if "\0" in name:
+        raise ValidationError(f"filename must not contain NUL characters, got {value!r}")
+    if len(os.fsencode(name)) > _NAME_MAX:
+        raise ValidationError(
+            f"filename is {len(os.fsencode(name))} bytes long, more than the {_NAME_MAX} "
+            f"a file name may have: {name[:40]!r}..."
+        )
     return name
+
+
+_NAME_MAX = 255  # bytes in one file name on every common filesystem
 
 
 def _output_dir(value: Any) -> Path:

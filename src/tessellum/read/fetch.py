@@ -227,7 +227,7 @@ async def fetch_tiles_async(
     out: dict[TileKey, np.ndarray] = {}
     by_href: dict[str, list[TileKey]] = defaultdict(list)
     for key in tiles:
-        hit = cache.get(key) if cache is not None else None
+        hit = cache.get(_cache_key(key, tiles[key])) if cache is not None else None
         if hit is not None:
             if on_tile is not None:
                 on_tile(key, hit)
@@ -255,7 +255,7 @@ async def fetch_tiles_async(
         if keep is None or keep(key):
             out[key] = arr
         if cache is not None:
-            cache.put(key, arr)
+            cache.put(_cache_key(key, tiles[key]), arr)
         bar.update(1)
 
     async def one_file(href: str, keys: list[TileKey]) -> None:
@@ -304,6 +304,30 @@ async def fetch_tiles_async(
     finally:
         bar.close()
     return out
+
+
+def _cache_key(key: TileKey, source: tuple[Any, int]) -> tuple[TileKey, _Same]:
+    """A decoded tile's cache key: the tile and the very header object it was planned
+    with (headers are decoded once per collection lineage). A file rewritten in place
+    and indexed again gets new header objects, so it never hits the old file's pixels,
+    even where its tiles' offsets and sizes are the same."""
+    return key, _Same(source[0])
+
+
+class _Same:
+    """Hashes and compares by identity; holding the object keeps its ``id`` from being
+    reused by another object while the cache entry lives."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: Any) -> None:
+        self.obj = obj
+
+    def __hash__(self) -> int:
+        return id(self.obj)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Same) and other.obj is self.obj
 
 
 def _plane(level: Any, index: int) -> int:

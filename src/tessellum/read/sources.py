@@ -86,6 +86,10 @@ def record_bands(table: pa.Table, bands: Sequence[str]) -> list[RecordBands]:
     (:func:`track_lineage`), else once per call."""
     from ..tiff import header_from_arrow
 
+    if isinstance(bands, str):
+        bands = [bands]
+    if not bands or not all(isinstance(b, str) for b in bands):
+        raise ValidationError(f"bands must be a list of one or more band names, got {bands!r}")
     missing = [b for b in bands if band_column(b) not in table.column_names]
     if missing:
         avail = [c[: -len("_metadata")] for c in table.column_names if c.endswith("_metadata")]

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from .._sync import run_sync
-from ..errors import DataFormatError, ValidationError
+from ..errors import DataFormatError, ProtocolError, ValidationError
 from ._coalesce import CoalescePolicy, MergedRange, coalesce_ranges
 from ._limiter import Limiter, default_limiter
 from ._resolve import describe_url
@@ -104,6 +104,8 @@ async def _fetch(
             except Exception as exc:
                 if classify(exc).kind is Kind.BAD_RANGE:
                     return None  # starts at/after EOF: the caller learns the size by HEAD
+                if "range request not supported" in str(exc).lower():
+                    return None  # a 200 for a range: an empty object, or a server without Range
                 raise
         if stats is not None:
             stats.add(nbytes=data.nbytes)
@@ -128,7 +130,14 @@ async def _fetch(
     got = await with_retries(once, policy=retry, url=url, what=what, stats=stats)
     if got is None:
         meta = await head_async(store, path, retry=retry, url=url, stats=stats, limiter=limiter)
-        return _EMPTY, int(meta["size"])
+        size = int(meta["size"])
+        if m.start < size:
+            raise ProtocolError(
+                f"{url} answered a request for {what} with the whole object: the server "
+                "does not serve byte ranges, which reading a COG needs",
+                url=url,
+            )
+        return _EMPTY, size
     return got
 
 

@@ -276,13 +276,15 @@ def resolve_url(
         return StoreSpec("file", ""), unquote(parts.path)
     if scheme == "memory":
         return StoreSpec("memory", parts.netloc), parts.path.lstrip("/")
-    if scheme in ("s3", "s3a"):
-        return _s3_spec(parts.netloc, None, cfg, options, client), parts.path.lstrip("/")
-    if scheme in ("gs", "gcs"):
-        return _gcs_spec(parts.netloc, cfg, options, client), parts.path.lstrip("/")
-    if scheme in _AZURE:
-        spec = StoreSpec(scheme, parts.netloc, _freeze(dict(options)), _freeze(client))
-        return spec, parts.path.lstrip("/")
+    if scheme in ("s3", "s3a", "gs", "gcs", *_AZURE):
+        # an object key is everything after the bucket, '#' and '?' included (as the
+        # AWS CLI and GDAL's /vsis3/ read it): not a URL path with a query or fragment
+        bucket, _, key = url.split("://", 1)[1].partition("/")
+        if scheme in ("s3", "s3a"):
+            return _s3_spec(bucket, None, cfg, options, client), key.lstrip("/")
+        if scheme in ("gs", "gcs"):
+            return _gcs_spec(bucket, cfg, options, client), key.lstrip("/")
+        return StoreSpec(scheme, bucket, _freeze(dict(options)), _freeze(client)), key.lstrip("/")
     if scheme in ("http", "https"):
         if cfg.s3_https_as_s3 and (s3 := https_to_s3(url)):
             s3_url, region = s3
