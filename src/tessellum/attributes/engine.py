@@ -273,10 +273,15 @@ class AttributeEngine:
         pixel = _pixel_size(coll.table, band, entry)
         parts = _parts(geoms, job.crs, entry, job.point_method, pixel)
         groups = _clusters(parts, job.crs, entry, pixel)
-        group_stacks = await read_stacks_async(
-            coll.table, [g for g, _ in groups], [band], geometry_crs=job.crs, mask=False,
-            mosaic=True,
-        )  # fmt: skip
+        if coll.table.num_rows:
+            group_stacks = await read_stacks_async(
+                coll.table, [g for g, _ in groups], [band], geometry_crs=job.crs, mask=False,
+                mosaic=True,
+            )  # fmt: skip
+        else:
+            # the search found no record (e.g. sea, where the DEM has no tile): an empty
+            # table has no band columns to read, and every geometry is simply uncovered
+            group_stacks = [_uncovered_stack(k, g, band) for k, (g, _) in enumerate(groups)]
         failed_fp = _failed_footprints(coll)
         processes = self.settings.zonal_processes
         with collection_paused(len(geoms) >= _PAUSE_GC_FROM):  # the results, built in the thread
@@ -548,6 +553,13 @@ def _point_box(pt: Any, crs: Any, entry: Any, half: float) -> Any:
     return box(*b)
 
 
+def _uncovered_stack(k: int, geom: Any, band: str) -> Any:
+    """The stack the read engine gives a geometry no record covers (no grid, no data)."""
+    from ..read.stacks import GeometryStack
+
+    return GeometryStack(k, geom, None, [], [], {band: None}, {band: None}, {band: None})
+
+
 def _failed_footprints(coll: Any) -> Any:
     """An STRtree of CRS84 footprints of records whose header failed (or None)."""
     try:
@@ -808,7 +820,9 @@ def _mosaic(st: Any, band: str) -> tuple[np.ndarray, np.ndarray]:
 def _provenance(coll: Any, used: Sequence[str], grid: Any, entry: Any, kind: str) -> str:
     name = getattr(coll, "data_source", None) or getattr(coll, "name", None) or entry.id
     recs = ", ".join(used[:4]) + (f", +{len(used) - 4} more" if len(used) > 4 else "")
-    text = f"{entry.id}@{entry.version} from {name} ({len(used)} record(s): {recs})"
+    text = f"{entry.id}@{entry.version} from {name} " + (
+        f"({len(used)} record(s): {recs})" if used else "(no record)"
+    )
     if grid is not None:
         rx, ry = grid.resolution
         text += f"; native grid {grid.crs} {rx:.6g}x{ry:.6g}"
