@@ -152,14 +152,25 @@ def test_validation_errors(http):
     ],
     ids=["1e300", "projected-1e8", "lon-500", "local-cs"],
 )  # fmt: skip
-def test_geometries_off_the_earth_are_a_422(http, geometry, crs):
+def test_geometries_off_the_earth_are_a_422(http, aw, geometry, crs):
     """Coordinates or a CRS that do not map to lon/lat are the client's error (they
-    failed deep in the engine as a 500, or a 502 for a point)."""
+    failed deep in the engine as a 500, or a 502 for a point). In-process, the same
+    check raises ValidationError with the same message (it used to fail the dataset
+    with a warning about a search bbox the caller never sent)."""
+    from tessellum.attributes import extract_sync
+    from tessellum.errors import ValidationError
+
     body = {"geometry": geometry, "dataset_ids": [DEM]}
     if crs is not None:
         body["geometry_crs"] = crs
     err = _envelope(http.post("/api/v1/extract", json=body), 422, "validation_error")
     assert "geometry 0" in err["message"]
+    assert err["detail"] == {"geometry": 0, "geometry_crs": crs or "OGC:CRS84"}
+    eng = _engine(aw)
+    with pytest.raises(ValidationError) as ei:
+        extract_sync(geometry, [DEM], geometry_crs=crs, engine=eng)
+    assert str(ei.value) == err["message"]
+    assert eng.collections.calls == []  # refused before any search
 
 
 def test_limits(http):
