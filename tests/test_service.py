@@ -119,7 +119,8 @@ def test_validation_errors(http):
         http.post(
             "/api/v1/extract", content=b"{not json", headers={"content-type": "application/json"}
         ),
-        422,
+        400,
+        "bad_request",
     )
     _envelope(
         http.post(
@@ -171,6 +172,31 @@ def test_geometries_off_the_earth_are_a_422(http, aw, geometry, crs):
         extract_sync(geometry, [DEM], geometry_crs=crs, engine=eng)
     assert str(ei.value) == err["message"]
     assert eng.collections.calls == []  # refused before any search
+
+
+@pytest.mark.parametrize("route", ["/api/v1/extract", "/api/v1/extract/batch"])
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        (b"\xff\x12\xfe", 400),  # not UTF-8
+        (b"\xff\xfe", 400),  # a UTF-16 byte-order mark, nothing else
+        (b"not json", 400),
+        (b"{", 400),
+        (b'{"geometry": ', 400),
+        (b"", 400),
+        (b"null", 422),  # JSON text, of the wrong type
+        (b"[]", 422),
+        (b'"text"', 422),
+        (b"{}", 422),
+    ],
+)
+def test_a_body_that_is_not_json_text_is_a_400(http, route, body, status):
+    """docs/service.md: 400 for a body that is not JSON text, 422 for JSON that fails the
+    schema. Text that is not JSON (or no body at all) was a 422 ``validation_error``."""
+    r = http.post(route, content=body, headers={"content-type": "application/json"})
+    err = _envelope(r, status, "bad_request" if status == 400 else "validation_error")
+    if status == 400 and body:
+        assert "body" in err["message"]
 
 
 def test_limits(http):
