@@ -337,6 +337,76 @@ def test_models_validation():
     assert r.dataset_ids == [DEM] and r.aggregation == AggregationMethod.mean
 
 
+@pytest.mark.parametrize(
+    ("call", "kwargs", "names"),
+    [
+        ("extract", {"aggregation": "mode"}, ["aggregation", "'mode'"]),
+        ("extract", {"point_method": "cubic"}, ["point_method", "'cubic'"]),
+        ("extract", {"dataset_ids": []}, ["dataset_ids", "[]"]),
+        ("extract", {"geometry": (10.1, 46.5, 10.2)}, ["geometry", "(10.1, 46.5, 10.2)"]),
+        ("extract", {"geometry": (10.1, 46.6, 10.2, 46.5)}, ["min_lat must be < max_lat"]),
+        ("extract", {"geometry": (190, 46.5, 191, 46.6)}, ["geometry.min_lon", "190"]),
+        ("extract", {"time_range": ("soon", "2021-01-01")}, ["time_range", "start", "'soon'"]),
+        ("extract", {"time_range": ("2021-01-01",)}, ["time_range", "('2021-01-01',)"]),
+        ("batch_extract", {"aggregation": "avg"}, ["aggregation", "'avg'"]),
+        ("batch_extract", {"dataset_ids": ""}, ["dataset_ids", "[]"]),
+    ],
+)  # fmt: skip
+def test_bad_arguments_raise_tessellum_validation_error(aw, call, kwargs, names):
+    """Bad arguments are a :class:`tessellum.errors.ValidationError` (a TessellumError)
+    naming the field and the value, with pydantic's error as the cause; pydantic's
+    own error escaped the hierarchy, and a bad box read "type: Field required"."""
+    import pydantic
+
+    import tessellum
+    from tessellum.attributes import batch_extract_sync
+
+    args = {"dataset_ids": [DEM], "engine": engine_for(aw), **kwargs}
+    if call == "extract":
+        fn, first = extract_sync, args.pop("geometry", (10.1, 46.5, 10.2, 46.6))
+    else:
+        fn, first = batch_extract_sync, [box(10.1, 46.5, 10.2, 46.6)]
+    with pytest.raises(tessellum.ValidationError) as ei:
+        fn(first, **args)
+    assert isinstance(ei.value, tessellum.TessellumError)
+    assert not isinstance(ei.value, pydantic.ValidationError)
+    for name in names:
+        assert name in str(ei.value), (name, str(ei.value))
+    assert "Field required" not in str(ei.value)
+    if "(start, end)" not in str(ei.value):
+        assert isinstance(ei.value.__cause__, pydantic.ValidationError)
+
+
+def test_coordinates_off_the_earth_raise_naming_geometry_and_coordinate(aw):
+    """In-process extract/batch_extract check coordinates as the service does: a
+    latitude of 95 is a ValidationError naming the geometry and the latitude (it was a
+    failed dataset whose warning spoke of "bbox south (94.0) must be less than north
+    (90.0)", a bbox the caller never sent)."""
+    from tessellum.attributes import batch_extract_sync
+    from tessellum.errors import ValidationError
+
+    eng = engine_for(aw)
+    with pytest.raises(ValidationError, match=r"geometry 0 has latitude 95 outside \[-90, 90\]"):
+        extract_sync(Point(-112.0, 95.0), DEM, engine=eng)
+    ok = box(X0 + 0.1, Y0 - 0.2, X0 + 0.2, Y0 - 0.1)
+    with pytest.raises(ValidationError, match=r"geometry 2 has longitude -200 outside"):
+        batch_extract_sync([ok, ok, Point(-200.0, 42.0)], [DEM], engine=eng)
+    ring = box(-112, 89, -111, 91)
+    with pytest.raises(ValidationError, match=r"geometry 0 has latitude 91 .*OGC:CRS84"):
+        extract_sync(ring, DEM, engine=eng)
+    with pytest.raises(ValidationError, match=r"geometry 1 .*finite.*EPSG:32632"):
+        batch_extract_sync(
+            [box(5e5, 5.2e6, 5.1e5, 5.21e6), box(-1e8, -1e8, 1e8, 1e8)],
+            DEM,
+            geometry_crs="EPSG:32632",
+            engine=eng,
+        )
+    assert eng.collections.calls == []  # refused before any search
+    # on the edge of the Earth: no error
+    resp = batch_extract_sync([ok, Point(180.0, 90.0)], DEM, engine=eng)
+    assert resp.items[0].results[0].value is not None and not resp.failed_datasets
+
+
 def test_unknown_dataset_and_sync(aw):
     eng = engine_for(aw)
     with pytest.raises(DatasetNotFoundError, match="did you mean"):

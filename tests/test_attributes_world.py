@@ -277,3 +277,56 @@ def test_batch_of_200_fetches_each_tile_once(served, world):
             report.append(f"{f.key}: {len(touched)} tiles touched, {data_requests} data GETs")
     assert total_tiles >= 30  # the 200 polygons touch most of the world's tiles
     print("\n200 polygons x 2 datasets:", "; ".join(report))
+
+
+# --- no record under the request -------------------------------------------------------
+SEA = shapely.box(10.0, 10.0, 10.1, 10.1)  # in the catalog's (global) extent, no DEM tile
+LAND = shapely.box(-112.05, 41.95, -112.02, 42.05)
+
+
+async def test_geometry_no_record_covers_is_missing_not_a_failure(served, engine):
+    """A request whose search finds no record at all (the sea, where the DEM has no
+    tile) gives ``value=None`` / ``missing`` as documented, exactly as the same
+    geometry does when batched with a covered one; it used to fail the dataset with
+    "bands ['elevation'] are not in the collection (available: [])" (and a 502 over
+    HTTP)."""
+    from tessellum.attributes import extract
+
+    with settings_override(stac_api=served.stac_url):
+        mixed = await batch_extract([LAND, SEA], [DEM], engine=engine)
+        assert mixed.items[0].results[0].value is not None
+        want = mixed.items[1].results[0]
+        assert want.value is None and want.quality == QualityFlag.missing
+        one = await extract(SEA, [DEM], engine=engine)
+        assert not one.failed_datasets and not one.warnings
+        (got,) = one.results
+        for field in ("value", "quality", "coverage_fraction", "pixel_count", "qc_notes"):
+            assert getattr(got, field) == getattr(want, field), field
+        assert "no record covers the geometry" in got.qc_notes
+        assert got.provenance.endswith("(no record)")
+        pt = await batch_extract([Point(10.05, 10.05), SEA], [DEM], engine=engine)
+        assert not pt.failed_datasets
+        assert [it.results[0].quality for it in pt.items] == [QualityFlag.missing] * 2
+        assert pt.items[0].results[0].qc_notes[0] == "no record covers the point"
+
+
+def test_service_answers_200_missing_where_no_record_covers(served):
+    """Over HTTP the same request is a 200 with a ``missing`` result, not a 502."""
+    import httpx
+
+    from _attr_world import UvicornThread
+    from tessellum.service import create_app
+
+    with settings_override(stac_api=served.stac_url) as settings:
+        eng = AttributeEngine(
+            cache=NullResultCache(), collections=StacCollectionSource(), settings=settings
+        )
+    with UvicornThread(create_app(engine=eng)) as srv:
+        r = httpx.post(
+            f"{srv.url}/api/v1/extract",
+            json={"geometry": mapping(shapely.box(10.2, 10.2, 10.3, 10.3)), "dataset_ids": [DEM]},
+            timeout=60,
+        )
+    assert r.status_code == 200, r.text
+    (res,) = r.json()["results"]
+    assert res["value"] is None and res["quality"] == "missing"

@@ -70,6 +70,40 @@ async def test_async_client(server):
         assert (await c.datasets(bbox=(10, 46, 11, 47)))["total"] >= 1
 
 
+def _extract_requests(c: Client) -> int:
+    """``POST /api/v1/extract*`` requests the server has answered (its /metrics)."""
+    text = c._http.get("/metrics").text
+    return sum(
+        int(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("tessellum_requests_total") and "/api/v1/extract" in line
+    )
+
+
+async def test_bad_arguments_are_a_validation_error_before_sending(server):
+    """The clients validate arguments with the request models before sending: a bad one
+    is a tessellum ValidationError naming the field and value (pydantic's escaped the
+    TessellumError hierarchy), and the server sees no request."""
+    import pydantic
+
+    import tessellum
+
+    point = {"type": "Point", "coordinates": [X0 + 0.3, Y0 - 0.3]}
+    with Client(server.url, api_key="k") as c:
+        before = _extract_requests(c)
+        with pytest.raises(tessellum.ValidationError, match=r"aggregation.*'mode'") as ei:
+            c.extract(point, [DEM], aggregation="mode")
+        assert isinstance(ei.value.__cause__, pydantic.ValidationError)
+        with pytest.raises(tessellum.ValidationError, match="dataset_ids"):
+            c.extract(point, [])
+        with pytest.raises(tessellum.ValidationError, match=r"geometries\[1\].*\(10, 46, 11\)"):
+            c.batch_extract([point, (10, 46, 11)], DEM)
+        async with AsyncClient(server.url, api_key="k") as ac:
+            with pytest.raises(tessellum.ValidationError, match=r"point_method.*'cubic'"):
+                await ac.extract(point, DEM, point_method="cubic")
+        assert _extract_requests(c) == before
+
+
 def test_idle_connections_close_on_the_client_first(monkeypatch):
     """The client drops idle connections before the server closes them (a request
     sent on a connection the server is closing fails with a read error), and

@@ -119,7 +119,8 @@ def test_validation_errors(http):
         http.post(
             "/api/v1/extract", content=b"{not json", headers={"content-type": "application/json"}
         ),
-        422,
+        400,
+        "bad_request",
     )
     _envelope(
         http.post(
@@ -152,14 +153,50 @@ def test_validation_errors(http):
     ],
     ids=["1e300", "projected-1e8", "lon-500", "local-cs"],
 )  # fmt: skip
-def test_geometries_off_the_earth_are_a_422(http, geometry, crs):
+def test_geometries_off_the_earth_are_a_422(http, aw, geometry, crs):
     """Coordinates or a CRS that do not map to lon/lat are the client's error (they
-    failed deep in the engine as a 500, or a 502 for a point)."""
+    failed deep in the engine as a 500, or a 502 for a point). In-process, the same
+    check raises ValidationError with the same message (it used to fail the dataset
+    with a warning about a search bbox the caller never sent)."""
+    from tessellum.attributes import extract_sync
+    from tessellum.errors import ValidationError
+
     body = {"geometry": geometry, "dataset_ids": [DEM]}
     if crs is not None:
         body["geometry_crs"] = crs
     err = _envelope(http.post("/api/v1/extract", json=body), 422, "validation_error")
     assert "geometry 0" in err["message"]
+    assert err["detail"] == {"geometry": 0, "geometry_crs": crs or "OGC:CRS84"}
+    eng = _engine(aw)
+    with pytest.raises(ValidationError) as ei:
+        extract_sync(geometry, [DEM], geometry_crs=crs, engine=eng)
+    assert str(ei.value) == err["message"]
+    assert eng.collections.calls == []  # refused before any search
+
+
+@pytest.mark.parametrize("route", ["/api/v1/extract", "/api/v1/extract/batch"])
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        (b"\xff\x12\xfe", 400),  # not UTF-8
+        (b"\xff\xfe", 400),  # a UTF-16 byte-order mark, nothing else
+        (b"not json", 400),
+        (b"{", 400),
+        (b'{"geometry": ', 400),
+        (b"", 400),
+        (b"null", 422),  # JSON text, of the wrong type
+        (b"[]", 422),
+        (b'"text"', 422),
+        (b"{}", 422),
+    ],
+)
+def test_a_body_that_is_not_json_text_is_a_400(http, route, body, status):
+    """docs/service.md: 400 for a body that is not JSON text, 422 for JSON that fails the
+    schema. Text that is not JSON (or no body at all) was a 422 ``validation_error``."""
+    r = http.post(route, content=body, headers={"content-type": "application/json"})
+    err = _envelope(r, status, "bad_request" if status == 400 else "validation_error")
+    if status == 400 and body:
+        assert "body" in err["message"]
 
 
 def test_limits(http):

@@ -11,6 +11,11 @@ Example::
 
 :class:`AsyncClient` has the same methods as coroutines. Requests are built and
 responses parsed by shared functions, so the two classes differ only in transport.
+
+Errors: arguments are validated locally, with the service's own request models, before
+anything is sent: a bad one raises :class:`tessellum.errors.ValidationError`. An error
+answer of the service raises :class:`APIError`. Both are
+:class:`~tessellum.errors.TessellumError`.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from .attributes.models import (
     AttributeResponse,
     BatchAttributeRequest,
     BatchAttributeResponse,
+    make_request,
 )
 from .errors import TessellumError
 
@@ -59,7 +65,8 @@ def _extract_body(
         req = geometry
     else:
         ids = dataset_ids.split(",") if isinstance(dataset_ids, str) else list(dataset_ids)
-        req = AttributeRequest(geometry=geometry, dataset_ids=ids, **kwargs)
+        data = {"geometry": geometry, "dataset_ids": ids, **kwargs}
+        req = make_request(AttributeRequest, data, "extract request")
     return req.model_dump(mode="json", exclude_none=True)
 
 
@@ -73,7 +80,8 @@ def _batch_body(
         if hasattr(geometries, "__geo_interface__") and hasattr(geometries, "crs"):
             gdf = geometries.to_crs("OGC:CRS84") if geometries.crs else geometries
             geometries = list(gdf.geometry) if hasattr(gdf, "geometry") else list(gdf)
-        req = BatchAttributeRequest(geometries=list(geometries), dataset_ids=ids, **kwargs)
+        data = {"geometries": list(geometries), "dataset_ids": ids, **kwargs}
+        req = make_request(BatchAttributeRequest, data, "batch_extract request")
     return req.model_dump(mode="json", exclude_none=True)
 
 
@@ -142,7 +150,12 @@ class Client:
     def extract(
         self, geometry: Any, dataset_ids: Sequence[str] | str = (), **kwargs: Any
     ) -> AttributeResponse:
-        """``POST /api/v1/extract``; arguments as :func:`tessellum.attributes.extract`."""
+        """``POST /api/v1/extract``; arguments as :func:`tessellum.attributes.extract`.
+
+        Raises:
+            ValidationError: an invalid argument (checked here; nothing is sent).
+            APIError: the service answered with an error.
+        """
         body = _extract_body(geometry, dataset_ids, kwargs)
         return AttributeResponse.model_validate(
             _check(self._http.post("/api/v1/extract", json=body))
@@ -151,7 +164,12 @@ class Client:
     def batch_extract(
         self, geometries: Any, dataset_ids: Sequence[str] | str = (), **kwargs: Any
     ) -> BatchAttributeResponse:
-        """``POST /api/v1/extract/batch`` (at most 1000 geometries per call)."""
+        """``POST /api/v1/extract/batch`` (at most 1000 geometries per call).
+
+        Raises:
+            ValidationError: an invalid argument (checked here; nothing is sent).
+            APIError: the service answered with an error.
+        """
         body = _batch_body(geometries, dataset_ids, kwargs)
         return BatchAttributeResponse.model_validate(
             _check(self._http.post("/api/v1/extract/batch", json=body))

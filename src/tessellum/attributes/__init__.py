@@ -46,6 +46,7 @@ from .models import (
     OutputMode,
     QualityFlag,
     TimeRange,
+    make_request,
 )
 from .qc import DEFAULT_FILL_VALUES, QCConfig
 from .sources import StacCollectionSource, StaticCollectionSource
@@ -123,21 +124,23 @@ async def extract(
         An :class:`AttributeResponse`; failed datasets are in ``warnings``.
 
     Raises:
-        pydantic.ValidationError: invalid request (e.g. ``output="raster"``).
+        ValidationError: an invalid argument (e.g. ``aggregation="mode"``, no dataset
+            id, a malformed geometry), the message naming the field and the value
+            given; pydantic's error, if any, is its ``__cause__``.
         DatasetNotFoundError: unknown dataset id.
     """
-    request = (
-        geometry
-        if isinstance(geometry, AttributeRequest)
-        else AttributeRequest(
-            geometry=geometry,
-            dataset_ids=_ids(dataset_ids),
-            aggregation=aggregation,
-            time_range=_time_range(time_range),
-            point_method=point_method,
-            geometry_crs=_crs_text(geometry_crs),
-        )
-    )
+    if isinstance(geometry, AttributeRequest):
+        request = geometry
+    else:
+        data = {
+            "geometry": geometry,
+            "dataset_ids": _ids(dataset_ids),
+            "aggregation": aggregation,
+            "time_range": _time_range(time_range),
+            "point_method": point_method,
+            "geometry_crs": _crs_text(geometry_crs),
+        }
+        request = make_request(AttributeRequest, data, "extract request")
     return await (engine or default_engine()).extract(request)
 
 
@@ -170,6 +173,10 @@ async def batch_extract(
         dataset_ids: catalog ids.
         ids: one caller id per geometry, echoed as ``geometry_id``.
         aggregation, time_range, point_method, geometry_crs, engine: as in :func:`extract`.
+
+    Raises:
+        ValidationError: an invalid argument, as in :func:`extract`.
+        DatasetNotFoundError: unknown dataset id.
     """
     eng = engine or default_engine()
     if isinstance(geometries, BatchAttributeRequest):
@@ -182,13 +189,14 @@ async def batch_extract(
         from ..errors import ValidationError
 
         raise ValidationError(f"geometries must be Points or (Multi)Polygons, got {sorted(kinds)}")
-    AttributeRequest(  # validates the shared options the same way as the service
-        geometry=g.geoms[0],
-        dataset_ids=_ids(dataset_ids),
-        aggregation=aggregation,
-        time_range=_time_range(time_range),
-        point_method=point_method,
-    )
+    options = {  # validated the same way as the service does
+        "geometry": g.geoms[0],
+        "dataset_ids": _ids(dataset_ids),
+        "aggregation": aggregation,
+        "time_range": _time_range(time_range),
+        "point_method": point_method,
+    }
+    make_request(AttributeRequest, options, "batch_extract request")
     tr = _time_range(time_range)
     job = Job(
         geometries=list(g.geoms),
@@ -225,9 +233,13 @@ def _time_range(value: Any) -> TimeRange | None:
     if value is None or isinstance(value, TimeRange):
         return value
     if isinstance(value, dict):
-        return TimeRange(**value)
+        return make_request(TimeRange, value, "time_range")
+    if isinstance(value, str | bytes) or not hasattr(value, "__len__") or len(value) != 2:
+        from ..errors import ValidationError
+
+        raise ValidationError(f"time_range must be (start, end), got {value!r}")
     start, end = value
-    return TimeRange(start=start, end=end)
+    return make_request(TimeRange, {"start": start, "end": end}, "time_range")
 
 
 def _crs_text(crs: Any) -> str | None:

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .._gc import collection_paused
-from ..errors import ExtractionError, TessellumError
+from ..errors import ExtractionError, TessellumError, ValidationError
 from .cache import NullResultCache, ResultCache, cache_from_settings, geometry_hashes, result_key
 from .models import (
     AggregationMethod,
@@ -38,7 +38,7 @@ from .qc import QCConfig, consistency_warnings, quality_flag
 from .sources import CollectionSource, StacCollectionSource
 from .zonal import ZonalOutcome, method_note, zonal_point, zonal_polygon
 
-__all__ = ["AttributeEngine", "Job"]
+__all__ = ["AttributeEngine", "Job", "check_on_earth", "lonlat_boxes", "lonlat_boxes_on_earth"]
 
 _CRS84 = "OGC:CRS84"
 
@@ -157,15 +157,20 @@ class AttributeEngine:
 
         Raises:
             DatasetNotFoundError: an unknown dataset id (before any reading).
+            ValidationError: a geometry whose coordinates (in ``job.crs``) are not on
+                the Earth, naming it and the coordinate (before any reading).
         """
         t0 = time.perf_counter()
         entries = [self.catalog.get(d) for d in job.dataset_ids]
+        # else such a geometry fails each dataset with a message about a search bbox
+        # the caller never sent ("bbox south (94.0) must be less than north (90.0)")
+        lonlat = await asyncio.to_thread(check_on_earth, job.geometries, job.crs)
         # GEOS work without the GIL: other requests' event-loop work goes on meanwhile
         hashes = await asyncio.to_thread(geometry_hashes, job.geometries, job.crs)
         timeout = self.settings.provider_timeout_s
         tasks = {
             e.id: asyncio.create_task(
-                asyncio.wait_for(self._dataset(e, job, hashes), timeout), name=e.id
+                asyncio.wait_for(self._dataset(e, job, hashes, lonlat), timeout), name=e.id
             )
             for e in entries
         }
@@ -227,7 +232,7 @@ class AttributeEngine:
 
     # --- one dataset ------------------------------------------------------------------
     async def _dataset(
-        self, entry: Any, job: Job, hashes: Sequence[str]
+        self, entry: Any, job: Job, hashes: Sequence[str], lonlat: Sequence[Any]
     ) -> list[AttributeResult | None]:
         t0 = time.perf_counter()
         trange = _time_range(entry, job.time_range)
@@ -250,7 +255,7 @@ class AttributeEngine:
             return out
         resolved = self.catalog.resolve(entry, self.settings)
         geoms = [job.geometries[i] for i in todo]
-        bbox = _crs84_bbox(geoms, job.crs)
+        bbox = _crs84_bbox([lonlat[i] for i in todo])
         coll = await self.collections(resolved, bbox, trange)
         computed = await self._compute(entry, coll, geoms, job)
         elapsed = (time.perf_counter() - t0) * 1000
@@ -273,10 +278,15 @@ class AttributeEngine:
         pixel = _pixel_size(coll.table, band, entry)
         parts = _parts(geoms, job.crs, entry, job.point_method, pixel)
         groups = _clusters(parts, job.crs, entry, pixel)
-        group_stacks = await read_stacks_async(
-            coll.table, [g for g, _ in groups], [band], geometry_crs=job.crs, mask=False,
-            mosaic=True,
-        )  # fmt: skip
+        if coll.table.num_rows:
+            group_stacks = await read_stacks_async(
+                coll.table, [g for g, _ in groups], [band], geometry_crs=job.crs, mask=False,
+                mosaic=True,
+            )  # fmt: skip
+        else:
+            # the search found no record (e.g. sea, where the DEM has no tile): an empty
+            # table has no band columns to read, and every geometry is simply uncovered
+            group_stacks = [_uncovered_stack(k, g, band) for k, (g, _) in enumerate(groups)]
         failed_fp = _failed_footprints(coll)
         processes = self.settings.zonal_processes
         with collection_paused(len(geoms) >= _PAUSE_GC_FROM):  # the results, built in the thread
@@ -388,12 +398,96 @@ def _object_array(items: Sequence[Any]) -> np.ndarray:
     return arr
 
 
-def _crs84_bbox(geoms: Sequence[Any], crs: Any) -> tuple[float, float, float, float]:
+def lonlat_boxes(geom: Any, crs: Any) -> list[tuple[float, float, float, float]]:
+    """Lon/lat boxes the engine reads for ``geom`` (both halves at the antimeridian)."""
+    from shapely.geometry import box
+
+    g = _reproject(geom, crs, _CRS84)
+    w, s, e, n = g.bounds
+    if g.geom_type == "MultiPolygon" and e - w > 180:
+        halves = [g.intersection(box(0, -90, 180, 90)), g.intersection(box(-180, -90, 0, 90))]
+        return [h.bounds for h in halves if not h.is_empty]
+    return [(w, s, e, n)]
+
+
+_EPS = 1e-9  # reprojection round-off at ±180 / ±90
+
+
+def _off_earth(w: float, s: float, e: float, n: float) -> str | None:
+    """What is wrong with a lon/lat box (None when it lies on the Earth)."""
+    import math
+
+    if not all(math.isfinite(v) for v in (w, s, e, n)):
+        return "a coordinate that does not map to a finite longitude/latitude"
+    for name, v, limit in (("longitude", w, 180), ("longitude", e, 180),
+                           ("latitude", s, 90), ("latitude", n, 90)):  # fmt: skip
+        if abs(v) > limit + _EPS:
+            return f"{name} {v:.10g} outside [-{limit}, {limit}]"
+    return None
+
+
+def lonlat_boxes_on_earth(i: int, geom: Any, crs: Any) -> list[tuple[float, float, float, float]]:
+    """Geometry ``i``'s :func:`lonlat_boxes`, checked to lie within [-180, 180] x
+    [-90, 90].
+
+    Raises:
+        ValidationError: naming the geometry (``i``), the coordinate at fault (as a
+            longitude/latitude) and ``crs`` -- a typo'd coordinate or CRS.
+    """
+    try:
+        boxes = lonlat_boxes(geom, crs)
+    except Exception as exc:  # PROJ/GEOS failures: the caller's coordinates or CRS
+        why: str | None = (
+            f"coordinates that cannot be transformed to lon/lat ({type(exc).__name__})"
+        )
+    else:
+        why = next((w for b in boxes if (w := _off_earth(*b))), None)
+        if not boxes:
+            why = "no lon/lat extent"
+    if why is not None:
+        raise ValidationError(
+            f"geometry {i} has {why}: check its coordinates and geometry_crs ({crs})"
+        )
+    return boxes
+
+
+def check_on_earth(geoms: Sequence[Any], crs: Any) -> list[Any]:
+    """Check every geometry as :func:`lonlat_boxes_on_earth` does, in one vectorized
+    pass when they all pass (the usual case).
+
+    Returns:
+        The geometries in lon/lat (as :func:`_reproject_many` gives them).
+
+    Raises:
+        ValidationError: naming the first geometry off the Earth and its coordinate.
+    """
+    import shapely
+
+    if not len(geoms):
+        return []
+    try:
+        ll = _reproject_many(geoms, crs, _CRS84)
+        b = shapely.bounds(_object_array(ll))
+    except Exception:  # find the geometry PROJ fails on, one by one
+        ll, bad = [], range(len(geoms))
+    else:
+        ok = np.isfinite(b).all(axis=1)
+        ok &= (np.abs(b[:, [0, 2]]) <= 180 + _EPS).all(axis=1)
+        ok &= (np.abs(b[:, [1, 3]]) <= 90 + _EPS).all(axis=1)
+        bad = np.flatnonzero(~ok).tolist()
+    for i in bad:
+        lonlat_boxes_on_earth(i, geoms[i], crs)
+    if len(ll) != len(geoms):  # PROJ failed on the batch, on no geometry alone
+        ll = [_reproject(g, crs, _CRS84) for g in geoms]
+    return ll
+
+
+def _crs84_bbox(ll: Sequence[Any]) -> tuple[float, float, float, float]:
+    """The lon/lat bbox searched for geometries ``ll`` (already in lon/lat)."""
     import shapely
 
     from ..geo.geometry import lonlat_bbox
 
-    ll = _reproject_many(geoms, crs, _CRS84)
     b = shapely.bounds(_object_array(ll))
     if len(b) and not np.isnan(b).all():
         w, s = np.nanmin(b[:, 0]), np.nanmin(b[:, 1])
@@ -546,6 +640,13 @@ def _point_box(pt: Any, crs: Any, entry: Any, half: float) -> Any:
     b = transform_bounds((native.x - d, native.y - d, native.x + d, native.y + d),
                          entry.native_crs, crs)  # fmt: skip
     return box(*b)
+
+
+def _uncovered_stack(k: int, geom: Any, band: str) -> Any:
+    """The stack the read engine gives a geometry no record covers (no grid, no data)."""
+    from ..read.stacks import GeometryStack
+
+    return GeometryStack(k, geom, None, [], [], {band: None}, {band: None}, {band: None})
 
 
 def _failed_footprints(coll: Any) -> Any:
@@ -808,7 +909,9 @@ def _mosaic(st: Any, band: str) -> tuple[np.ndarray, np.ndarray]:
 def _provenance(coll: Any, used: Sequence[str], grid: Any, entry: Any, kind: str) -> str:
     name = getattr(coll, "data_source", None) or getattr(coll, "name", None) or entry.id
     recs = ", ".join(used[:4]) + (f", +{len(used) - 4} more" if len(used) > 4 else "")
-    text = f"{entry.id}@{entry.version} from {name} ({len(used)} record(s): {recs})"
+    text = f"{entry.id}@{entry.version} from {name} " + (
+        f"({len(used)} record(s): {recs})" if used else "(no record)"
+    )
     if grid is not None:
         rx, ry = grid.resolution
         text += f"; native grid {grid.crs} {rx:.6g}x{ry:.6g}"

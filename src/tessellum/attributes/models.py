@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
+import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ..errors import ValidationError
 
 __all__ = [
     "MAX_BATCH_GEOMETRIES",
@@ -389,3 +392,104 @@ class _Summary(str):
 
     def __repr__(self) -> str:
         return str(self)
+
+
+# --- pydantic errors -> tessellum.errors.ValidationError ----------------------------------
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def make_request(model: type[_M], data: dict[str, Any], what: str) -> _M:
+    """``model(**data)``, raising :class:`tessellum.errors.ValidationError` instead of
+    pydantic's (which is outside the :class:`~tessellum.errors.TessellumError`
+    hierarchy); pydantic's error is kept as ``__cause__``.
+
+    Args:
+        model: a request model (:class:`AttributeRequest`, :class:`TimeRange`, ...).
+        data: its arguments.
+        what: what is being built, for the message (``"extract request"``).
+
+    Raises:
+        ValidationError: naming every bad field and the value given for it.
+    """
+    try:
+        return model(**data)
+    except pydantic.ValidationError as exc:
+        raise request_error(exc, data, what) from exc
+
+
+_GEOMETRY_FORMS = (
+    "a GeoJSON Point/Polygon/MultiPolygon (or Feature), a shapely geometry or a "
+    "(min_lon, min_lat, max_lon, max_lat) box"
+)
+
+
+def request_error(exc: pydantic.ValidationError, data: Any, what: str) -> ValidationError:
+    """A :class:`ValidationError` from pydantic's, one ``field: problem (got value)``
+    per bad field.
+
+    A geometry may be GeoJSON or a bounding box; pydantic reports the failure of each
+    form ("type: Field required" for a bad box). Only the form the input was written
+    in is reported (``data`` is the validated input, to look it up), or a list of
+    the accepted forms when it is neither.
+    """
+    problems: dict[str, str] = {}  # field path -> first problem found there
+    for err in exc.errors():
+        loc = list(err["loc"])
+        got = err.get("input")
+        form = next((p for p in loc if isinstance(p, str) and "[" in p), None)
+        if form is not None:  # one branch of the geometry union
+            at = loc.index(form)
+            raw = _lookup(data, loc[:at])
+            meant = _geometry_form(raw)
+            if meant is None:
+                field = _path(loc[:at])
+                problems.setdefault(field, f"{field}: must be {_GEOMETRY_FORMS}, got {_short(raw)}")
+                continue
+            if meant not in form:
+                continue  # the other form's complaint about input not written as it
+            if at + 1 == len(loc):
+                got = raw
+            loc = loc[:at] + loc[at + 1 :]
+        elif loc[-2:-1] in (["start"], ["end"]) and loc[-1] in ("date", "datetime"):
+            loc = loc[:-1]  # TimeRange's date | datetime union: one complaint is enough
+        field = _path(loc)
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        problems.setdefault(field, f"{field + ': ' if field else ''}{msg} (got {_short(got)})")
+    text = "; ".join(problems.values()) or str(exc)
+    return ValidationError(f"invalid {what}: {text}")
+
+
+def _path(loc: list[Any]) -> str:
+    out = ""
+    for p in loc:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
+def _lookup(data: Any, loc: list[Any]) -> Any:
+    for p in loc:
+        try:
+            data = data[p]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
+
+
+def _geometry_form(raw: Any) -> str | None:
+    """Which geometry model ``raw`` was meant as (a name in pydantic's union tag)."""
+    try:
+        value = _coerce_geometry(raw)
+    except ValueError:
+        return None
+    if isinstance(value, GeoJSONGeometry):
+        return "GeoJSONGeometry"
+    if isinstance(value, BoundingBox):
+        return "BoundingBox"
+    if isinstance(value, dict):
+        return "GeoJSONGeometry" if "type" in value else "BoundingBox"
+    return None
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -161,6 +161,24 @@ def _clean_errors(errors: list[dict]) -> list[dict]:
     return out
 
 
+async def _not_json(request: Request, errors: list[dict]) -> str | None:
+    """Why the request body is not JSON text (None when it is): FastAPI reports a body
+    that does not parse (``json_invalid``) and an empty body (the body ``missing``) as
+    validation errors, where docs/service.md promises 400."""
+    for e in errors:
+        if e.get("type") == "json_invalid":
+            why = (e.get("ctx") or {}).get("error", "JSON decode error")
+            return f"the request body is not JSON text: {why} (at character {e['loc'][-1]})"
+    if [(e.get("type"), tuple(e.get("loc", ()))) for e in errors] != [("missing", ("body",))]:
+        return None
+    # empty, or the JSON text `null` (which is JSON, of the wrong type: a 422)
+    try:
+        empty = not await request.body()  # cached by the route that read it
+    except Exception:  # the stream is gone: fall back on the declared length
+        empty = request.headers.get("content-length", "0") == "0"
+    return "the request body is empty: expected a JSON object" if empty else None
+
+
 def add_exception_handlers(
     app: FastAPI, status_codes: dict[type[BaseException], int] | None = None
 ) -> None:
@@ -177,6 +195,9 @@ def add_exception_handlers(
         return _respond(request, exc.status, exc.type, str(exc), exc.detail, exc.headers)
 
     async def validation(request: Request, exc: Exception) -> JSONResponse:
+        not_json = await _not_json(request, exc.errors())  # type: ignore[attr-defined]
+        if not_json is not None:  # a body that is no JSON text is malformed, not invalid
+            return _respond(request, 400, "bad_request", not_json)
         errors = _clean_errors(exc.errors())  # type: ignore[attr-defined]
         message = "; ".join(
             f"{'.'.join(e['loc'][1:]) or 'body'}: {e['msg'].removeprefix('Value error, ')}"

@@ -125,16 +125,9 @@ _M_PER_DEG = 111_320.0
 
 def _boxes_crs84(geom: Any, crs: Any) -> list[tuple[float, float, float, float]]:
     """Lon/lat boxes the engine reads for ``geom`` (both halves at the antimeridian)."""
-    from shapely.geometry import box
+    from ..attributes.engine import lonlat_boxes
 
-    from ..attributes.engine import _CRS84, _reproject
-
-    g = _reproject(geom, crs, _CRS84)
-    w, s, e, n = g.bounds
-    if g.geom_type == "MultiPolygon" and e - w > 180:
-        halves = [g.intersection(box(0, -90, 180, 90)), g.intersection(box(-180, -90, 0, 90))]
-        return [h.bounds for h in halves if not h.is_empty]
-    return [(w, s, e, n)]
+    return lonlat_boxes(geom, crs)
 
 
 def pixel_estimate(
@@ -164,30 +157,20 @@ def pixel_estimate(
 def _boxes_on_earth(i: int, geom: Any, crs: Any) -> list[tuple[float, float, float, float]]:
     """Geometry ``i``'s lon/lat boxes; a 422 :class:`ServiceError` when they are not
     finite within [-180, 180] x [-90, 90] (a typo'd CRS or coordinates: it would fail
-    deep in the engine as a 500)."""
-    import math
+    deep in the engine as a 500). The check is the in-process API's
+    (:func:`~tessellum.attributes.engine.lonlat_boxes_on_earth`)."""
+    from ..attributes.engine import lonlat_boxes_on_earth
+    from ..errors import ValidationError
 
     try:
-        boxes = _boxes_crs84(geom, crs)
-    except Exception as exc:  # PROJ/GEOS failures: named below, as a client error
-        boxes, why = [], f"cannot be transformed to lon/lat ({type(exc).__name__})"
-    else:
-        why = "does not map to finite longitudes/latitudes"
-    ok = bool(boxes) and all(
-        all(math.isfinite(v) for v in b)
-        and -180 - 1e-9 <= b[0] <= b[2] <= 180 + 1e-9
-        and -90 - 1e-9 <= b[1] <= b[3] <= 90 + 1e-9
-        for b in boxes
-    )
-    if not ok:
+        return lonlat_boxes_on_earth(i, geom, crs)
+    except ValidationError as exc:
         raise ServiceError(
-            f"geometry {i} {why} within [-180, 180] x [-90, 90]: check its coordinates "
-            f"and geometry_crs ({crs})",
+            str(exc),
             status=422,
             type="validation_error",
             detail={"geometry": i, "geometry_crs": str(crs)},
-        )
-    return boxes
+        ) from exc
 
 
 def check_pixels(
