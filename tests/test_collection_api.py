@@ -95,6 +95,23 @@ def test_subset_bbox_and_geometries_in_any_crs(s2: Collection) -> None:
     assert not len(s2.subset(bbox=(0, 0, 1, 1)))
 
 
+@pytest.mark.parametrize("keys", [("west", "south", "east", "north"),
+                                  ("min_lon", "min_lat", "max_lon", "max_lat"),
+                                  ("minx", "miny", "maxx", "maxy"),
+                                  ("xmin", "ymin", "xmax", "ymax")])  # fmt: skip
+def test_bbox_as_mapping_or_object_with_any_key_set(s2: Collection, keys: tuple) -> None:
+    """docs/raster-mode.md: a bbox may be a dict with these keys "or an object with those
+    attributes" (objects with minx/... attributes were rejected)."""
+    from types import SimpleNamespace
+
+    box = (-114.2, 41.9, -114.1, 42.2)
+    want = _ids(s2.subset(bbox=box))
+    assert _ids(s2.subset(bbox=dict(zip(keys, box, strict=True)))) == want
+    assert _ids(s2.subset(bbox=SimpleNamespace(**dict(zip(keys, box, strict=True))))) == want
+    with pytest.raises(ValidationError, match="minx"):
+        s2.subset(bbox=SimpleNamespace(left=0, bottom=0, right=1, top=1))
+
+
 def test_subset_split_and_errors(s2: Collection) -> None:
     t = s2.table.append_column("split", pa.array(["train", "val"] * 3))
     with_split = Collection(t, name="s2")
