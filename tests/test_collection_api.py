@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -77,6 +78,16 @@ def test_subset_cloud_cover_and_dates(s2: Collection) -> None:
     ]
     jan = s2.subset(date_range=("2024-01-20", "2024-01-31"))
     assert _ids(jan) == ["S2A_12TTM_20240120_0_L2A", "S2B_12TTM_20240131_0_L2A"]
+    # Every ISO 8601 date-only form (basic, week) and numpy day values end at the end of
+    # that day, keeping the 23:10 scene of the 31st (basic/week were taken as midnight).
+    for rng in [("20240120", "20240131"), ("2024-W03-6", "2024-W05-3"),
+                (np.datetime64("2024-01-20"), np.datetime64("2024-01-31"))]:  # fmt: skip
+        assert _ids(s2.subset(date_range=rng)) == _ids(jan), rng
+    t2310 = np.datetime64("2024-01-31T23:10:00", "ns")
+    assert _ids(s2.subset(date_range=(t2310, t2310))) == ["S2B_12TTM_20240131_0_L2A"]
+    for bad, match in [(np.datetime64("NaT"), "NaT"), (np.datetime64("2024-01"), "unit 'M'")]:
+        with pytest.raises(ValidationError, match=match):
+            s2.subset(date_range=(None, bad))
     assert _ids(s2.subset(date_range=("2024-02-01", None))) == ["S2A_11TQG_20240201_0_L2A"]
     both = s2.subset(cloud_cover_lt=25, date_range=("2024-01-06", "2024-02-28"))
     assert _ids(both) == ["S2A_11TQG_20240107_0_L2A", "S2A_11TQG_20240201_0_L2A",
