@@ -320,6 +320,70 @@ def test_band_map_selects_assets(served: Any) -> None:
     assert keys == {"red", "nir"}
 
 
+def test_bands_sharing_an_asset_need_sample_indexes(served: Any) -> None:
+    """Seed 002: band_index_map is "required when multiple requested bands map to the same
+    STAC asset key". Without it red and nir both read sample 0 of NAIP's one 4-sample
+    asset; now that is refused before any request, naming the bands and the asset key,
+    unless the built-in NAIP index map gives every such code a sample."""
+    kw = {"name": "n", "collection": "naip", "progress": False}
+    for api in ("http://127.0.0.1:9", served.stac_url):  # unreachable: no request is sent
+        with pytest.raises(ValidationError, match=r"\['red', 'nir'\] all map to asset key 'image'"):
+            build_from_stac(stac_api=api, band_map={"red": "image", "nir": "image"}, **kw)
+    with pytest.raises(ValidationError, match=r"\['nir'\] have no sample index"):
+        build_from_stac(stac_api=served.stac_url, band_map={"red": "image", "nir": "image"},
+                        band_index_map={"red": 0}, **kw)  # fmt: skip
+    # the built-in NAIP index map names R and N: their samples are 0 and 3
+    coll = build_from_stac(stac_api=served.stac_url, band_map={"R": "image", "N": "image"}, **kw)
+    acc = next(iter(coll.iterate_rasters()))
+    assert [acc.assets[b]["band_index"] for b in ("R", "N")] == [0, 3]
+    # one band per asset needs no index
+    one = build_from_stac(stac_api=served.stac_url, band_map={"red": "image"}, **kw)
+    assert one.bands == ["red"]
+
+
+def test_band_map_asset_key_no_item_has_is_named(served: Any) -> None:
+    """A band_map asset key that no matched item has (a typo) built a collection without
+    that band, silently; now a ValidationError names the band, the key and the items' keys."""
+    kw = {"name": "x", "stac_api": served.stac_url, "collection": "sentinel-2-l2a"}
+    for band_map, band, key in [({"RED": "rde"}, "RED", "rde"),
+                                ({"B04": "red", "NIR": "nri"}, "NIR", "nri")]:  # fmt: skip
+        with pytest.raises(ValidationError, match=rf"band_map\['{band}'\] = '{key}'") as exc:
+            build_from_stac(band_map=band_map, progress=False, **kw)
+        assert "'blue', 'green', 'nir', 'red', 'rededge1', 'scl'" in str(exc.value)
+    # no item matched at all: an empty collection, as without a band_map
+    empty = build_from_stac(band_map={"RED": "rde"}, bbox=(0, 0, 1, 1), progress=False, **kw)
+    assert len(empty) == 0
+
+
+def test_band_map_asset_key_some_items_lack_warns(world: Any, served: Any) -> None:
+    """Items lacking a band_map asset others have: those records lack the band (an error
+    row in errors(), skipped by valid()), and a warning names them."""
+    import copy
+
+    from tessellum.errors import TessellumWarning
+    from tessellum.testing.servers import RustacServer
+
+    cols = world.collections(served.data_url)
+    items = copy.deepcopy(world.items(served.data_url, collection="sentinel-2-l2a"))
+    gappy = sorted(i["id"] for i in items)[:2]
+    for item in items:
+        if item["id"] in gappy:
+            del item["assets"]["nir"]
+    try:
+        server = RustacServer(cols, items).start()
+    except ServerUnavailable as exc:
+        pytest.skip(f"rustac unavailable: {exc}")
+    try:
+        with pytest.warns(TessellumWarning, match=r"band 'B08': 2 of 6 items have no asset 'nir'"):
+            coll = build_from_stac(name="g", stac_api=server.url, collection="sentinel-2-l2a",
+                                   band_map={"B04": "red", "B08": "nir"}, progress=False)  # fmt: skip
+    finally:
+        server.stop()
+    assert len(coll) == 6 and coll.bands == ["B04", "B08"]
+    errors = coll.errors().to_pylist()
+    assert sorted(e["id"] for e in errors) == gappy and {e["band"] for e in errors} == {"B08"}
+
+
 def test_projected_geodataframe_footprints_are_stored_in_lonlat(tmp_path: Path) -> None:
     """A GeoDataFrame in a projected CRS: its geometries are footprints, stored (and
     filtered) in lon/lat like every other collection's (they were kept in metres)."""

@@ -108,10 +108,11 @@ async def build_from_stac_async(
 ) -> Collection:
     """Async form of :func:`build_from_stac`."""
     from .dates import parse_date_range
-    from .stac import stac_records
+    from .stac import resolve_band_maps, stac_records
 
     _check_options(name, max_concurrent, prefix_size)
     _check_band_maps(band_map, band_index_map)
+    resolve_band_maps(collection, data_source, band_map, band_index_map)  # before any request
     parse_date_range(date_range)  # validated before any request (and the cache key)
     if backend is not None:
         raise ValidationError(
