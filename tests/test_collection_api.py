@@ -182,6 +182,50 @@ def test_try_get_band_cog_metadata(s2: Collection, world: Any, served: Any) -> N
     assert acc.try_get_band_cog_metadata("B99") == (None, None, None)
 
 
+def test_try_get_band_cog_metadata_takes_the_stac_asset_key(s2: Collection, served: Any) -> None:
+    """Seed 001: a band code or its STAC asset key ("B02" or "blue"); the asset key gave
+    (None, None, None) though the record maps it. Records keyed by asset key (no
+    built-in map applied) answer band codes through the built-in map."""
+    acc = next(iter(s2.iterate_rasters()))
+    assert acc.assets["B02"]["asset_key"] == "blue"
+    hdr, url, idx = acc.try_get_band_cog_metadata("blue")
+    ref = acc.try_get_band_cog_metadata("B02")
+    assert url == ref[1] and url.endswith("/B02.tif") and idx is None
+    assert (hdr.width, hdr.levels[0].tile_offsets.tolist()) == (
+        ref[0].width, ref[0].levels[0].tile_offsets.tolist())  # fmt: skip
+    by_key = build_from_stac(name="s2k", stac_api=served.stac_url, collection="sentinel-2-l2a",
+                             band_map={"blue": "blue", "red": "red"}, progress=False)  # fmt: skip
+    k = next(a for a in by_key.iterate_rasters() if a.id == acc.id)
+    assert sorted(k.assets) == ["blue", "red"] and k.try_get_band_cog_metadata("B02")[1] == url
+    # several bands read one asset (NAIP "image"): the key alone does not say which
+    naip = build_from_stac(name="naip", stac_api=served.stac_url, collection="naip",
+                           progress=False)  # fmt: skip
+    with pytest.raises(ValidationError, match=r"asset key 'image' holds bands \['R', 'G', 'B'"):
+        next(iter(naip.iterate_rasters())).try_get_band_cog_metadata("image")
+
+
+def test_accessor_made_from_info_loads_its_record(s2: Collection) -> None:
+    """Seed 001's constructor RasterAccessor(info, data_source): load_bands raised a bare
+    ValueError ("not attached to a collection"); it now reads the record in ``info``,
+    the same pixels as the accessor iterate_rasters() yields."""
+    import asyncio
+
+    from tessellum.collection import RasterInfo
+
+    x = next(iter(s2.iterate_rasters()))
+    aoi = shapely.box(-114.02, 42.0, -113.98, 42.03)
+    info = RasterInfo(x.id, x.datetime, x.bbox, x.footprint, x.crs, x.cloud_cover, x.assets,
+                      x.band_metadata, x.collection)  # fmt: skip
+    want = asyncio.run(x.load_bands(aoi, ["B04", "SCL"]))
+    got = asyncio.run(RasterAccessor(info, "sentinel-2-l2a").load_bands(aoi, ["B04", "SCL"]))
+    assert got.identical(want)
+    gdf = asyncio.run(RasterAccessor(info, "s").load_bands(aoi, ["B04"], for_xarray=False))
+    assert len(gdf) == 1 and (gdf["data"][0] == want["B04"].values[0]).all()
+    bare = RasterInfo(x.id, x.datetime, x.bbox, x.footprint, x.crs, None, {}, {}, None)
+    with pytest.raises(ValidationError, match="iterate_rasters"):
+        asyncio.run(RasterAccessor(bare, "s").load_bands(aoi, ["B04"]))
+
+
 # -- Arrow ---------------------------------------------------------------------------------------
 
 
