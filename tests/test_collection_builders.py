@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
+import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -105,6 +107,76 @@ def test_table_with_assets_column(world: Any, served: Any) -> None:
     assert sorted(coll.bands) == ["nir", "red"] and len(coll) == 6
     assert not len(coll.errors())
     assert len(coll.crs) == 2  # two UTM zones
+
+
+def test_table_columns_keep_their_arrow_types(world: Any, tmp_path: Path) -> None:
+    """Other columns are kept with their Arrow types and values (a uint64 >= 2**63
+    crashed the build with a raw OverflowError; int8/float32/dictionary were re-inferred
+    as int64/double/string and list columns dropped), also through export and load."""
+    from tessellum.collection import Collection
+
+    files = world.files_of("cop-dem-glo-30")[:2]
+    props = {
+        "u64": pa.array([2**63, 2**64 - 1], pa.uint64()),
+        "i8": pa.array([-3, 7], pa.int8()),
+        "f32": pa.array([1.5, None], pa.float32()),
+        "cat": pa.array(["a", "b"]).dictionary_encode(),
+        "lst": pa.array([[1, 2], []], pa.list_(pa.int16())),
+    }
+    # ids in reverse order of the datetimes: the build's sort must carry the columns along
+    table = pa.table({"href": [str(f.path) for f in files], "id": ["z", "a"],
+                      "datetime": ["2021-01-01", "2020-01-01"], **props})  # fmt: skip
+    coll = build_from_table(table, name="typed", progress=False)
+    assert _ids(coll) == ["a", "z"] and coll.table.column("id").to_pylist() == ["a", "z"]
+    want = table.take([1, 0])
+    loaded = Collection.load(coll.export(tmp_path / "typed"))
+    for got in (coll.table, loaded.table):
+        for name in props:
+            assert got.schema.field(name).type == table.schema.field(name).type, name
+            assert got.column(name).to_pylist() == want.column(name).to_pylist(), name
+    cat = pd.DataFrame({"href": [str(f.path) for f in files], "id": ["p", "q"],
+                        "kind": pd.Categorical(["x", "y"]), "n": np.array([1, 2], "int8")})  # fmt: skip
+    from_pandas = build_from_table(cat, name="pd", progress=False).table
+    assert pa.types.is_dictionary(from_pandas.schema.field("kind").type)
+    assert from_pandas.schema.field("n").type == pa.int8()
+
+
+def test_table_columns_named_like_collection_columns_are_kept(world: Any, tmp_path: Path) -> None:
+    """A crop-year label "year" [2019, 2020] became the datetime's year [2024, 2024] and
+    user columns named crs, collection, bbox ... were dropped. Now year/month keep the
+    user's values (and an export does not partition on them); columns the collection
+    owns are kept under their name + "_user"."""
+    from tessellum.collection import Collection
+
+    files = world.files_of("cop-dem-glo-30")[:2]
+    base = {"href": [str(f.path) for f in files], "id": ["a", "b"],
+            "datetime": pa.array([dt.datetime(2024, 1, 15), dt.datetime(2024, 3, 1)],
+                                 pa.timestamp("us", tz="UTC"))}  # fmt: skip
+    mine = {"year": [2019, 2020], "month": ["jun", "jul"], "crs": ["mine-a", "mine-b"],
+            "collection": ["c1", "c2"], "bbox": [1, 2], "data_metadata": ["m", "n"]}  # fmt: skip
+    coll = build_from_table(pa.table({**base, **mine}), name="t", collection="dem",
+                            progress=False)  # fmt: skip
+    t = coll.table
+    assert t.column("year").to_pylist() == [2019, 2020]
+    assert t.column("month").to_pylist() == ["jun", "jul"]
+    assert t.column("crs").to_pylist() == ["EPSG:4326"] * 2  # the raster's, as always
+    assert t.column("collection").to_pylist() == ["dem"] * 2
+    for name in ("crs", "collection", "bbox", "data_metadata"):
+        assert t.column(f"{name}_user").to_pylist() == mine[name], name
+    assert coll.bands == ["data"]  # "data_metadata_user" is not a band
+    path = coll.export(tmp_path / "labels")
+    assert [p.name for p in path.iterdir()] == ["part-0.parquet"]  # not partitioned on them
+    back = Collection.load(path).table
+    assert back.column("year").to_pylist() == [2019, 2020]
+    assert back.schema.field("year").type == pa.int64()
+    assert back.column("month").to_pylist() == ["jun", "jul"]
+    # without such columns: derived from datetime, and the export partitions on them
+    plain = build_from_table(pa.table(base), name="p", progress=False)
+    assert plain.table.column("year").to_pylist() == [2024, 2024]
+    assert plain.table.column("month").to_pylist() == [1, 3]
+    ppath = plain.export(tmp_path / "plain")
+    assert sorted(p.name for p in ppath.iterdir()) == ["year=2024"]
+    assert Collection.load(ppath).table.column("month").to_pylist() == [1, 3]
 
 
 def test_table_without_href_is_a_clear_error(world: Any) -> None:
