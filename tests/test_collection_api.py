@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -77,6 +78,16 @@ def test_subset_cloud_cover_and_dates(s2: Collection) -> None:
     ]
     jan = s2.subset(date_range=("2024-01-20", "2024-01-31"))
     assert _ids(jan) == ["S2A_12TTM_20240120_0_L2A", "S2B_12TTM_20240131_0_L2A"]
+    # Every ISO 8601 date-only form (basic, week) and numpy day values end at the end of
+    # that day, keeping the 23:10 scene of the 31st (basic/week were taken as midnight).
+    for rng in [("20240120", "20240131"), ("2024-W03-6", "2024-W05-3"),
+                (np.datetime64("2024-01-20"), np.datetime64("2024-01-31"))]:  # fmt: skip
+        assert _ids(s2.subset(date_range=rng)) == _ids(jan), rng
+    t2310 = np.datetime64("2024-01-31T23:10:00", "ns")
+    assert _ids(s2.subset(date_range=(t2310, t2310))) == ["S2B_12TTM_20240131_0_L2A"]
+    for bad, match in [(np.datetime64("NaT"), "NaT"), (np.datetime64("2024-01"), "unit 'M'")]:
+        with pytest.raises(ValidationError, match=match):
+            s2.subset(date_range=(None, bad))
     assert _ids(s2.subset(date_range=("2024-02-01", None))) == ["S2A_11TQG_20240201_0_L2A"]
     both = s2.subset(cloud_cover_lt=25, date_range=("2024-01-06", "2024-02-28"))
     assert _ids(both) == ["S2A_11TQG_20240107_0_L2A", "S2A_11TQG_20240201_0_L2A",
@@ -93,6 +104,23 @@ def test_subset_bbox_and_geometries_in_any_crs(s2: Collection) -> None:
     geojson = {"type": "Point", "coordinates": [-113.9, 42.0]}
     assert _ids(s2.subset(geometries=geojson)) == _ids(s2.subset(geometries=pt))
     assert not len(s2.subset(bbox=(0, 0, 1, 1)))
+
+
+@pytest.mark.parametrize("keys", [("west", "south", "east", "north"),
+                                  ("min_lon", "min_lat", "max_lon", "max_lat"),
+                                  ("minx", "miny", "maxx", "maxy"),
+                                  ("xmin", "ymin", "xmax", "ymax")])  # fmt: skip
+def test_bbox_as_mapping_or_object_with_any_key_set(s2: Collection, keys: tuple) -> None:
+    """docs/raster-mode.md: a bbox may be a dict with these keys "or an object with those
+    attributes" (objects with minx/... attributes were rejected)."""
+    from types import SimpleNamespace
+
+    box = (-114.2, 41.9, -114.1, 42.2)
+    want = _ids(s2.subset(bbox=box))
+    assert _ids(s2.subset(bbox=dict(zip(keys, box, strict=True)))) == want
+    assert _ids(s2.subset(bbox=SimpleNamespace(**dict(zip(keys, box, strict=True))))) == want
+    with pytest.raises(ValidationError, match="minx"):
+        s2.subset(bbox=SimpleNamespace(left=0, bottom=0, right=1, top=1))
 
 
 def test_subset_split_and_errors(s2: Collection) -> None:
@@ -152,6 +180,50 @@ def test_try_get_band_cog_metadata(s2: Collection, world: Any, served: Any) -> N
     assert hdr.geo.crs_epsg == int(f.spec["crs"].split(":")[1])
     assert len(hdr.levels) == len(f.spec["overviews"]) + 1
     assert acc.try_get_band_cog_metadata("B99") == (None, None, None)
+
+
+def test_try_get_band_cog_metadata_takes_the_stac_asset_key(s2: Collection, served: Any) -> None:
+    """Seed 001: a band code or its STAC asset key ("B02" or "blue"); the asset key gave
+    (None, None, None) though the record maps it. Records keyed by asset key (no
+    built-in map applied) answer band codes through the built-in map."""
+    acc = next(iter(s2.iterate_rasters()))
+    assert acc.assets["B02"]["asset_key"] == "blue"
+    hdr, url, idx = acc.try_get_band_cog_metadata("blue")
+    ref = acc.try_get_band_cog_metadata("B02")
+    assert url == ref[1] and url.endswith("/B02.tif") and idx is None
+    assert (hdr.width, hdr.levels[0].tile_offsets.tolist()) == (
+        ref[0].width, ref[0].levels[0].tile_offsets.tolist())  # fmt: skip
+    by_key = build_from_stac(name="s2k", stac_api=served.stac_url, collection="sentinel-2-l2a",
+                             band_map={"blue": "blue", "red": "red"}, progress=False)  # fmt: skip
+    k = next(a for a in by_key.iterate_rasters() if a.id == acc.id)
+    assert sorted(k.assets) == ["blue", "red"] and k.try_get_band_cog_metadata("B02")[1] == url
+    # several bands read one asset (NAIP "image"): the key alone does not say which
+    naip = build_from_stac(name="naip", stac_api=served.stac_url, collection="naip",
+                           progress=False)  # fmt: skip
+    with pytest.raises(ValidationError, match=r"asset key 'image' holds bands \['R', 'G', 'B'"):
+        next(iter(naip.iterate_rasters())).try_get_band_cog_metadata("image")
+
+
+def test_accessor_made_from_info_loads_its_record(s2: Collection) -> None:
+    """Seed 001's constructor RasterAccessor(info, data_source): load_bands raised a bare
+    ValueError ("not attached to a collection"); it now reads the record in ``info``,
+    the same pixels as the accessor iterate_rasters() yields."""
+    import asyncio
+
+    from tessellum.collection import RasterInfo
+
+    x = next(iter(s2.iterate_rasters()))
+    aoi = shapely.box(-114.02, 42.0, -113.98, 42.03)
+    info = RasterInfo(x.id, x.datetime, x.bbox, x.footprint, x.crs, x.cloud_cover, x.assets,
+                      x.band_metadata, x.collection)  # fmt: skip
+    want = asyncio.run(x.load_bands(aoi, ["B04", "SCL"]))
+    got = asyncio.run(RasterAccessor(info, "sentinel-2-l2a").load_bands(aoi, ["B04", "SCL"]))
+    assert got.identical(want)
+    gdf = asyncio.run(RasterAccessor(info, "s").load_bands(aoi, ["B04"], for_xarray=False))
+    assert len(gdf) == 1 and (gdf["data"][0] == want["B04"].values[0]).all()
+    bare = RasterInfo(x.id, x.datetime, x.bbox, x.footprint, x.crs, None, {}, {}, None)
+    with pytest.raises(ValidationError, match="iterate_rasters"):
+        asyncio.run(RasterAccessor(bare, "s").load_bands(aoi, ["B04"]))
 
 
 # -- Arrow ---------------------------------------------------------------------------------------

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
+import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -105,6 +107,76 @@ def test_table_with_assets_column(world: Any, served: Any) -> None:
     assert sorted(coll.bands) == ["nir", "red"] and len(coll) == 6
     assert not len(coll.errors())
     assert len(coll.crs) == 2  # two UTM zones
+
+
+def test_table_columns_keep_their_arrow_types(world: Any, tmp_path: Path) -> None:
+    """Other columns are kept with their Arrow types and values (a uint64 >= 2**63
+    crashed the build with a raw OverflowError; int8/float32/dictionary were re-inferred
+    as int64/double/string and list columns dropped), also through export and load."""
+    from tessellum.collection import Collection
+
+    files = world.files_of("cop-dem-glo-30")[:2]
+    props = {
+        "u64": pa.array([2**63, 2**64 - 1], pa.uint64()),
+        "i8": pa.array([-3, 7], pa.int8()),
+        "f32": pa.array([1.5, None], pa.float32()),
+        "cat": pa.array(["a", "b"]).dictionary_encode(),
+        "lst": pa.array([[1, 2], []], pa.list_(pa.int16())),
+    }
+    # ids in reverse order of the datetimes: the build's sort must carry the columns along
+    table = pa.table({"href": [str(f.path) for f in files], "id": ["z", "a"],
+                      "datetime": ["2021-01-01", "2020-01-01"], **props})  # fmt: skip
+    coll = build_from_table(table, name="typed", progress=False)
+    assert _ids(coll) == ["a", "z"] and coll.table.column("id").to_pylist() == ["a", "z"]
+    want = table.take([1, 0])
+    loaded = Collection.load(coll.export(tmp_path / "typed"))
+    for got in (coll.table, loaded.table):
+        for name in props:
+            assert got.schema.field(name).type == table.schema.field(name).type, name
+            assert got.column(name).to_pylist() == want.column(name).to_pylist(), name
+    cat = pd.DataFrame({"href": [str(f.path) for f in files], "id": ["p", "q"],
+                        "kind": pd.Categorical(["x", "y"]), "n": np.array([1, 2], "int8")})  # fmt: skip
+    from_pandas = build_from_table(cat, name="pd", progress=False).table
+    assert pa.types.is_dictionary(from_pandas.schema.field("kind").type)
+    assert from_pandas.schema.field("n").type == pa.int8()
+
+
+def test_table_columns_named_like_collection_columns_are_kept(world: Any, tmp_path: Path) -> None:
+    """A crop-year label "year" [2019, 2020] became the datetime's year [2024, 2024] and
+    user columns named crs, collection, bbox ... were dropped. Now year/month keep the
+    user's values (and an export does not partition on them); columns the collection
+    owns are kept under their name + "_user"."""
+    from tessellum.collection import Collection
+
+    files = world.files_of("cop-dem-glo-30")[:2]
+    base = {"href": [str(f.path) for f in files], "id": ["a", "b"],
+            "datetime": pa.array([dt.datetime(2024, 1, 15), dt.datetime(2024, 3, 1)],
+                                 pa.timestamp("us", tz="UTC"))}  # fmt: skip
+    mine = {"year": [2019, 2020], "month": ["jun", "jul"], "crs": ["mine-a", "mine-b"],
+            "collection": ["c1", "c2"], "bbox": [1, 2], "data_metadata": ["m", "n"]}  # fmt: skip
+    coll = build_from_table(pa.table({**base, **mine}), name="t", collection="dem",
+                            progress=False)  # fmt: skip
+    t = coll.table
+    assert t.column("year").to_pylist() == [2019, 2020]
+    assert t.column("month").to_pylist() == ["jun", "jul"]
+    assert t.column("crs").to_pylist() == ["EPSG:4326"] * 2  # the raster's, as always
+    assert t.column("collection").to_pylist() == ["dem"] * 2
+    for name in ("crs", "collection", "bbox", "data_metadata"):
+        assert t.column(f"{name}_user").to_pylist() == mine[name], name
+    assert coll.bands == ["data"]  # "data_metadata_user" is not a band
+    path = coll.export(tmp_path / "labels")
+    assert [p.name for p in path.iterdir()] == ["part-0.parquet"]  # not partitioned on them
+    back = Collection.load(path).table
+    assert back.column("year").to_pylist() == [2019, 2020]
+    assert back.schema.field("year").type == pa.int64()
+    assert back.column("month").to_pylist() == ["jun", "jul"]
+    # without such columns: derived from datetime, and the export partitions on them
+    plain = build_from_table(pa.table(base), name="p", progress=False)
+    assert plain.table.column("year").to_pylist() == [2024, 2024]
+    assert plain.table.column("month").to_pylist() == [1, 3]
+    ppath = plain.export(tmp_path / "plain")
+    assert sorted(p.name for p in ppath.iterdir()) == ["year=2024"]
+    assert Collection.load(ppath).table.column("month").to_pylist() == [1, 3]
 
 
 def test_table_without_href_is_a_clear_error(world: Any) -> None:
@@ -349,6 +421,70 @@ def test_band_map_selects_assets(served: Any) -> None:
     assert coll.bands == ["B04", "B08"]
     keys = {v["asset_key"] for row in coll.table.column("assets").to_pylist() for _, v in row}
     assert keys == {"red", "nir"}
+
+
+def test_bands_sharing_an_asset_need_sample_indexes(served: Any) -> None:
+    """Seed 002: band_index_map is "required when multiple requested bands map to the same
+    STAC asset key". Without it red and nir both read sample 0 of NAIP's one 4-sample
+    asset; now that is refused before any request, naming the bands and the asset key,
+    unless the built-in NAIP index map gives every such code a sample."""
+    kw = {"name": "n", "collection": "naip", "progress": False}
+    for api in ("http://127.0.0.1:9", served.stac_url):  # unreachable: no request is sent
+        with pytest.raises(ValidationError, match=r"\['red', 'nir'\] all map to asset key 'image'"):
+            build_from_stac(stac_api=api, band_map={"red": "image", "nir": "image"}, **kw)
+    with pytest.raises(ValidationError, match=r"\['nir'\] have no sample index"):
+        build_from_stac(stac_api=served.stac_url, band_map={"red": "image", "nir": "image"},
+                        band_index_map={"red": 0}, **kw)  # fmt: skip
+    # the built-in NAIP index map names R and N: their samples are 0 and 3
+    coll = build_from_stac(stac_api=served.stac_url, band_map={"R": "image", "N": "image"}, **kw)
+    acc = next(iter(coll.iterate_rasters()))
+    assert [acc.assets[b]["band_index"] for b in ("R", "N")] == [0, 3]
+    # one band per asset needs no index
+    one = build_from_stac(stac_api=served.stac_url, band_map={"red": "image"}, **kw)
+    assert one.bands == ["red"]
+
+
+def test_band_map_asset_key_no_item_has_is_named(served: Any) -> None:
+    """A band_map asset key that no matched item has (a typo) built a collection without
+    that band, silently; now a ValidationError names the band, the key and the items' keys."""
+    kw = {"name": "x", "stac_api": served.stac_url, "collection": "sentinel-2-l2a"}
+    for band_map, band, key in [({"RED": "rde"}, "RED", "rde"),
+                                ({"B04": "red", "NIR": "nri"}, "NIR", "nri")]:  # fmt: skip
+        with pytest.raises(ValidationError, match=rf"band_map\['{band}'\] = '{key}'") as exc:
+            build_from_stac(band_map=band_map, progress=False, **kw)
+        assert "'blue', 'green', 'nir', 'red', 'rededge1', 'scl'" in str(exc.value)
+    # no item matched at all: an empty collection, as without a band_map
+    empty = build_from_stac(band_map={"RED": "rde"}, bbox=(0, 0, 1, 1), progress=False, **kw)
+    assert len(empty) == 0
+
+
+def test_band_map_asset_key_some_items_lack_warns(world: Any, served: Any) -> None:
+    """Items lacking a band_map asset others have: those records lack the band (an error
+    row in errors(), skipped by valid()), and a warning names them."""
+    import copy
+
+    from tessellum.errors import TessellumWarning
+    from tessellum.testing.servers import RustacServer
+
+    cols = world.collections(served.data_url)
+    items = copy.deepcopy(world.items(served.data_url, collection="sentinel-2-l2a"))
+    gappy = sorted(i["id"] for i in items)[:2]
+    for item in items:
+        if item["id"] in gappy:
+            del item["assets"]["nir"]
+    try:
+        server = RustacServer(cols, items).start()
+    except ServerUnavailable as exc:
+        pytest.skip(f"rustac unavailable: {exc}")
+    try:
+        with pytest.warns(TessellumWarning, match=r"band 'B08': 2 of 6 items have no asset 'nir'"):
+            coll = build_from_stac(name="g", stac_api=server.url, collection="sentinel-2-l2a",
+                                   band_map={"B04": "red", "B08": "nir"}, progress=False)  # fmt: skip
+    finally:
+        server.stop()
+    assert len(coll) == 6 and coll.bands == ["B04", "B08"]
+    errors = coll.errors().to_pylist()
+    assert sorted(e["id"] for e in errors) == gappy and {e["band"] for e in errors} == {"B08"}
 
 
 def test_projected_geodataframe_footprints_are_stored_in_lonlat(tmp_path: Path) -> None:

@@ -489,6 +489,35 @@ def test_cli_serve_prints_working_endpoints(world: World) -> None:
         proc.wait(timeout=20)
 
 
+def test_serve_world_s3_keys_are_relpaths(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """serve_world(s3=True) puts each file at s3://world/<relpath> (``data/<dataset>/...``,
+    as the CLI prints 'prefix data/'); the prefix lacked its slash ('datanaip/...')."""
+    from tessellum.collection import build_from_files
+    from tessellum.store import clear_store_cache
+    from tessellum.testing.serve import serve_world
+    from tessellum.testing.servers import ServerUnavailable
+
+    try:
+        with serve_world(world, stac=None, s3=True) as servers:
+            listing = servers.s3.client().list_objects_v2(Bucket="world")["Contents"]
+            keys = {o["Key"] for o in listing}
+            wc = world.files_of("esa-worldcover")
+            assert {f.relpath for f in wc} <= keys
+            assert all(k.startswith("data/") for k in keys)
+            for k, v in servers.s3.env.items():
+                monkeypatch.setenv(k, v)
+            clear_store_cache()
+            try:
+                coll = build_from_files(
+                    "s3://world/data/esa-worldcover/", name="wc", progress=False
+                )
+            finally:
+                clear_store_cache()
+            assert len(coll) == len(wc)
+    except ServerUnavailable as exc:
+        pytest.skip(f"servers unavailable: {exc}")
+
+
 @pytest.mark.skipif(
     not (world_path("bench") / "world.json").is_file(),
     reason="bench world not generated (tessellum world generate --size bench)",

@@ -6,6 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import ValidationError
 from .schema import METADATA_SUFFIX
 
 
@@ -64,15 +65,45 @@ class RasterAccessor:
         ]
 
     def try_get_band_cog_metadata(self, band_code: str) -> tuple[Any, str | None, int | None]:
-        """``(header, url, band_index)`` for ``band_code``; ``(None, None, None)`` when the
-        band, its asset or its header is missing. ``header`` is a ``tessellum.tiff.TiffHeader``."""
+        """``(header, url, band_index)`` for a band code or its STAC asset key (seed 001:
+        ``"B02"`` or ``"blue"``); ``(None, None, None)`` when the band, its asset or its
+        header is missing. ``header`` is a ``tessellum.tiff.TiffHeader``.
+
+        Raises:
+            ValidationError: an asset key several bands read (samples of one
+                multi-band file, e.g. NAIP's ``image``): name the band instead.
+        """
         from ..tiff import header_from_arrow
 
+        band_code = self._band_of(band_code)
         asset = self.assets.get(band_code)
         meta = self.band_metadata.get(f"{band_code}{METADATA_SUFFIX}")
         if asset is None or meta is None or meta.get("error"):
             return None, None, None
         return header_from_arrow(meta), asset["href"], asset.get("band_index")
+
+    def _band_of(self, name: str) -> str:
+        """The band code ``name`` refers to: itself when it is one, else the band whose
+        asset key it is (this record's assets, then the built-in band map of
+        ``data_source``/``collection`` in either direction)."""
+        if name in self.assets:
+            return name
+        by_key = [b for b, a in self.assets.items() if (a or {}).get("asset_key") == name]
+        if len(by_key) > 1:
+            raise ValidationError(
+                f"asset key {name!r} holds bands {by_key} of record {self.id!r}; "
+                f"ask for one of them"
+            )
+        if by_key:
+            return by_key[0]
+        from .bandmaps import builtin_band_map
+
+        known = builtin_band_map(self.collection, self.data_source) or {}
+        forward = known.get(name)  # B02 -> blue, for records keyed by asset key
+        if forward in self.assets:
+            return forward
+        back = [code for code, key in known.items() if key == name and code in self.assets]
+        return back[0] if len(back) == 1 else name
 
     async def load_bands(
         self,
@@ -131,10 +162,60 @@ async def _load_bands(
 
     parent = accessor._parent
     if parent is None:
-        raise ValueError("this RasterAccessor is not attached to a collection")
+        # made with RasterAccessor(info, data_source) (seed 001): its record is in `info`
+        accessor._parent = parent = _one_row_collection(accessor)
     one = parent.where(pc.field("id") == accessor.id)
     for_xarray = kwargs.pop("for_xarray", True)
     kwargs.pop("backend", None)
     if for_xarray:
         return await one.get_xarray_async(geometries, band_codes, **kwargs)
     return await one.get_gdf_async(geometries, band_codes, **kwargs)
+
+
+def _one_row_collection(accessor: RasterAccessor) -> Any:
+    """A one-record Collection from an accessor's own metadata (what a read needs:
+    a footprint or bbox, assets with hrefs and parsed headers)."""
+    import pyarrow as pa
+    import shapely
+
+    from ..geo.bbox import BBox
+    from ..geo.geometry import lonlat_bbox
+    from ..tiff.arrow import HEADER_TYPE
+    from .core import Collection
+    from .schema import ASSETS_TYPE, BBOX_TYPE, DATETIME_TYPE
+
+    how = (
+        "RasterAccessor(info, data_source) needs info.id, info.footprint or info.bbox, "
+        "info.assets (band -> {'href', ...}) and info.band_metadata ('{band}_metadata' -> "
+        "header row) to load; an accessor from Collection.iterate_rasters() always has them"
+    )
+    geom = accessor.footprint
+    if geom is None and accessor.bbox is not None:
+        geom = BBox(*accessor.bbox).to_polygon()
+    bands = [b for b in accessor.assets if f"{b}{METADATA_SUFFIX}" in accessor.band_metadata]
+    if not accessor.id or geom is None or not bands:
+        raise ValidationError(f"record {accessor.id!r} cannot be read: {how}")
+    box = accessor.bbox if accessor.bbox is not None else lonlat_bbox(geom)
+    crs = accessor.crs
+    epsg = int(crs[5:]) if isinstance(crs, str) and crs.upper().startswith("EPSG:") else None
+    try:
+        cols: dict[str, pa.Array] = {
+            "id": pa.array([accessor.id], pa.string()),
+            "datetime": pa.array([accessor.datetime], DATETIME_TYPE),
+            "collection": pa.array([accessor.collection], pa.string()),
+            "geometry": pa.array([shapely.to_wkb(geom)], pa.binary()),
+            "bbox": pa.array(
+                [dict(zip(("xmin", "ymin", "xmax", "ymax"), box, strict=True))], BBOX_TYPE
+            ),
+            "assets": pa.array([{b: accessor.assets[b] for b in bands}], ASSETS_TYPE),
+            "proj:epsg": pa.array([epsg], pa.int32()),
+            "proj:code": pa.array([f"EPSG:{epsg}" if epsg else None], pa.string()),
+            "crs": pa.array([crs], pa.string()),
+            "eo:cloud_cover": pa.array([accessor.cloud_cover], pa.float64()),
+        }
+        for b in bands:
+            meta = accessor.band_metadata[f"{b}{METADATA_SUFFIX}"]
+            cols[f"{b}{METADATA_SUFFIX}"] = pa.array([meta], HEADER_TYPE)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, KeyError, TypeError, ValueError) as exc:
+        raise ValidationError(f"record {accessor.id!r} cannot be read ({exc}): {how}") from None
+    return Collection(pa.table(cols), name=accessor.id, data_source=accessor.data_source)

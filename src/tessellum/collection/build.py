@@ -28,6 +28,7 @@ async def _records_to_collection(
     signer: Any,
     prefix_size: int,
     progress: bool | None,
+    extra: Any = None,
 ) -> Collection:
     _check_options(name, max_concurrent, prefix_size)
     hrefs = [a.href for r in records for a in r.assets.values()]
@@ -39,7 +40,7 @@ async def _records_to_collection(
         signer=signer,
         progress=progress,
     )
-    table = records_to_table(records, headers)
+    table = records_to_table(records, headers, extra=extra)
     if table.num_rows:
         table = table.sort_by([("datetime", "ascending"), ("id", "ascending")])
     return Collection(table, name=name, data_source=data_source)
@@ -108,10 +109,11 @@ async def build_from_stac_async(
 ) -> Collection:
     """Async form of :func:`build_from_stac`."""
     from .dates import parse_date_range
-    from .stac import stac_records
+    from .stac import resolve_band_maps, stac_records
 
     _check_options(name, max_concurrent, prefix_size)
     _check_band_maps(band_map, band_index_map)
+    resolve_band_maps(collection, data_source, band_map, band_index_map)  # before any request
     parse_date_range(date_range)  # validated before any request (and the cache key)
     if backend is not None:
         raise ValidationError(
@@ -226,21 +228,24 @@ async def build_from_table_async(
     **kwargs: Any,
 ) -> Collection:
     """Async form of :func:`build_from_table`."""
-    from .sources import records_from_table
+    from .sources import property_columns, records_from_table, to_arrow
 
     _check_band_maps(None, band_index_map)
+    t = to_arrow(table)
+    columns = {
+        "href_column": href_column, "assets_column": assets_column, "id_column": id_column,
+        "datetime_column": datetime_column, "geometry_column": geometry_column,
+        "collection": collection,
+    }  # fmt: skip
     records = records_from_table(
-        table,
-        href_column=href_column,
-        assets_column=assets_column,
-        id_column=id_column,
-        datetime_column=datetime_column,
-        geometry_column=geometry_column,
-        band=band,
-        band_index_map=band_index_map,
-        collection=collection,
+        t, band=band, band_index_map=band_index_map, properties=False, **columns
     )
-    return await build_from_records_async(records, name=name, data_source=collection, **kwargs)
+    opts = {"max_concurrent": 50, "cloud_config": None, "signer": None,
+            "prefix_size": DEFAULT_PREFIX, "progress": None, **kwargs}  # fmt: skip
+    # the other columns ride along with their Arrow types (uint64, lists, dictionaries)
+    return await _records_to_collection(
+        records, name=name, data_source=collection, extra=property_columns(t, **columns), **opts
+    )
 
 
 def build_from_table(table: Any, **kwargs: Any) -> Collection:
@@ -250,8 +255,11 @@ def build_from_table(table: Any, **kwargs: Any) -> Collection:
     Each row needs an id and either an ``href_column`` (one raster per row, band name
     ``band``, or several bands of it via ``band_index_map``) or an ``assets_column``
     (a mapping band -> href or -> {"href": ..., "band_index": ...}). Other columns are
-    kept as properties (labels, splits, AOI ids ...). Without a geometry column, the
-    footprint comes from the header.
+    kept as properties (labels, splits, AOI ids ...) with their Arrow types; one named
+    like a collection column (``crs``, ``collection``, ``bbox`` ...) is kept as
+    ``<name>_user``, and the table's own ``year``/``month`` keep their values (the
+    export then does not partition on them). Without a geometry column, the footprint
+    comes from the header.
 
     Async form: :func:`build_from_table_async`.
     """
@@ -326,6 +334,9 @@ async def build_from_gti_async(
     gdf["__href"] = [_relative_to(_gdal_to_url(h), base) for h in gdf["__href"]]
     if "id" not in gdf.columns:
         gdf["id"] = [Path(str(h).split("?")[0]).stem for h in gdf["__href"]]
+    if getattr(gdf, "_geometry_column_name", None) in gdf.columns:
+        # the index's tile footprints: the headers give them (as GDAL's GTI reads them)
+        gdf = gdf.drop(columns=gdf.geometry.name)
     return await build_from_table_async(
         gdf, name=name, href_column="__href", datetime_column=datetime_column,
         geometry_column=None, band=band, collection=collection, **kwargs,

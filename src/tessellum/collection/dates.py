@@ -4,20 +4,21 @@ acquired at 23:10 that day)."""
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Sequence
 from typing import Any
 
-from ..errors import ValidationError
+import numpy as np
 
-_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+from ..errors import ValidationError
 
 
 def parse_datetime(value: Any, *, end: bool = False, name: str = "date") -> dt.datetime:
     """Parse a date or datetime into an aware UTC datetime.
 
     A date without a time means the start of that day, or with ``end=True`` its last
-    microsecond. Naive datetimes are taken as UTC.
+    microsecond. That holds for ``datetime.date``, ``numpy.datetime64`` with day unit and
+    every ISO 8601 date-only string (``2024-01-31``, ``20240131``, ``2024-W05-3``). Naive
+    datetimes are taken as UTC.
     """
     if isinstance(value, dt.datetime):
         out = value
@@ -28,20 +29,47 @@ def parse_datetime(value: Any, *, end: bool = False, name: str = "date") -> dt.d
     elif isinstance(value, str):
         text = value.strip()
         try:
-            if _DATE_ONLY.match(text):
-                return parse_datetime(dt.date.fromisoformat(text), end=end, name=name)
+            # Any form date.fromisoformat takes (extended, basic, week) is date-only;
+            # datetime.fromisoformat would accept them too but as midnight.
+            day = dt.date.fromisoformat(text)
+        except ValueError:
+            day = None
+        if day is not None:
+            return parse_datetime(day, end=end, name=name)
+        try:
             out = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
             raise ValidationError(
                 f"{name}: cannot parse {value!r} as an ISO date or datetime"
             ) from None
-    elif hasattr(value, "to_pydatetime"):  # pandas / numpy timestamps
+    elif isinstance(value, np.datetime64):
+        return _from_datetime64(value, end=end, name=name)
+    elif hasattr(value, "to_pydatetime"):  # pandas timestamps
         out = value.to_pydatetime()
     else:
         raise ValidationError(f"{name}: cannot interpret {value!r} as a date")
     if out.tzinfo is None:
         out = out.replace(tzinfo=dt.UTC)
     return out.astimezone(dt.UTC)
+
+
+def _from_datetime64(value: np.datetime64, *, end: bool, name: str) -> dt.datetime:
+    """A numpy datetime64 (naive, taken as UTC): day unit is date-only, finer units are
+    instants (truncated to microseconds); month/year/week units and NaT are refused."""
+    unit, _ = np.datetime_data(value.dtype)
+    if np.isnat(value):
+        raise ValidationError(f"{name}: {value!r} is NaT (not a time)")
+    if unit in ("Y", "M", "W"):
+        raise ValidationError(f"{name}: {value!r} has unit {unit!r}; give a day or a finer unit")
+    try:
+        if unit == "D":
+            return parse_datetime(value.astype(object), end=end, name=name)
+        out = value.astype("datetime64[us]").astype(object)
+    except (OverflowError, ValueError):
+        out = None
+    if not isinstance(out, dt.datetime):  # outside years 1..9999
+        raise ValidationError(f"{name}: {value!r} is outside years 1..9999")
+    return out.replace(tzinfo=dt.UTC)
 
 
 def parse_date_range(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -14,7 +14,7 @@ import pyarrow as pa
 from .._progress import progress_bar
 from ..errors import DataFormatError, TessellumError, TessellumWarning
 from .records import Record
-from .schema import ASSETS_TYPE, BBOX_TYPE, DATETIME_TYPE, band_column
+from .schema import ASSETS_TYPE, BBOX_TYPE, DATETIME_TYPE, METADATA_SUFFIX, band_column
 
 DEFAULT_PREFIX = 65536
 
@@ -95,9 +95,20 @@ def _check_not_truncated(hdr: Any, href: str) -> None:
 
 
 def records_to_table(
-    records: Sequence[Record], headers: dict[str, Any], *, warn: bool = True
+    records: Sequence[Record],
+    headers: dict[str, Any],
+    *,
+    warn: bool = True,
+    extra: pa.Table | None = None,
 ) -> pa.Table:
-    """Assemble the collection table from records and their parsed headers."""
+    """Assemble the collection table from records and their parsed headers.
+
+    ``extra`` holds property columns with their own Arrow types, one row per record (a
+    record table's other columns); records' ``properties`` are typed by inference. A
+    property named like a column the collection owns (``crs``, ``collection``, a band's
+    ``*_metadata`` ...) is kept under that name plus :data:`USER_SUFFIX`; ``year`` and
+    ``month`` are derived from ``datetime`` only when no property has that name.
+    """
     import shapely
 
     from ..geo.crs import crs_epsg, crs_to_code
@@ -174,14 +185,19 @@ def records_to_table(
         "proj:code": pa.array([f"EPSG:{e}" if e else None for e in epsgs], pa.string()),
         "crs": pa.array(crs_codes, pa.string()),
     }
+    owned = set(cols) | {band_column(b) for b in bands}
     for key in _property_keys(records):
-        if key in cols:
-            continue
         values = [r.properties.get(key) for r in records]
         try:
-            cols[key] = pa.array(values)
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
-            cols[key] = pa.array([None if v is None else str(v) for v in values], pa.string())
+            arr = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            arr = pa.array([None if v is None else str(v) for v in values], pa.string())
+        cols[_property_name(key, owned, cols)] = arr
+    if extra is not None:
+        if extra.num_rows != n:
+            raise ValueError(f"extra has {extra.num_rows} rows for {n} records")
+        for key, column in zip(extra.column_names, extra.columns, strict=True):
+            cols[_property_name(key, owned, cols)] = column
     failures: list[tuple[str, str, str]] = []
     for band in bands:
         hdrs, idx, errs = [], [], []
@@ -205,10 +221,11 @@ def records_to_table(
         if outside and all(h is None for h in hdrs):
             failures.extend(outside)
         cols[band_column(band)] = headers_to_arrow(hdrs, band_index=idx, errors=errs)
-    years = [w.year if w else None for w in when]
-    months = [w.month if w else None for w in when]
-    cols["year"] = pa.array(years, pa.int16())
-    cols["month"] = pa.array(months, pa.int8())
+    # partition helpers, derived unless a property has the name (its values are kept)
+    if "year" not in cols:
+        cols["year"] = pa.array([w.year if w else None for w in when], pa.int16())
+    if "month" not in cols:
+        cols["month"] = pa.array([w.month if w else None for w in when], pa.int8())
     table = pa.table(cols)
     if warn and failures:
         shown = "; ".join(f"{i}/{b}: {m}" for i, b, m in failures[:5])
@@ -237,6 +254,18 @@ def _first_header(r: Record, headers: dict[str, Any]):
         if h is not None and not isinstance(h, BaseException):
             return h
     return None
+
+
+USER_SUFFIX = "_user"
+
+
+def _property_name(key: str, owned: set[str], taken: Mapping[str, Any]) -> str:
+    """``key``, or ``key`` + USER_SUFFIX (repeated until free) when the collection owns
+    that name or it ends like a band column (it would read as a band)."""
+    name = key
+    while name in owned or name in taken or name.endswith(METADATA_SUFFIX):
+        name += USER_SUFFIX
+    return name
 
 
 def _property_keys(records: Sequence[Record]) -> list[str]:

@@ -41,7 +41,7 @@ def write_collection(
     tmp.mkdir()
     try:
         part_schema = pa.schema([table.schema.field(c) for c in PARTITION_COLUMNS])
-        if _every_row_dated(table):
+        if _every_row_dated(table) and _derived_partitions(table):
             pads.write_dataset(
                 table,
                 tmp,
@@ -107,6 +107,30 @@ def _every_row_dated(table: pa.Table) -> bool:
     return col in table.column_names and table.num_rows > 0 and table.column(col).null_count == 0
 
 
+def _derived_partitions(table: pa.Table) -> bool:
+    """Whether ``year``/``month`` are the ones derived from ``datetime`` (int16/int8, equal
+    to its UTC year and month). A record table's own ``year``/``month`` columns (a crop
+    year, a label) are kept as they are, so the export does not partition on them."""
+    import pyarrow.compute as pc
+
+    names = table.column_names
+    if not all(c in names for c in ("datetime", *PARTITION_COLUMNS)):
+        return False
+    if (table.schema.field("year").type, table.schema.field("month").type) != _PART_TYPES:
+        return False
+    when = table.column("datetime")
+    try:
+        return bool(
+            pc.all(pc.equal(pc.year(when).cast(pa.int16()), table.column("year"))).as_py()
+            and pc.all(pc.equal(pc.month(when).cast(pa.int8()), table.column("month"))).as_py()
+        )
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        return False
+
+
+_PART_TYPES = (pa.int16(), pa.int8())
+
+
 def read_collection(path: str | os.PathLike) -> tuple[pa.Table, dict]:
     """Read a collection written by :func:`write_collection` (or any GeoParquet file or
     directory with the collection columns). Returns the table and its tessellum metadata."""
@@ -133,7 +157,8 @@ def read_collection(path: str | os.PathLike) -> tuple[pa.Table, dict]:
             {k: v for k, v in schema_meta.items() if k != b"ARROW:schema"}
         )
     # hive partitions come back as dictionary-encoded int32; restore the written types
-    for col, typ in (("year", pa.int16()), ("month", pa.int8())):
+    # (unpartitioned files keep their year/month as written: they may be the user's)
+    for col, typ in zip(PARTITION_COLUMNS, _PART_TYPES, strict=True) if part else ():
         if col in table.column_names:
             i = table.column_names.index(col)
             table = table.set_column(i, col, table.column(col).cast(typ))

@@ -86,7 +86,10 @@ def resolve_bands(
     return {k: AssetRef(assets[k]["href"], k, None, assets[k].get("type")) for k in raster_keys}
 
 
-_SKIP_PROPS = {"datetime", "start_datetime", "end_datetime", "created", "updated"}
+# consumed into the record (its datetime, its CRS fallback) or not about the raster
+_SKIP_PROPS = {
+    "datetime", "start_datetime", "end_datetime", "created", "updated", "proj:epsg", "proj:code",
+}  # fmt: skip
 
 
 def record_from_stac_item(

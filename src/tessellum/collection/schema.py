@@ -9,7 +9,8 @@ A collection is an Arrow table, one row per raster record:
 - ``proj:epsg`` (int32, null for user-defined CRSs), ``proj:code``, ``crs`` (EPSG code or WKT2)
 - flattened scalar STAC properties (``eo:cloud_cover``, ``platform``, ...)
 - ``{band}_metadata``: one parsed COG header struct per band (see ``tessellum.tiff.arrow``)
-- ``year``, ``month``: partition columns on disk
+- ``year``, ``month``: partition columns on disk, derived from ``datetime`` unless a
+  record table brings its own (then kept, and the export is not partitioned)
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from .dates import parse_datetime
 from .records import AssetRef, Record
 
 
-def _to_arrow(table: Any):
+def to_arrow(table: Any):
     import pyarrow as pa
 
     if isinstance(table, str | os.PathLike):
@@ -24,7 +24,7 @@ def _to_arrow(table: Any):
             import pyarrow.parquet as pq
 
             return pq.read_table(p)
-        return _to_arrow(read_vector_table(p))
+        return to_arrow(read_vector_table(p))
     if isinstance(table, pa.Table):
         return table
     if hasattr(table, "geometry") and hasattr(table, "to_wkb"):  # GeoDataFrame
@@ -61,11 +61,15 @@ def records_from_table(
     band: str,
     band_index_map: Mapping[str, int] | None,
     collection: str | None,
+    properties: bool = True,
 ) -> list[Record]:
-    """Records from a table with an href column (one raster per row) or an assets column."""
+    """Records from a table with an href column (one raster per row) or an assets column,
+    one per row in row order. With ``properties=False`` the other columns are left out
+    of the records (the caller carries them with their Arrow types, see
+    :func:`property_columns`)."""
     import shapely
 
-    t = _to_arrow(table)
+    t = to_arrow(table)
     cols = t.column_names
     if assets_column is None and (href_column is None or href_column not in cols):
         raise ValidationError(
@@ -82,7 +86,8 @@ def records_from_table(
         if column is not None and column not in cols and column != _OPTIONAL_COLUMNS[arg]:
             raise ValidationError(f"record table has no {arg} {column!r}; columns: {cols}")
     rows = t.to_pylist(maps_as_pydicts="strict") if hasattr(t, "to_pylist") else list(t)
-    skip = {href_column, assets_column, id_column, datetime_column, geometry_column}
+    skip = _consumed(href_column, assets_column, id_column, datetime_column, geometry_column,
+                     collection)  # fmt: skip
     out = []
     for i, row in enumerate(rows):
         rid = (
@@ -147,10 +152,35 @@ def records_from_table(
                 else None,
                 collection=collection or row.get("collection"),
                 geometry=geom,
-                properties={k: v for k, v in row.items() if k not in skip and _scalar(v)},
+                properties={k: v for k, v in row.items() if k not in skip and _scalar(v)}
+                if properties
+                else {},
             )
         )
     return out
+
+
+def _consumed(
+    href_column: str | None,
+    assets_column: str | None,
+    id_column: str | None,
+    datetime_column: str | None,
+    geometry_column: str | None,
+    collection: str | None,
+) -> set[str | None]:
+    """Columns whose values become the record itself (not properties)."""
+    out = {href_column, assets_column, id_column, datetime_column, geometry_column}
+    if collection is None:
+        out.add("collection")  # the record's collection comes from it
+    return out
+
+
+def property_columns(table: Any, **columns: Any) -> Any:
+    """The columns of an Arrow ``table`` (see :func:`records_from_table`) that are not
+    consumed into the records, with their Arrow types; ``columns`` are the
+    ``href_column ... geometry_column`` and ``collection`` arguments."""
+    skip = _consumed(**columns)
+    return table.drop_columns([c for c in table.column_names if c in skip])
 
 
 def _scalar(v: Any) -> bool:

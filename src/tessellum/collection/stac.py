@@ -5,10 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import threading
+import warnings
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from ..errors import ProtocolError, ValidationError
+from ..errors import ProtocolError, TessellumWarning, ValidationError
 from ..geo.bbox import BBox, as_bbox, bbox_intersects
 from .bandmaps import builtin_band_index_map, builtin_band_map
 from .dates import parse_date_range, parse_datetime, stac_interval
@@ -196,34 +197,95 @@ def stac_records(
     """Search (or walk) and turn items into records with resolved bands."""
     box = as_bbox(bbox) if bbox is not None else None
     rng = parse_date_range(date_range)
+    bmap, imap = resolve_band_maps(collection, data_source, band_map, band_index_map)
+    if static_catalog:
+        if query or filter:
+            raise ValidationError(
+                "query/filter need a STAC API; a static catalog is filtered by bbox/date_range only"
+            )
+        pairs = list(walk_static_catalog(stac_api, collection, bbox=box, date_range=rng))
+        if max_items is not None:
+            pairs = pairs[:max_items]
+    else:
+        items = search_items(
+            stac_api,
+            collection,
+            bbox=box,
+            date_range=rng,
+            query=query,
+            filter=filter,
+            max_items=max_items,
+        )
+        pairs = [(i, None) for i in items]
+    if band_map:
+        _check_asset_keys(band_map, [i for i, _ in pairs])
+    return [
+        record_from_stac_item(i, band_map=bmap, band_index_map=imap, base_href=h) for i, h in pairs
+    ]
+
+
+def resolve_band_maps(
+    collection: str,
+    data_source: str | None,
+    band_map: Mapping[str, str] | None,
+    band_index_map: Mapping[str, int] | None,
+) -> tuple[dict[str, str] | None, dict[str, int] | None]:
+    """The ``(band_map, band_index_map)`` a build uses: the caller's, else the built-in
+    ones of ``data_source``/``collection`` (the caller's band_index_map codes pick from
+    the built-in band map). Needs no request, so builders call it before any.
+
+    Raises:
+        ValidationError: when bands share an asset key and not every one of them has a
+            sample index (they would all read the same sample).
+    """
     bmap = dict(band_map) if band_map else builtin_band_map(collection, data_source)
     if not band_map and bmap and band_index_map:  # the user's codes pick from the built-in map
         bmap = _pick_codes(bmap, band_index_map, collection)
     imap = (
         dict(band_index_map) if band_index_map else builtin_band_index_map(collection, data_source)
     )
-    if static_catalog:
-        if query or filter:
+    by_asset: dict[str, list[str]] = {}
+    for code, key in (bmap or {}).items():
+        by_asset.setdefault(key, []).append(code)
+    for key, codes in by_asset.items():
+        unindexed = [c for c in codes if c not in (imap or {})]
+        if len(codes) > 1 and unindexed:
+            known = builtin_band_index_map(collection, data_source)
+            hint = f"; the built-in band_index_map of {collection!r} is {known}" if known else ""
             raise ValidationError(
-                "query/filter need a STAC API; a static catalog is filtered by bbox/date_range only"
+                f"bands {codes} all map to asset key {key!r} but {unindexed} have no sample "
+                f"index: pass band_index_map (e.g. "
+                f"{dict(zip(codes, range(len(codes)), strict=True))}) to say which sample of "
+                f"{key!r} each band reads{hint}"
             )
-        items = list(walk_static_catalog(stac_api, collection, bbox=box, date_range=rng))
-        if max_items is not None:
-            items = items[:max_items]
-        return [
-            record_from_stac_item(i, band_map=bmap, band_index_map=imap, base_href=h)
-            for i, h in items
-        ]
-    items = search_items(
-        stac_api,
-        collection,
-        bbox=box,
-        date_range=rng,
-        query=query,
-        filter=filter,
-        max_items=max_items,
-    )
-    return [record_from_stac_item(i, band_map=bmap, band_index_map=imap) for i in items]
+    return bmap, imap
+
+
+def _check_asset_keys(band_map: Mapping[str, str], items: list[Mapping[str, Any]]) -> None:
+    """A band_map asset key that no item has is an error (a typo would give a collection
+    without that band); one some items lack leaves those records without the band, with
+    a warning naming them."""
+    if not items:
+        return
+    keys_of = [set((i.get("assets") or {}).keys()) for i in items]
+    all_keys = sorted(set().union(*keys_of))
+    for code, key in band_map.items():
+        lacking = [str(i.get("id")) for i, ks in zip(items, keys_of, strict=True) if key not in ks]
+        if len(lacking) == len(items):
+            raise ValidationError(
+                f"band_map[{code!r}] = {key!r}: no item has asset key {key!r} "
+                f"(the {len(items)} matched item(s) have {all_keys})"
+            )
+        if lacking:
+            shown = ", ".join(lacking[:5]) + (
+                f" (and {len(lacking) - 5} more)" if len(lacking) > 5 else ""
+            )
+            warnings.warn(
+                f"band {code!r}: {len(lacking)} of {len(items)} items have no asset {key!r} "
+                f"({shown}); those records lack the band",
+                TessellumWarning,
+                stacklevel=4,
+            )
 
 
 def _pick_codes(
@@ -247,4 +309,4 @@ def _pick_codes(
     return out
 
 
-__all__ = ["search_items", "stac_records", "walk_static_catalog"]
+__all__ = ["resolve_band_maps", "search_items", "stac_records", "walk_static_catalog"]

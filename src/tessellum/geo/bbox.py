@@ -67,12 +67,15 @@ def as_bbox(value: Any, *, geographic: bool = True, name: str = "bbox") -> BBox:
                 f"{name} must have 4 numbers (west, south, east, north), got {value!r}"
             )
         vals = tuple(value)
-    elif all(hasattr(value, k) for k in ("west", "south", "east", "north")):
-        vals = (value.west, value.south, value.east, value.north)
-    elif all(hasattr(value, k) for k in ("min_lon", "min_lat", "max_lon", "max_lat")):
-        vals = (value.min_lon, value.min_lat, value.max_lon, value.max_lat)
     else:
-        raise ValidationError(f"cannot interpret {value!r} as a {name}")
+        # An object with any of the key sets as attributes (the same sets a mapping may use).
+        keys = next((ks for ks in _KEYSETS if all(hasattr(value, k) for k in ks)), None)
+        if keys is None:
+            raise ValidationError(
+                f"cannot interpret {value!r} as a {name}: expected 4 numbers, or a mapping "
+                f"or object with {' / '.join(map(str, _KEYSETS))}"
+            )
+        vals = tuple(getattr(value, k) for k in keys)
     try:
         w, s, e, n = (float(v) for v in vals)
     except (TypeError, ValueError):

@@ -50,7 +50,8 @@ def serve_world(
         world: a ``World`` (``get_world()``).
         stac: which STAC API to start (None: none).
         latency_ms: put a latency proxy with this per-request delay in front of HTTP.
-        s3: also start an S3 server with the world's data under bucket ``world``.
+        s3: also start an S3 server with the world's files under bucket ``world``, keyed
+            by their relpath (``data/<dataset>/...``, e.g. ``s3://world/data/naip/``).
     """
     from .servers import HttpServer, LatencyProxy, PgStacServer, RustacServer, S3Server
 
@@ -69,5 +70,5 @@ def serve_world(
         if s3:
             s3_server = stack.enter_context(S3Server())
             s3_server.create_bucket("world")
-            s3_server.upload_dir(world.root / "data", bucket="world", prefix="data")
+            s3_server.upload_dir(world.root / "data", bucket="world", prefix="data/")
         yield WorldServers(world, http, data_url, api, proxy, s3_server)
