@@ -220,3 +220,24 @@ def test_read_window_across_the_antimeridian(tmp_path: Path) -> None:
                            target_crs="EPSG:4326")  # fmt: skip
     assert out.shape == (1, 100, 100)
     assert (out[0, :, :50] == 1).all() and (out[0, :, 50:] == 2).all()
+
+
+def test_integer_data_without_nodata_masked_by_a_geometry_becomes_nan(tmp_path: Path) -> None:
+    """An integer band without a nodata value under a polygon: get_xarray and get_gdf
+    return float32 with NaN outside the polygon (seed 001's rule for load_bands; the
+    pixels were 0, which nothing told from data); a box on the grid keeps uint16, and
+    get_numpy keeps the file's type."""
+    arr = np.arange(10, 10 + 64 * 64, dtype="uint16").reshape(64, 64)
+    coll = _coll([_write(tmp_path / "a.tif", arr)], ["a"], [None])
+    tri = shapely.Polygon([(500000, 4600000), (500640, 4600000), (500000, 4599360)])
+    ds = coll.get_xarray(tri, ["data"], geometry_crs=UTM)
+    got = ds["data"].values[0]
+    assert got.dtype == np.float32 and np.isnan(ds["data"].attrs["_FillValue"])
+    inside = geometry_mask([tri], out_shape=got.shape, transform=T0, invert=True)
+    np.testing.assert_array_equal(got[inside], arr[inside])
+    assert np.isnan(got[~inside]).all() and (~inside).any()
+    row = coll.get_gdf(tri, ["data"], geometry_crs=UTM).iloc[0]
+    assert row["data"].dtype == np.float32 and np.isnan(row["nodata"])
+    box = coll.get_xarray(shapely.box(500000, 4599800, 500200, 4600000), ["data"], geometry_crs=UTM)
+    assert box["data"].dtype == np.uint16 and "_FillValue" not in box["data"].attrs
+    assert coll.get_numpy(tri, ["data"], geometry_crs=UTM).data.dtype == np.uint16

@@ -415,3 +415,31 @@ def test_mosaic_stack_equals_first_valid_of_the_layers(s2, served, world, datase
         assert have.any()
         np.testing.assert_array_equal(mosaic.valid[band][0], have)
         np.testing.assert_array_equal(mosaic.data[band][0][have], want[have])
+
+
+def test_reads_reach_the_files_the_way_the_build_did(world, served, tmp_path):
+    """A collection built with a ``cloud_config`` reads its pixels through it (the build
+    honoured the rewrite, the reads went to the original URLs); filtered collections keep
+    it; a loaded one takes it again."""
+    from tessellum.collection import Collection
+    from tessellum.store import CloudConfig
+
+    cfg = CloudConfig(rewrites={served.data_url + "/data/": f"file://{world.root}/data/"})
+    aoi = [box(-113.95, 42.0, -113.94, 42.01)]
+
+    def tif_requests(read):
+        served.http.reset_log()
+        default_tile_cache().clear()
+        read()
+        return sum(r.path.endswith(".tif") for r in served.http.requests())
+
+    coll = build_from_stac(name="s2", stac_api=served.stac_url, collection="sentinel-2-l2a",
+                           bbox=(-114.2, 41.9, -113.8, 42.2), cloud_config=cfg, progress=False)  # fmt: skip
+    assert tif_requests(lambda: coll.get_numpy(aoi, ["B04"])) == 0
+    assert tif_requests(lambda: coll.head(2).read_window(
+        bounds=(-113.95, 42.0, -113.94, 42.01), bands=["B04"], target_crs="EPSG:4326", res=1e-4,
+    )) == 0  # fmt: skip
+    path = coll.export(tmp_path / "s2")
+    assert tif_requests(lambda: Collection.load(path).get_numpy(aoi, ["B04"])) > 0
+    loaded = Collection.load(path, cloud_config=cfg)
+    assert tif_requests(lambda: loaded.sample_points([Point(-113.945, 42.005)], ["B04"])) == 0

@@ -46,3 +46,31 @@ async def test_run_sync_inside_a_running_loop_returns_the_result() -> None:
         return 7
 
     assert run_sync(value()) == 7
+
+
+def test_sync_twins_show_their_parameters():
+    """The sync entry points show the parameters of the async functions they run (they
+    showed only ``**kwargs`` to help(), IDEs and inspect.signature)."""
+    import inspect
+
+    from tessellum.attributes import batch_extract_sync, extract_sync
+    from tessellum.collection import (
+        build_from_files,
+        build_from_gti,
+        build_from_stac,
+        build_from_table,
+    )
+    from tessellum.mosaic import extract_raster_sync
+
+    expect = {
+        build_from_stac: {"name", "stac_api", "collection", "bbox", "date_range", "cloud_config"},
+        build_from_files: {"source", "name", "pattern"},
+        build_from_table: {"table", "name", "href_column", "id_column"},
+        build_from_gti: {"index", "name", "location_column"},
+        extract_raster_sync: {"dataset_id", "bbox", "output_dir", "target_resolution"},
+        extract_sync: {"geometry", "dataset_ids", "aggregation"},
+        batch_extract_sync: {"geometries", "dataset_ids", "aggregation"},
+    }
+    for fn, names in expect.items():
+        params = inspect.signature(fn).parameters
+        assert names <= set(params), (fn.__name__, sorted(params))

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import inspect
 import os
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -90,3 +91,19 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
 
     _background_loop().call_soon_threadsafe(start, context=ctx)
     return done.result()
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def same_signature(twin: Callable[..., Any]) -> Callable[[F], F]:
+    """Give a sync function the parameters of the async ``twin`` it runs, so that
+    ``help()``, IDEs and ``inspect.signature`` show them instead of ``**kwargs`` (the
+    return annotation stays the sync function's own)."""
+
+    def apply(fn: F) -> F:
+        own = inspect.signature(fn).return_annotation
+        fn.__signature__ = inspect.signature(twin).replace(return_annotation=own)  # type: ignore[attr-defined]
+        return fn
+
+    return apply

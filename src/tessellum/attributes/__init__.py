@@ -22,7 +22,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from .._sync import run_sync
+from .._sync import run_sync, same_signature
 from ._workers import shutdown_zonal_pool, start_zonal_workers
 from .cache import (
     MemoryResultCache,
@@ -144,6 +144,7 @@ async def extract(
     return await (engine or default_engine()).extract(request)
 
 
+@same_signature(extract)
 def extract_sync(
     geometry: Any, dataset_ids: Sequence[str] | str = (), **kwargs: Any
 ) -> AttributeResponse:
@@ -216,6 +217,7 @@ async def batch_extract(
     return await eng.run(job)
 
 
+@same_signature(batch_extract)
 def batch_extract_sync(
     geometries: Any, dataset_ids: Sequence[str] | str = (), **kwargs: Any
 ) -> BatchAttributeResponse:

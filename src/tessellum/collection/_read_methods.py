@@ -27,7 +27,8 @@ class ReadMethods:
         geometry, each on its own grid; ``None`` where no record intersects it). The grid is the source pixel grid snapped outward around the
         geometry, unless ``target_crs``/``resolution`` are given; records in other CRSs
         (e.g. a neighbouring UTM zone) are warped onto it. Integer data keeps its dtype
-        and nodata; pixels outside the geometry are nodata.
+        and nodata; pixels outside the geometry are nodata (an integer band without a
+        nodata value that the geometry masks becomes float with NaN there).
 
         Keyword Args:
             target_crs: output CRS (default: the most common CRS of the records).

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .._sync import run_sync
+from .._sync import run_sync, same_signature
 from ..errors import TessellumWarning, ValidationError
 from .cache import cache_path
 from .core import Collection
@@ -43,7 +43,9 @@ async def _records_to_collection(
     table = records_to_table(records, headers, extra=extra)
     if table.num_rows:
         table = table.sort_by([("datetime", "ascending"), ("id", "ascending")])
-    return Collection(table, name=name, data_source=data_source)
+    return Collection(
+        table, name=name, data_source=data_source, cloud_config=cloud_config, signer=signer
+    )
 
 
 def _check_band_maps(band_map: Any, band_index_map: Any) -> None:
@@ -128,7 +130,8 @@ async def build_from_stac_async(
         "cloud_config": repr(cloud_config),
     }  # fmt: skip
     path, hit = _cached(workspace_dir, name, params, force)
-    if hit is not None:
+    if hit is not None:  # read as a fresh build would be
+        hit.cloud_config, hit.signer = cloud_config, signer
         return hit
     import asyncio
 
@@ -161,6 +164,7 @@ async def build_from_stac_async(
     return coll
 
 
+@same_signature(build_from_stac_async)
 def build_from_stac(**kwargs: Any) -> Collection:
     """Build a collection from a STAC API search (or a static catalog) with one header
     read per asset.
@@ -248,6 +252,7 @@ async def build_from_table_async(
     )
 
 
+@same_signature(build_from_table_async)
 def build_from_table(table: Any, **kwargs: Any) -> Collection:
     """Build from a record table: an Arrow table, a Parquet/GeoParquet path, a
     (Geo)DataFrame, or anything exporting the Arrow PyCapsule stream.
@@ -289,6 +294,7 @@ async def build_from_files_async(
     )
 
 
+@same_signature(build_from_files_async)
 def build_from_files(source: str | os.PathLike | Sequence[str], **kwargs: Any) -> Collection:
     """Build from a file listing: a local folder, a list of URLs/paths, or an object
     store prefix (``s3://bucket/prefix/``) listed with obstore; one record per file.
@@ -343,6 +349,7 @@ async def build_from_gti_async(
     )  # fmt: skip
 
 
+@same_signature(build_from_gti_async)
 def build_from_gti(index: str | os.PathLike | Any, **kwargs: Any) -> Collection:
     """Build from a GDAL GTI tile index (GeoPackage, GeoParquet, FlatGeobuf or a
     GeoDataFrame) with a ``location`` column of raster paths/URLs (``/vsicurl/``,

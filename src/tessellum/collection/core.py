@@ -26,10 +26,24 @@ class Collection(ReadMethods):
         table: the collection table (see ``tessellum.collection.schema``).
         name: a human name (also used for the build cache).
         data_source: the source identifier (e.g. a STAC collection id) for band mapping.
+        cloud_config: how its files are reached (``tessellum.store.CloudConfig``: URL
+            rewrites, requester pays, client options); reads use it as the build did.
+        signer: a ``UrlSigner`` for its files (e.g. Planetary Computer SAS tokens),
+            applied to every read.
+
+    ``cloud_config`` and ``signer`` are attributes of the object, kept by every
+    collection filtered from it but not saved by :meth:`export` (they may hold
+    credentials or code): pass them again to :meth:`load`, or set them.
     """
 
     def __init__(
-        self, table: pa.Table, *, name: str | None = None, data_source: str | None = None
+        self,
+        table: pa.Table,
+        *,
+        name: str | None = None,
+        data_source: str | None = None,
+        cloud_config: Any = None,
+        signer: Any = None,
     ) -> None:
         missing = [c for c in ("id", "geometry", "bbox", "assets") if c not in table.column_names]
         if missing:
@@ -37,6 +51,8 @@ class Collection(ReadMethods):
         self._table = table
         self.name = name
         self.data_source = data_source
+        self.cloud_config = cloud_config
+        self.signer = signer
         from ..read.sources import track_lineage
 
         track_lineage(table)  # parsed headers are kept across reads of this collection
@@ -81,7 +97,10 @@ class Collection(ReadMethods):
         """A collection of some of this one's rows (sharing its parsed headers)."""
         from ..read.sources import track_lineage
 
-        derived = Collection(table, name=self.name, data_source=self.data_source)
+        derived = Collection(
+            table, name=self.name, data_source=self.data_source,
+            cloud_config=self.cloud_config, signer=self.signer,
+        )  # fmt: skip
         track_lineage(table, parent=self._table)
         return derived
 
@@ -288,14 +307,20 @@ class Collection(ReadMethods):
         )
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> Collection:
-        """Load a collection written by :meth:`export` or a build."""
+    def load(
+        cls, path: str | os.PathLike, *, cloud_config: Any = None, signer: Any = None
+    ) -> Collection:
+        """Load a collection written by :meth:`export` or a build; ``cloud_config`` and
+        ``signer`` as for the constructor (not saved with the collection)."""
         from .io import read_collection
 
         table, meta = read_collection(path)
-        return cls(table, name=meta.get("name"), data_source=meta.get("data_source"))
+        return cls(
+            table, name=meta.get("name"), data_source=meta.get("data_source"),
+            cloud_config=cloud_config, signer=signer,
+        )  # fmt: skip
 
 
-def load(path: str | os.PathLike) -> Collection:
+def load(path: str | os.PathLike, *, cloud_config: Any = None, signer: Any = None) -> Collection:
     """Load a saved collection (see :meth:`Collection.export`)."""
-    return Collection.load(path)
+    return Collection.load(path, cloud_config=cloud_config, signer=signer)

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .._sync import run_sync
+from .._sync import run_sync, same_signature
 from ..errors import ExtractionError
 from ..geo.grid import Grid
 from ._cog import CogWriter, OutputSpec
@@ -108,6 +108,7 @@ async def extract_raster(
         ) from None
 
 
+@same_signature(extract_raster)
 def extract_raster_sync(
     dataset_id: str, bbox: Any, output_dir: str | Path, **kwargs: Any
 ) -> RasterResult:

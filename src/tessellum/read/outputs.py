@@ -16,7 +16,7 @@ import pyarrow as pa
 from .._interop import require
 from ..errors import ValidationError
 from ..geo.geometry import is_single_geometry
-from .stacks import GeometryStack, fetch_options, read_stacks_into_async
+from .stacks import GeometryStack, collection_fetch_options, read_stacks_into_async
 
 _FILTER_KEYS = ("cloud_cover_lt", "date_range", "bbox", "split")
 
@@ -45,7 +45,7 @@ async def _stacks(
     coll = _filtered(collection, filters)
     return await read_stacks_into_async(
         coll.table, geometries, bands, equal_size=equal_size, chips=chips,
-        opts=fetch_options(max_concurrent, progress=progress), **read,
+        opts=collection_fetch_options(coll, max_concurrent, progress=progress), **read,
     )  # fmt: skip
 
 
@@ -120,7 +120,7 @@ async def get_xarray_async(
     stacks, _ = await _stacks(
         collection, geometries, bands, filters, max_concurrent=max_concurrent, progress=progress,
         geometry_crs=geometry_crs, target_crs=target_crs, resolution=resolution,
-        resampling=resampling, all_touched=all_touched, valid=False,
+        resampling=resampling, all_touched=all_touched, valid=False, nan_fill=True,
     )  # fmt: skip
     out = [stack_to_xarray(st) if st.grid is not None else None for st in stacks]
     if not is_single_geometry(geometries):
@@ -204,7 +204,7 @@ async def get_gdf_async(
     stacks, _ = await _stacks(
         collection, g, bands, filters, max_concurrent=max_concurrent, progress=progress,
         target_crs=target_crs, resolution=resolution, resampling=resampling,
-        all_touched=all_touched,
+        all_touched=all_touched, nan_fill=True,
     )  # fmt: skip
     rows: dict[str, list[Any]] = {name: [] for name in _GDF_COLUMNS}
     for st in stacks:

@@ -16,7 +16,7 @@ from .engine import MaskRead, holds_data
 from .fetch import fetch_tiles_async
 from .plan import TileKey
 from .sources import record_bands
-from .stacks import POINT_TESTS, candidate_pairs, fetch_options
+from .stacks import POINT_TESTS, candidate_pairs, collection_fetch_options
 
 
 def _pixel_coords(src: Any, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -123,7 +123,7 @@ async def sample_points_async(
             dest[sel] = values.take(flat)  # 1-D take: faster than 3-D indexing
 
     await fetch_tiles_async(
-        tiles, fetch_options(max_concurrent, progress=progress),
+        tiles, collection_fetch_options(collection, max_concurrent, progress=progress),
         on_tile=on_tile, keep=lambda _key: False,
     )  # fmt: skip
     # rows ordered by point, then datetime (missing last), then band: jobs in that order,

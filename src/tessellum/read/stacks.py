@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ValidationError
+from ..geo.grid import Grid
 from ._pool import pooled_empty
 from .engine import Target, read_targets_async
 from .fetch import FetchOptions
@@ -53,6 +54,17 @@ def fetch_options(max_concurrent: int | None = None, **kw: Any) -> FetchOptions:
 
         limiter = Limiter(max_concurrent)
     return FetchOptions(limiter=limiter, **kw)
+
+
+def collection_fetch_options(
+    collection: Any, max_concurrent: int | None = None, **kw: Any
+) -> FetchOptions:
+    """:func:`fetch_options` for reading ``collection``'s files the way it was built:
+    its ``cloud_config`` (URL rewrites, requester pays, client options) and ``signer``."""
+    return fetch_options(
+        max_concurrent, cloud_config=getattr(collection, "cloud_config", None),
+        signer=getattr(collection, "signer", None), **kw,
+    )  # fmt: skip
 
 
 POINT_TESTS = 20_000_000
@@ -181,6 +193,7 @@ async def read_stacks_into_async(
     mosaic: bool = False,
     chips: bool = False,
     valid: bool = True,
+    nan_fill: bool = False,
     opts: FetchOptions | None = None,
 ) -> tuple[list[GeometryStack], np.ndarray | None]:
     """:func:`read_stacks_async`, also returning, with ``chips`` (needs ``equal_size``,
@@ -188,7 +201,10 @@ async def read_stacks_into_async(
     over geometries then their records, C over ``bands`` (the stacks' ``data`` are views
     of it; None without ``chips``). Every layer is read into its final place, never
     copied after the read. With ``valid=False`` the stacks' ``valid`` masks are not
-    computed (left None) where the pixels do not depend on them."""
+    computed (left None) where the pixels do not depend on them. With ``nan_fill``, an
+    integer band without a nodata value whose pixels a geometry masks out is read as
+    float (float32 up to 16-bit integers, else float64) with NaN there: nothing else
+    could mark them."""
     from ..geo.geometry import coerce_geometries
 
     if isinstance(bands, str):
@@ -234,21 +250,19 @@ async def read_stacks_into_async(
             {b: None for b in bands}, {b: None for b in bands},
             {b: _stack_nodata(rs, b) for b in bands},
         )  # fmt: skip
-    block = _allocate_layers(plans, bands, stacks, chips, valid) if not mosaic else None
+    keeps = {
+        gid: _kept_pixels(geoms[gid] if mask else None, g.crs, grid, own_shape[gid], all_touched)
+        for gid, _, grid in plans
+        if grid is not None
+    }
+    floats = _nan_filled(plans, bands, stacks, keeps) if nan_fill and not mosaic else {}
+    block = _allocate_layers(plans, bands, stacks, chips, valid, floats) if not mosaic else None
     targets: list[Target] = []
     index: list[tuple[int, str]] = []
     for gid, rs, grid in plans:
         if grid is None:
             continue
-        keep = None
-        if mask:  # every kind: a point or line keeps the pixels under it only
-            keep = geometry_mask(geoms[gid], g.crs, grid, all_touched=all_touched)
-        if own_shape[gid] != grid.shape:  # equal_size padding holds nodata, never pixels
-            own = np.zeros(grid.shape, dtype=bool)
-            own[: own_shape[gid][0], : own_shape[gid][1]] = True
-            keep = own if keep is None else keep & own
-        if keep is not None and keep.all():  # e.g. a box on the grid: nothing to mask out
-            keep = None
+        keep = keeps[gid]
         st = stacks[gid]
         layers = [mosaic_order(rs)] if mosaic else [[r] for r in rs]
         for k, records in enumerate(layers):
@@ -270,12 +284,55 @@ async def read_stacks_into_async(
     return [stacks[i] for i in range(len(g.geoms))], block
 
 
+def _kept_pixels(
+    geom: Any, geom_crs: Any, grid: Grid, own_shape: tuple[int, int], all_touched: bool
+) -> np.ndarray | None:
+    """The pixels of ``grid`` a geometry's layer keeps (None: all): those under the
+    geometry (every kind: a point or line keeps the pixels under it only), within its
+    own shape (equal_size padding holds nodata, never pixels)."""
+    keep = None if geom is None else geometry_mask(geom, geom_crs, grid, all_touched=all_touched)
+    if own_shape != grid.shape:
+        own = np.zeros(grid.shape, dtype=bool)
+        own[: own_shape[0], : own_shape[1]] = True
+        keep = own if keep is None else keep & own
+    if keep is not None and keep.all():  # e.g. a box on the grid: nothing to mask out
+        keep = None
+    return keep
+
+
+def _nan_filled(
+    plans: list[tuple[int, list[RecordBands], Any]],
+    bands: Sequence[str],
+    stacks: dict[int, GeometryStack],
+    keeps: dict[int, np.ndarray | None],
+) -> dict[str, np.dtype]:
+    """Bands read as float with NaN where masked: integer bands whose masked-out pixels
+    no nodata value could mark (their stacks' nodata becomes NaN). Band -> float type."""
+    out: dict[str, np.dtype] = {}
+    for b in bands:
+        unmarked = [
+            gid for gid, rs, grid in plans if grid is not None and stacks[gid].nodata[b] is None
+        ]
+        if not any(keeps[gid] is not None for gid in unmarked):
+            continue
+        common = np.result_type(
+            *[r.bands[b].dtype for _, rs, grid in plans if grid is not None for r in rs]
+        )
+        if common.kind not in "iub":
+            continue
+        out[b] = np.dtype("float32" if common.itemsize <= 2 else "float64")
+        for gid in unmarked:
+            stacks[gid].nodata[b] = np.nan
+    return out
+
+
 def _allocate_layers(
     plans: list[tuple[int, list[RecordBands], Any]],
     bands: Sequence[str],
     stacks: dict[int, GeometryStack],
     chips: bool,
     valid: bool,
+    floats: dict[str, np.dtype] | None = None,
 ) -> np.ndarray | None:
     """Give every stack its (T, H, W) ``data`` (and ``valid``, when wanted) per band,
     each band in the common type of its records (no silent narrowing when records
@@ -287,6 +344,7 @@ def _allocate_layers(
     dtypes = {
         b: np.result_type(*[r.bands[b].dtype for _, rs, _ in live for r in rs]) for b in bands
     }
+    dtypes.update(floats or {})
     if not chips:
         for gid, rs, grid in live:
             st = stacks[gid]

@@ -13,7 +13,7 @@ from ._pool import pooled_empty
 from .engine import Target, read_targets_async
 from .grids import wrap_sources
 from .sources import RecordBands, record_bands
-from .stacks import fetch_options
+from .stacks import collection_fetch_options
 
 
 def window_grid(
@@ -101,6 +101,7 @@ async def read_window_async(
         for g, (_, members) in enumerate(groups)
         for c, b in enumerate(bands)
     ]
-    await read_targets_async(targets, fetch_options(max_concurrent, progress=progress))
+    opts = collection_fetch_options(collection, max_concurrent, progress=progress)
+    await read_targets_async(targets, opts)
     out = stacked[0] if group_by is None else stacked
     return out, grid, [k for k, _ in groups]
