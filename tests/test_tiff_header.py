@@ -14,8 +14,8 @@ import tifffile
 from pyproj import CRS
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _cogfactory import FileFetcher, read_bytes, write_cog
-from tessellum.errors import DataFormatError
+from _cogfactory import FileFetcher, patch_tag, read_bytes, write_cog
+from tessellum.errors import DataFormatError, RasterUnsupportedError
 from tessellum.tiff import BytesSource, NeedBytes, TiffHeader, parse_header, read_header_async
 
 SHAPE = (300, 340)
@@ -400,3 +400,40 @@ def test_jpeg_tables_undefined_or_byte_type(tmp_path: Path, tag_type: int) -> No
     hdr = parse_header(bytes(buf))
     assert hdr.levels[0].jpeg_tables == tables
     assert isinstance(hdr.levels[0].jpeg_tables, bytes)
+
+
+@pytest.mark.parametrize(
+    ("tag", "value", "message"),
+    [
+        (259, 9999, "compression 9999 is not supported"),
+        (317, 7, "predictor 7 is not supported"),
+        (317, 3, r"floating-point Predictor \(3\) with 16-bit SampleFormat 1"),
+    ],
+)
+def test_undecodable_layout_refused_at_parse(
+    tmp_path: Path, tag: int, value: int, message: str
+) -> None:
+    """What no read could decode fails the header (a build records it per row); GDAL
+    refuses to read these files too."""
+    path, _ = write_cog(tmp_path / "u.tif", shape=(64, 64), blocksize=64, predictor=2)
+    patch_tag(path, tag, value)
+    with pytest.raises(rasterio.errors.RasterioIOError), rasterio.open(path) as ds:
+        ds.read()  # GDAL fails at open (a missing codec) or at read (the predictor)
+    with pytest.raises(RasterUnsupportedError, match=message) as ei:
+        parse_header(path.read_bytes(), url="https://x/u.tif")
+    (ifd,) = struct.unpack_from("<I", path.read_bytes(), 4)
+    assert f"IFD at {ifd}:" in str(ei.value) and "https://x/u.tif" in str(ei.value)
+
+
+def test_unread_page_may_use_any_codec(tmp_path: Path) -> None:
+    """Only the levels tessellum reads are checked: a second full-resolution page (not
+    part of the pyramid) with a codec tessellum lacks does not fail the file."""
+    path = tmp_path / "pages.tif"
+    with tifffile.TiffWriter(path) as tw:
+        tw.write(np.ones((32, 32), np.uint16), tile=(16, 16), compression="deflate")
+        tw.write(np.ones((32, 32), np.uint16), tile=(16, 16), compression="deflate")
+    buf = bytearray(path.read_bytes())
+    with tifffile.TiffFile(path) as tf:
+        struct.pack_into("<H", buf, tf.pages[1].tags[259].offset + 8, 9999)
+    hdr = parse_header(bytes(buf), url="p")
+    assert len(hdr.levels) == 1 and hdr.levels[0].compression in (8, 32946)

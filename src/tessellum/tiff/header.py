@@ -17,14 +17,21 @@ from .ifd import RawIFD, read_ifds
 from .source import BytesSource, NeedBytes
 
 __all__ = [
+    "PREDICTOR_COMPRESSIONS",
     "ImageLevel",
     "TiffHeader",
     "parse_header",
+    "predictor_problem",
     "read_header_async",
     "sample_dtype",
 ]
 
 MAX_HEADER_READS = 4
+#: Compressions whose decoder undoes a Predictor (LZW, Deflate, LZMA, ZSTD); libtiff, so
+#: GDAL, ignores the tag with every other compression.
+PREDICTOR_COMPRESSIONS = frozenset({5, 8, 32946, 34925, 50000})
+#: LercParameters' additional compression: 0 none, 1 deflate, 2 zstd.
+LERC_EXTRA_COMPRESSIONS = frozenset({0, 1, 2})
 FILETYPE_REDUCED = 1
 FILETYPE_MASK = 4
 PHOTOMETRIC_MASK = 4
@@ -198,6 +205,41 @@ class TiffHeader:
         return float(value) if value else 0.0
 
 
+def predictor_problem(level: ImageLevel) -> str | None:
+    """Why ``level``'s Predictor cannot be undone, as libtiff rules (None: it can, or
+    its compression ignores the tag)."""
+    predictor = level.predictor
+    if predictor == 1 or level.compression not in PREDICTOR_COMPRESSIONS:
+        return None
+    bits = level.bits_per_sample[0]
+    if predictor == 2:
+        if bits in (8, 16, 32, 64):
+            return None
+        return f"horizontal differencing Predictor (2) with {bits}-bit samples is not supported"
+    if predictor == 3:
+        if level.sample_format == 3 and bits in (16, 32, 64):
+            return None
+        return (
+            f"floating-point Predictor (3) with {bits}-bit SampleFormat "
+            f"{level.sample_format} samples is not supported (floats only)"
+        )
+    return f"TIFF predictor {predictor} is not supported"
+
+
+def _decodable_problem(level: ImageLevel) -> str | None:
+    """Why no tile of ``level`` can be decoded here (None: they can)."""
+    from .decode import supported_compressions  # imagecodecs: loaded on first parse
+
+    comp = level.compression
+    if comp not in supported_compressions():
+        return f"TIFF compression {comp} is not supported"
+    if comp == 34887 and level.lerc_params is not None and len(level.lerc_params) > 1:
+        extra = level.lerc_params[1]
+        if extra not in LERC_EXTRA_COMPRESSIONS:
+            return f"LERC additional compression {extra} is not supported"
+    return predictor_problem(level)
+
+
 def _level(ifd: RawIFD, url: str) -> ImageLevel:
     t = ifd.tags
 
@@ -236,6 +278,10 @@ def _level(ifd: RawIFD, url: str) -> ImageLevel:
     ycbcr = t.get(530)
     extra = t.get(338)
     photometric = int(ifd.scalar(262, 1 if spp < 3 else 2))
+    try:
+        dtype = sample_dtype(sample_format, max(bits))
+    except RasterUnsupportedError as exc:
+        raise RasterUnsupportedError(f"IFD at {ifd.offset}: {exc} ({url or 'buffer'})") from None
     return ImageLevel(
         width=int(width),
         height=int(height),
@@ -245,7 +291,7 @@ def _level(ifd: RawIFD, url: str) -> ImageLevel:
         samples_per_pixel=spp,
         bits_per_sample=bits,
         sample_format=sample_format,
-        dtype=sample_dtype(sample_format, max(bits)),
+        dtype=dtype,
         compression=int(ifd.scalar(259, 1)),
         predictor=int(ifd.scalar(317, 1)),
         photometric=photometric,
@@ -260,11 +306,13 @@ def _level(ifd: RawIFD, url: str) -> ImageLevel:
     )
 
 
-def _group(levels: list[ImageLevel]) -> tuple[tuple[ImageLevel, ...], tuple[ImageLevel, ...]]:
+def _group(
+    levels: list[ImageLevel], url: str
+) -> tuple[tuple[ImageLevel, ...], tuple[ImageLevel, ...]]:
     images = [lv for lv in levels if not lv.is_mask]
     masks = [lv for lv in levels if lv.is_mask]
     if not images:
-        raise RasterUnsupportedError("the TIFF holds only masks")
+        raise RasterUnsupportedError(f"the TIFF holds only masks ({url or 'buffer'})")
     full = next((lv for lv in images if not lv.subfile_type & FILETYPE_REDUCED), images[0])
     # other full-resolution pages (multi-page TIFFs) are not part of the pyramid
     overviews = [
@@ -299,7 +347,8 @@ def parse_header(
         NeedBytes: IFDs or tag arrays lie outside the bytes given; fetch
             ``[e.start, e.end)`` (or ``e.ranges``) and call again with them in ``extra``.
         DataFormatError: the bytes are not a valid TIFF.
-        RasterUnsupportedError: a valid TIFF tessellum cannot represent.
+        RasterUnsupportedError: a valid TIFF tessellum cannot represent or decode (an
+            unsupported compression, or a Predictor libtiff would refuse).
     """
     if isinstance(buf, BytesSource):
         src = buf
@@ -310,7 +359,13 @@ def parse_header(
     layout = read_ifds(src, url=url, file_size=file_size)
     if not layout.ifds:
         raise DataFormatError(f"no IFD in {url or 'buffer'}", url=url, offset=0)
-    levels, masks = _group([_level(ifd, url) for ifd in layout.ifds])
+    parsed = [(ifd, _level(ifd, url)) for ifd in layout.ifds]
+    levels, masks = _group([lv for _, lv in parsed], url)
+    # only the levels read are checked: another page of a multi-page TIFF may use any codec
+    used = {id(lv) for lv in (*levels, *masks)}
+    for ifd, lv in parsed:
+        if id(lv) in used and (problem := _decodable_problem(lv)) is not None:
+            raise RasterUnsupportedError(f"IFD at {ifd.offset}: {problem} ({url or 'buffer'})")
     first = next(ifd for ifd in layout.ifds if not ifd.sub_ifd)
     tags = first.tags
     meta_xml = tags.get(42112)
