@@ -437,3 +437,18 @@ def test_unread_page_may_use_any_codec(tmp_path: Path) -> None:
         struct.pack_into("<H", buf, tf.pages[1].tags[259].offset + 8, 9999)
     hdr = parse_header(bytes(buf), url="p")
     assert len(hdr.levels) == 1 and hdr.levels[0].compression in (8, 32946)
+
+
+@pytest.mark.parametrize(
+    ("scale", "problem"), [((0.0, 0.0, 0.0), "degenerate"), ((np.nan, np.nan, 0.0), "not finite")]
+)
+def test_degenerate_or_nan_transform_refused(tmp_path: Path, scale: tuple, problem: str) -> None:
+    path, _ = write_cog(tmp_path / "g.tif", shape=(64, 64), blocksize=64)
+    buf = bytearray(path.read_bytes())
+    with tifffile.TiffFile(path) as tf:
+        struct.pack_into("<3d", buf, tf.pages[0].tags[33550].valueoffset, *scale)
+    with pytest.raises(DataFormatError, match=f"geotransform .* is {problem}") as ei:
+        parse_header(bytes(buf), url="https://x/g.tif")
+    assert ei.value.url == "https://x/g.tif"
+    assert ei.value.offset == struct.unpack_from("<I", buf, 4)[0]  # the first IFD
+    assert "https://x/g.tif" in str(ei.value)

@@ -240,6 +240,18 @@ def _decodable_problem(level: ImageLevel) -> str | None:
     return predictor_problem(level)
 
 
+def _transform_problem(gt: tuple[float, ...] | None) -> str | None:
+    """Why geotransform ``gt`` cannot map pixels to coordinates and back (None: it can)."""
+    if gt is None:
+        return None
+    if not all(math.isfinite(v) for v in gt):
+        return f"geotransform {gt} is not finite"
+    det = gt[1] * gt[5] - gt[2] * gt[4]
+    if det == 0 or not math.isfinite(1.0 / det):
+        return f"geotransform {gt} is degenerate (a pixel of zero size)"
+    return None
+
+
 def _level(ifd: RawIFD, url: str) -> ImageLevel:
     t = ifd.tags
 
@@ -346,7 +358,8 @@ def parse_header(
     Raises:
         NeedBytes: IFDs or tag arrays lie outside the bytes given; fetch
             ``[e.start, e.end)`` (or ``e.ranges``) and call again with them in ``extra``.
-        DataFormatError: the bytes are not a valid TIFF.
+        DataFormatError: the bytes are not a valid TIFF, or its geotransform is
+            degenerate or not finite.
         RasterUnsupportedError: a valid TIFF tessellum cannot represent or decode (an
             unsupported compression, or a Predictor libtiff would refuse).
     """
@@ -368,6 +381,11 @@ def parse_header(
             raise RasterUnsupportedError(f"IFD at {ifd.offset}: {problem} ({url or 'buffer'})")
     first = next(ifd for ifd in layout.ifds if not ifd.sub_ifd)
     tags = first.tags
+    geo = geo_from_tags(tags)
+    if (problem := _transform_problem(geo.transform)) is not None:
+        raise DataFormatError(
+            f"IFD at {first.offset}: {problem} ({url or 'buffer'})", url=url, offset=first.offset
+        )
     meta_xml = tags.get(42112)
     nodata = tags.get(42113)
     return TiffHeader(
@@ -377,7 +395,7 @@ def parse_header(
         file_size=file_size,
         levels=levels,
         mask_levels=masks,
-        geo=geo_from_tags(tags),
+        geo=geo,
         gdal_metadata=parse_gdal_metadata(meta_xml if isinstance(meta_xml, str) else None),
         nodata_raw=nodata if isinstance(nodata, str) else None,
         header_bytes_used=src.max_end,
