@@ -452,3 +452,45 @@ def test_degenerate_or_nan_transform_refused(tmp_path: Path, scale: tuple, probl
     assert ei.value.url == "https://x/g.tif"
     assert ei.value.offset == struct.unpack_from("<I", buf, 4)[0]  # the first IFD
     assert "https://x/g.tif" in str(ei.value)
+
+
+GEO_TAGS = [
+    (33550, 12, 3, [10.0, 10.0, 0.0], True),
+    (33922, 12, 6, [0, 0, 0, 500000, 4650000, 0], True),
+]
+GEOKEYS = [1, 1, 0, 3, 1024, 0, 1, 1, 1025, 0, 1, 1, 3072, 0, 1, 32612]
+
+
+@pytest.mark.parametrize("text", ["abc", "1.5abc", " 2.5 ", "1,5", "nan", "-INF", "1e400", "+-1"])
+def test_scale_and_offset_read_as_gdal(tmp_path: Path, text: str) -> None:
+    """GDAL reads SCALE/OFFSET items with CPLAtofM: a prefix number, 0 when none."""
+    xml = (
+        f'<GDALMetadata><Item name="SCALE" sample="0" role="scale">{text}</Item>'
+        f'<Item name="OFFSET" sample="0" role="offset">{text}</Item></GDALMetadata>'
+    )
+    path = tmp_path / "s.tif"
+    tifffile.imwrite(path, np.ones((8, 8), np.uint16), extratags=[(42112, 2, 0, xml, True)])
+    hdr = parse_header(path.read_bytes(), url="s")
+    with rasterio.open(path) as ds:
+        np.testing.assert_equal((hdr.scale(0), hdr.offset(0)), (ds.scales[0], ds.offsets[0]))
+
+
+def test_header_values_gdal_accepts(tmp_path: Path) -> None:
+    """Values beyond the usual ranges that GDAL opens: RasterType 300 (Area, as GDAL),
+    a metadata item of sample 3e9 or "abc" (GDAL's atoi: ignored / sample 0)."""
+    keys = list(GEOKEYS)
+    keys[11] = 300
+    xml = (
+        '<GDALMetadata><Item name="X" sample="3000000000">1</Item>'
+        '<Item name="Y" sample="abc">2</Item></GDALMetadata>'
+    )
+    path = tmp_path / "v.tif"
+    tags = [*GEO_TAGS, (34735, 3, len(keys), keys, True), (42112, 2, 0, xml, True)]
+    tifffile.imwrite(path, np.ones((64, 64), np.uint16), extratags=tags)
+    hdr = parse_header(path.read_bytes(), url="v")
+    with rasterio.open(path) as ds:
+        assert ds.tags()["AREA_OR_POINT"] == "Area" and hdr.geo.raster_type == 1
+        assert hdr.geo.transform == ds.transform.to_gdal()
+        assert ds.tags(1) == {"Y": "2"}
+    assert hdr.geo.geokeys[1025] == 300  # the value written stays in geokeys
+    assert hdr.gdal_metadata["bands"] == {0: {"Y": "2"}}

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataFormatError, RasterUnsupportedError
-from .gdalmeta import band_item, parse_gdal_metadata, parse_nodata
+from .gdalmeta import band_item, gdal_atof, parse_gdal_metadata, parse_nodata
 from .geokeys import GeoInfo, geo_from_tags
 from .ifd import RawIFD, read_ifds
 from .source import BytesSource, NeedBytes
@@ -195,14 +195,14 @@ class TiffHeader:
         return parse_nodata(self.nodata_raw, dtype or self.dtype)
 
     def scale(self, band: int = 0) -> float:
-        """The band's scale (1.0 when none)."""
+        """The band's scale (1.0 when none), read as GDAL reads it (``"abc"`` is 0.0)."""
         value = band_item(self.gdal_metadata, band, "SCALE")
-        return float(value) if value else 1.0
+        return gdal_atof(value) if value else 1.0
 
     def offset(self, band: int = 0) -> float:
-        """The band's offset (0.0 when none)."""
+        """The band's offset (0.0 when none), read as GDAL reads it."""
         value = band_item(self.gdal_metadata, band, "OFFSET")
-        return float(value) if value else 0.0
+        return gdal_atof(value) if value else 0.0
 
 
 def predictor_problem(level: ImageLevel) -> str | None:
