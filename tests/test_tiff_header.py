@@ -494,3 +494,25 @@ def test_header_values_gdal_accepts(tmp_path: Path) -> None:
         assert ds.tags(1) == {"Y": "2"}
     assert hdr.geo.geokeys[1025] == 300  # the value written stays in geokeys
     assert hdr.gdal_metadata["bands"] == {0: {"Y": "2"}}
+
+
+def test_object_size_bounds_a_corrupt_tag_count(tmp_path: Path) -> None:
+    """A TileByteCounts count of 2**30 (4 GiB): with the object's size from the prefix
+    response it fails at once; without it, the follow-up read is capped."""
+    path, _ = write_cog(tmp_path / "c.tif", shape=(512, 512), blocksize=256, overviews=())
+    with open(path, "ab") as f:
+        f.truncate(64 * 2**20)  # a large object: the prefix is not the whole file
+    with tifffile.TiffFile(path) as tf:
+        pos = tf.pages[0].tags[325].offset
+    with open(path, "r+b") as f:
+        f.seek(pos + 4)
+        f.write(struct.pack("<I", 2**30))
+    size = path.stat().st_size
+    fetch = FileFetcher(path)
+    with pytest.raises(DataFormatError, match="beyond the end of file") as ei:
+        asyncio.run(read_header_async(fetch, "https://x/c.tif", object_size=lambda: size))
+    assert fetch.calls == [(0, 65536)] and "https://x/c.tif" in str(ei.value)
+    fetch = FileFetcher(path)
+    with pytest.raises(DataFormatError, match="over the 16777216-byte limit"):
+        asyncio.run(read_header_async(fetch, "c"))
+    assert fetch.calls == [(0, 65536)]

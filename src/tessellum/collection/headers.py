@@ -58,7 +58,12 @@ async def read_headers_async(
                         return data
                     return await read_range_async(store, path, start, end, url=href, clip=True)
 
-                hdr = await read_header_async(fetch, href, prefix_size=prefix_size)
+                hdr = await read_header_async(
+                    fetch,
+                    href,
+                    prefix_size=prefix_size,
+                    object_size=lambda: size[0] if size else None,
+                )
                 if hdr.file_size is None and size:
                     hdr = dataclasses.replace(hdr, file_size=size[0])
                 _check_not_truncated(hdr, href)

@@ -17,6 +17,7 @@ from .ifd import RawIFD, read_ifds
 from .source import BytesSource, NeedBytes
 
 __all__ = [
+    "MAX_HEADER_BYTES",
     "PREDICTOR_COMPRESSIONS",
     "ImageLevel",
     "TiffHeader",
@@ -27,6 +28,9 @@ __all__ = [
 ]
 
 MAX_HEADER_READS = 4
+#: Most bytes a header may span (IFDs and tag arrays): 16 MiB hold the tile index of
+#: a million tiles per level; a larger one is a corrupt tag count, not a header.
+MAX_HEADER_BYTES = 16 * 2**20
 #: Compressions whose decoder undoes a Predictor (LZW, Deflate, LZMA, ZSTD); libtiff, so
 #: GDAL, ignores the tag with every other compression.
 PREDICTOR_COMPRESSIONS = frozenset({5, 8, 32946, 34925, 50000})
@@ -405,19 +409,31 @@ def parse_header(
 Fetch = Callable[[int, int], Awaitable[bytes]]
 
 
-async def read_header_async(fetch: Fetch, url: str = "", *, prefix_size: int = 65536) -> TiffHeader:
+async def read_header_async(
+    fetch: Fetch,
+    url: str = "",
+    *,
+    prefix_size: int = 65536,
+    object_size: Callable[[], int | None] | None = None,
+) -> TiffHeader:
     """Read and parse a header with one speculative prefix read (plus one when needed).
 
     Args:
         fetch: ``await fetch(start, end)`` returns bytes ``[start, end)``, shorter at EOF.
         url: named in errors and kept in the header.
         prefix_size: bytes read first.
+        object_size: called after the prefix read: the object's size when the prefix
+            response told it (e.g. its Content-Range), else None. A known size bounds
+            every tag array, so a corrupt count fails without reading the object.
 
     Raises:
-        DataFormatError: not a TIFF, truncated, or its IFDs need more than a few reads.
+        DataFormatError: not a TIFF, truncated, its IFDs need more than a few reads, or
+            more than :data:`MAX_HEADER_BYTES` (a corrupt tag count).
     """
     prefix = await fetch(0, prefix_size)
     file_size = len(prefix) if len(prefix) < prefix_size else None
+    if file_size is None and object_size is not None:
+        file_size = object_size()
     src = BytesSource(prefix)
     last: tuple[int, int] | None = None
     for _ in range(MAX_HEADER_READS):
@@ -429,6 +445,15 @@ async def read_header_async(fetch: Fetch, url: str = "", *, prefix_size: int = 6
             ):
                 raise DataFormatError(
                     f"truncated TIFF header: bytes [{need.start}, {need.end}) missing ({url})",
+                    url=url,
+                    offset=need.start,
+                ) from None
+            wanted = sum(e - s for s, e in need.ranges)
+            if wanted > MAX_HEADER_BYTES:
+                # never pull a whole object into memory for a bogus tag count
+                raise DataFormatError(
+                    f"TIFF header needs {wanted} more bytes in [{need.start}, {need.end}), "
+                    f"over the {MAX_HEADER_BYTES}-byte limit (a corrupt tag count?) ({url})",
                     url=url,
                     offset=need.start,
                 ) from None
