@@ -158,8 +158,11 @@ def test_nodata_float_is_the_value_the_pixels_hold(tmp_path: Path) -> None:
     from tessellum.collection import build_from_files
 
     path = tmp_path / "n.tif"
+    # georeferenced: a build records a file without georeferencing as a row error
     with rasterio.open(path, "w", driver="GTiff", width=16, height=16, count=1,
-                       dtype="float32", nodata=1e20) as ds:  # fmt: skip
+                       dtype="float32", nodata=1e20, crs="EPSG:32612",
+                       transform=rasterio.transform.from_origin(500000, 4650000, 10, 10),
+                       ) as ds:  # fmt: skip
         ds.write(np.full((1, 16, 16), 1e20, np.float32))
     meta = (
         build_from_files([str(path)], name="n", progress=False)
