@@ -16,7 +16,7 @@ from rasterio.enums import Resampling
 from rasterio.io import MemoryFile
 from rasterio.transform import from_origin
 
-__all__ = ["make_array", "write_cog"]
+__all__ = ["make_array", "patch_tag", "write_cog"]
 
 
 def make_array(
@@ -202,3 +202,23 @@ class FileFetcher:
     async def __call__(self, start: int, end: int) -> bytes:
         self.calls.append((start, end))
         return read_bytes(self.path, start, end)
+
+
+def patch_tag(path: str | Path, tag: int, value: int, *, new_tag: int | None = None) -> None:
+    """Overwrite the inline SHORT value of ``tag`` in the first IFD of a little-endian
+    classic TIFF (and renumber the entry to ``new_tag`` when given): a file GDAL would
+    not write, e.g. an unknown compression or predictor."""
+    import struct
+
+    buf = bytearray(Path(path).read_bytes())
+    (ifd,) = struct.unpack_from("<I", buf, 4)
+    (n,) = struct.unpack_from("<H", buf, ifd)
+    for i in range(n):
+        pos = ifd + 2 + 12 * i
+        if struct.unpack_from("<H", buf, pos)[0] == tag:
+            struct.pack_into("<H", buf, pos + 8, value)
+            if new_tag is not None:
+                struct.pack_into("<H", buf, pos, new_tag)
+            Path(path).write_bytes(bytes(buf))
+            return
+    raise KeyError(f"tag {tag} not in the first IFD of {path}")

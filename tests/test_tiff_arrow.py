@@ -158,8 +158,11 @@ def test_nodata_float_is_the_value_the_pixels_hold(tmp_path: Path) -> None:
     from tessellum.collection import build_from_files
 
     path = tmp_path / "n.tif"
+    # georeferenced: a build records a file without georeferencing as a row error
     with rasterio.open(path, "w", driver="GTiff", width=16, height=16, count=1,
-                       dtype="float32", nodata=1e20) as ds:  # fmt: skip
+                       dtype="float32", nodata=1e20, crs="EPSG:32612",
+                       transform=rasterio.transform.from_origin(500000, 4650000, 10, 10),
+                       ) as ds:  # fmt: skip
         ds.write(np.full((1, 16, 16), 1e20, np.float32))
     meta = (
         build_from_files([str(path)], name="n", progress=False)
@@ -168,3 +171,31 @@ def test_nodata_float_is_the_value_the_pixels_hold(tmp_path: Path) -> None:
     )
     assert meta["nodata"] == "1e+20"
     assert meta["nodata_float"] == float(np.float32(1e20))
+
+
+def test_long_tag_values_fit(headers: dict[str, TiffHeader]) -> None:
+    """NewSubfileType and LercParameters are LONGs: values up to 2**32 - 1 round-trip."""
+    base = headers["plain"]
+    level = dataclasses.replace(
+        base.levels[0], subfile_type=0x80000000, lerc_params=(4, 3_000_000_000)
+    )
+    hdr = dataclasses.replace(base, levels=(level, *base.levels[1:]))
+    arr = headers_to_arrow([hdr])
+    assert arr.field("error").to_pylist() == [None]
+    assert arr.field("lerc_params").to_pylist() == [[4, 3_000_000_000]]
+    assert header_from_arrow(arr[0]) == hdr
+
+
+def test_a_header_arrow_cannot_hold_is_its_row_error(headers: dict[str, TiffHeader]) -> None:
+    """One header with a value beyond its column (a 2**31-pixel width) fails its row
+    only, naming the URL; the other rows are built."""
+    base = headers["plain"]
+    wide = dataclasses.replace(base.levels[0], width=2**31)
+    bad = dataclasses.replace(base, url="s3://b/wide.tif", levels=(wide, *base.levels[1:]))
+    arr = headers_to_arrow([base, bad, None], errors=[None, None, "HTTP 404"])
+    errs = arr.field("error").to_pylist()
+    assert errs[0] is None and errs[2] == "HTTP 404"
+    assert "s3://b/wide.tif" in errs[1] and "2147483648" in errs[1]
+    assert arr.field("url").to_pylist()[1] == "s3://b/wide.tif"
+    assert arr.field("levels")[1].as_py() is None
+    assert headers_from_arrow(arr) == [base, None, None]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -12,8 +13,8 @@ import tifffile
 from rasterio.windows import Window
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _cogfactory import read_bytes, write_cog
-from tessellum.errors import DataFormatError
+from _cogfactory import patch_tag, read_bytes, write_cog
+from tessellum.errors import DataFormatError, RasterUnsupportedError
 from tessellum.tiff import ImageLevel, TiffHeader, parse_header
 from tessellum.tiff.decode import decode_tile, supported_compressions
 
@@ -296,3 +297,54 @@ def test_corrupt_tile_raises_with_url_and_offset(tmp_path: Path) -> None:
     good = read_bytes(path, off, off + count)
     with pytest.raises(DataFormatError):
         decode_tile(level, good[: count // 2], url="u", offset=off)
+
+
+@pytest.mark.parametrize("compression", [None, "packbits"])
+@pytest.mark.parametrize("predictor", [2, 3, 7])
+def test_predictor_ignored_where_libtiff_ignores_it(
+    tmp_path: Path, compression: str | None, predictor: int
+) -> None:
+    """libtiff undoes a Predictor only for LZW/Deflate/LZMA/ZSTD: GDAL reads an
+    uncompressed or PackBits file tagged with any predictor as plain samples."""
+    path = tmp_path / "p.tif"
+    data = (np.arange(96 * 80, dtype=np.uint16).reshape(96, 80) * 7) % 5003
+    # tifffile writes no Predictor without a codec: write a spare SHORT tag, renumber it
+    tifffile.imwrite(
+        path, data, tile=(32, 32), compression=compression, extratags=[(316, 3, 1, 1, True)]
+    )
+    patch_tag(path, 316, predictor, new_tag=317)
+    hdr = parse_header(path.read_bytes(), url=str(path))
+    assert hdr.levels[0].predictor == predictor
+    assert compare_all_tiles(path) == 9  # every tile equals GDAL's
+
+
+def test_float_predictor_on_integers_refused_like_gdal(tmp_path: Path) -> None:
+    path, _ = write_cog(tmp_path / "p3.tif", shape=(64, 64), blocksize=64, predictor=2)
+    patch_tag(path, 317, 3)
+    with rasterio.open(path) as ds, pytest.raises(rasterio.errors.RasterioIOError):
+        ds.read()  # libtiff: Floating point "Predictor" not supported with 1 data format
+    with pytest.raises(RasterUnsupportedError, match=f"Predictor \\(3\\).*{path}"):
+        parse_header(path.read_bytes(), url=str(path))
+    # a header that skipped the check (built elsewhere) is refused at decode too
+    good, _ = write_cog(tmp_path / "p2.tif", shape=(64, 64), blocksize=64, predictor=2)
+    hdr = parse_header(good.read_bytes(), url="s3://b/p.tif")
+    level = dataclasses.replace(hdr.levels[0], predictor=3)
+    off, count = level.tile_range(0, 0)
+    with pytest.raises(RasterUnsupportedError, match=f"offset {off} of s3://b/p.tif"):
+        decode_tile(level, read_bytes(good, off, off + count), url="s3://b/p.tif", offset=off)
+
+
+def test_every_decode_error_names_url_and_offset(tmp_path: Path) -> None:
+    path, _ = write_cog(tmp_path / "d.tif", shape=(64, 64), blocksize=64, overviews=())
+    hdr = parse_header(path.read_bytes(), url="s3://b/d.tif")
+    off, count = hdr.levels[0].tile_range(0, 0)
+    data = read_bytes(path, off, off + count)
+    # the tile inflates to half the bytes 32-bit samples need
+    level = dataclasses.replace(hdr.levels[0], bits_per_sample=(32,), dtype="uint32")
+    with pytest.raises(DataFormatError, match="decodes to") as ei:
+        decode_tile(level, data, url="s3://b/d.tif", offset=off)
+    assert ei.value.url == "s3://b/d.tif" and ei.value.offset == off
+    assert f"offset {off} of s3://b/d.tif" in str(ei.value)
+    level = dataclasses.replace(hdr.levels[0], compression=9999)
+    with pytest.raises(RasterUnsupportedError, match=f"offset {off} of s3://b/d.tif: .*9999"):
+        decode_tile(level, data, url="s3://b/d.tif", offset=off)

@@ -14,8 +14,8 @@ import tifffile
 from pyproj import CRS
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _cogfactory import FileFetcher, read_bytes, write_cog
-from tessellum.errors import DataFormatError
+from _cogfactory import FileFetcher, patch_tag, read_bytes, write_cog
+from tessellum.errors import DataFormatError, RasterUnsupportedError
 from tessellum.tiff import BytesSource, NeedBytes, TiffHeader, parse_header, read_header_async
 
 SHAPE = (300, 340)
@@ -400,3 +400,119 @@ def test_jpeg_tables_undefined_or_byte_type(tmp_path: Path, tag_type: int) -> No
     hdr = parse_header(bytes(buf))
     assert hdr.levels[0].jpeg_tables == tables
     assert isinstance(hdr.levels[0].jpeg_tables, bytes)
+
+
+@pytest.mark.parametrize(
+    ("tag", "value", "message"),
+    [
+        (259, 9999, "compression 9999 is not supported"),
+        (317, 7, "predictor 7 is not supported"),
+        (317, 3, r"floating-point Predictor \(3\) with 16-bit SampleFormat 1"),
+    ],
+)
+def test_undecodable_layout_refused_at_parse(
+    tmp_path: Path, tag: int, value: int, message: str
+) -> None:
+    """What no read could decode fails the header (a build records it per row); GDAL
+    refuses to read these files too."""
+    path, _ = write_cog(tmp_path / "u.tif", shape=(64, 64), blocksize=64, predictor=2)
+    patch_tag(path, tag, value)
+    with pytest.raises(rasterio.errors.RasterioIOError), rasterio.open(path) as ds:
+        ds.read()  # GDAL fails at open (a missing codec) or at read (the predictor)
+    with pytest.raises(RasterUnsupportedError, match=message) as ei:
+        parse_header(path.read_bytes(), url="https://x/u.tif")
+    (ifd,) = struct.unpack_from("<I", path.read_bytes(), 4)
+    assert f"IFD at {ifd}:" in str(ei.value) and "https://x/u.tif" in str(ei.value)
+
+
+def test_unread_page_may_use_any_codec(tmp_path: Path) -> None:
+    """Only the levels tessellum reads are checked: a second full-resolution page (not
+    part of the pyramid) with a codec tessellum lacks does not fail the file."""
+    path = tmp_path / "pages.tif"
+    with tifffile.TiffWriter(path) as tw:
+        tw.write(np.ones((32, 32), np.uint16), tile=(16, 16), compression="deflate")
+        tw.write(np.ones((32, 32), np.uint16), tile=(16, 16), compression="deflate")
+    buf = bytearray(path.read_bytes())
+    with tifffile.TiffFile(path) as tf:
+        struct.pack_into("<H", buf, tf.pages[1].tags[259].offset + 8, 9999)
+    hdr = parse_header(bytes(buf), url="p")
+    assert len(hdr.levels) == 1 and hdr.levels[0].compression in (8, 32946)
+
+
+@pytest.mark.parametrize(
+    ("scale", "problem"), [((0.0, 0.0, 0.0), "degenerate"), ((np.nan, np.nan, 0.0), "not finite")]
+)
+def test_degenerate_or_nan_transform_refused(tmp_path: Path, scale: tuple, problem: str) -> None:
+    path, _ = write_cog(tmp_path / "g.tif", shape=(64, 64), blocksize=64)
+    buf = bytearray(path.read_bytes())
+    with tifffile.TiffFile(path) as tf:
+        struct.pack_into("<3d", buf, tf.pages[0].tags[33550].valueoffset, *scale)
+    with pytest.raises(DataFormatError, match=f"geotransform .* is {problem}") as ei:
+        parse_header(bytes(buf), url="https://x/g.tif")
+    assert ei.value.url == "https://x/g.tif"
+    assert ei.value.offset == struct.unpack_from("<I", buf, 4)[0]  # the first IFD
+    assert "https://x/g.tif" in str(ei.value)
+
+
+GEO_TAGS = [
+    (33550, 12, 3, [10.0, 10.0, 0.0], True),
+    (33922, 12, 6, [0, 0, 0, 500000, 4650000, 0], True),
+]
+GEOKEYS = [1, 1, 0, 3, 1024, 0, 1, 1, 1025, 0, 1, 1, 3072, 0, 1, 32612]
+
+
+@pytest.mark.parametrize("text", ["abc", "1.5abc", " 2.5 ", "1,5", "nan", "-INF", "1e400", "+-1"])
+def test_scale_and_offset_read_as_gdal(tmp_path: Path, text: str) -> None:
+    """GDAL reads SCALE/OFFSET items with CPLAtofM: a prefix number, 0 when none."""
+    xml = (
+        f'<GDALMetadata><Item name="SCALE" sample="0" role="scale">{text}</Item>'
+        f'<Item name="OFFSET" sample="0" role="offset">{text}</Item></GDALMetadata>'
+    )
+    path = tmp_path / "s.tif"
+    tifffile.imwrite(path, np.ones((8, 8), np.uint16), extratags=[(42112, 2, 0, xml, True)])
+    hdr = parse_header(path.read_bytes(), url="s")
+    with rasterio.open(path) as ds:
+        np.testing.assert_equal((hdr.scale(0), hdr.offset(0)), (ds.scales[0], ds.offsets[0]))
+
+
+def test_header_values_gdal_accepts(tmp_path: Path) -> None:
+    """Values beyond the usual ranges that GDAL opens: RasterType 300 (Area, as GDAL),
+    a metadata item of sample 3e9 or "abc" (GDAL's atoi: ignored / sample 0)."""
+    keys = list(GEOKEYS)
+    keys[11] = 300
+    xml = (
+        '<GDALMetadata><Item name="X" sample="3000000000">1</Item>'
+        '<Item name="Y" sample="abc">2</Item></GDALMetadata>'
+    )
+    path = tmp_path / "v.tif"
+    tags = [*GEO_TAGS, (34735, 3, len(keys), keys, True), (42112, 2, 0, xml, True)]
+    tifffile.imwrite(path, np.ones((64, 64), np.uint16), extratags=tags)
+    hdr = parse_header(path.read_bytes(), url="v")
+    with rasterio.open(path) as ds:
+        assert ds.tags()["AREA_OR_POINT"] == "Area" and hdr.geo.raster_type == 1
+        assert hdr.geo.transform == ds.transform.to_gdal()
+        assert ds.tags(1) == {"Y": "2"}
+    assert hdr.geo.geokeys[1025] == 300  # the value written stays in geokeys
+    assert hdr.gdal_metadata["bands"] == {0: {"Y": "2"}}
+
+
+def test_object_size_bounds_a_corrupt_tag_count(tmp_path: Path) -> None:
+    """A TileByteCounts count of 2**30 (4 GiB): with the object's size from the prefix
+    response it fails at once; without it, the follow-up read is capped."""
+    path, _ = write_cog(tmp_path / "c.tif", shape=(512, 512), blocksize=256, overviews=())
+    with open(path, "ab") as f:
+        f.truncate(64 * 2**20)  # a large object: the prefix is not the whole file
+    with tifffile.TiffFile(path) as tf:
+        pos = tf.pages[0].tags[325].offset
+    with open(path, "r+b") as f:
+        f.seek(pos + 4)
+        f.write(struct.pack("<I", 2**30))
+    size = path.stat().st_size
+    fetch = FileFetcher(path)
+    with pytest.raises(DataFormatError, match="beyond the end of file") as ei:
+        asyncio.run(read_header_async(fetch, "https://x/c.tif", object_size=lambda: size))
+    assert fetch.calls == [(0, 65536)] and "https://x/c.tif" in str(ei.value)
+    fetch = FileFetcher(path)
+    with pytest.raises(DataFormatError, match="over the 16777216-byte limit"):
+        asyncio.run(read_header_async(fetch, "c"))
+    assert fetch.calls == [(0, 65536)]

@@ -12,7 +12,7 @@ from typing import Any
 import pyarrow as pa
 
 from .._progress import progress_bar
-from ..errors import DataFormatError, TessellumError, TessellumWarning
+from ..errors import DataFormatError, TessellumError, TessellumWarning, ValidationError
 from .records import Record
 from .schema import ASSETS_TYPE, BBOX_TYPE, DATETIME_TYPE, METADATA_SUFFIX, band_column
 
@@ -58,10 +58,16 @@ async def read_headers_async(
                         return data
                     return await read_range_async(store, path, start, end, url=href, clip=True)
 
-                hdr = await read_header_async(fetch, href, prefix_size=prefix_size)
+                hdr = await read_header_async(
+                    fetch,
+                    href,
+                    prefix_size=prefix_size,
+                    object_size=lambda: size[0] if size else None,
+                )
                 if hdr.file_size is None and size:
                     hdr = dataclasses.replace(hdr, file_size=size[0])
                 _check_not_truncated(hdr, href)
+                _check_georeferenced(hdr, href)
                 out[href] = hdr
             except TessellumError as exc:
                 out[href] = exc
@@ -94,6 +100,19 @@ def _check_not_truncated(hdr: Any, href: str) -> None:
                 )
 
 
+def _check_georeferenced(hdr: Any, href: str) -> None:
+    """Raise ``DataFormatError`` when the file has no geotransform or no CRS: no read
+    could place its pixels, so it is a row error, not a row that fails every read."""
+    if hdr.geo.transform is None:
+        raise DataFormatError(
+            f"not georeferenced: no geotransform (ModelTiepoint/ModelPixelScale or "
+            f"ModelTransformation) ({href})",
+            url=href,
+        )
+    if not (hdr.geo.crs_epsg or hdr.geo.crs_wkt):
+        raise DataFormatError(f"not georeferenced: no CRS in its GeoKeys ({href})", url=href)
+
+
 def records_to_table(
     records: Sequence[Record],
     headers: dict[str, Any],
@@ -112,7 +131,7 @@ def records_to_table(
     import shapely
 
     from ..geo.crs import crs_epsg, crs_to_code
-    from ..geo.geometry import footprints_lonlat, lonlat_bbox
+    from ..geo.geometry import lonlat_bbox
     from ..tiff import headers_to_arrow
 
     bands = list(dict.fromkeys(b for r in records for b in r.assets))
@@ -136,14 +155,9 @@ def records_to_table(
         geoms.append(r.geometry)
         if r.geometry is None and hdr is not None and code is not None:
             pending.setdefault(code, []).append((i, hdr))
+    headers = dict(headers)  # a file whose footprint fails becomes an error below
     for code, rows in pending.items():  # one vectorized transform per CRS
-        fps = footprints_lonlat(
-            [h.geo.transform for _, h in rows],
-            [h.levels[0].width for _, h in rows],
-            [h.levels[0].height for _, h in rows],
-            code,
-        )
-        for (i, _), fp in zip(rows, fps, strict=True):
+        for (i, _), fp in zip(rows, _footprints(rows, code, headers), strict=True):
             geoms[i] = fp
 
     bbox_rows = [lonlat_bbox(g) if g is not None else (None,) * 4 for g in geoms]
@@ -237,6 +251,30 @@ def records_to_table(
             stacklevel=3,
         )
     return table
+
+
+def _footprints(rows: list[tuple[int, Any]], code: str, headers: dict[str, Any]) -> list[Any]:
+    """The lon/lat footprints of ``rows`` (same CRS ``code``) in one transform; when one
+    cannot be transformed, that file's header becomes its error (None footprint) and
+    the others are kept."""
+    from ..geo.geometry import footprints_lonlat
+
+    def fps(hs: list[Any]) -> list[Any]:
+        widths, heights = [h.levels[0].width for h in hs], [h.levels[0].height for h in hs]
+        return footprints_lonlat([h.geo.transform for h in hs], widths, heights, code)
+
+    try:
+        return fps([h for _, h in rows])
+    except ValidationError:
+        out = []
+        for _, h in rows:
+            try:
+                out += fps([h])
+            except ValidationError as exc:
+                href = next(k for k, v in headers.items() if v is h)
+                headers[href] = DataFormatError(f"{exc} ({code}; {href})", url=href)
+                out.append(None)
+        return out
 
 
 def _sample_error(band_index: int | None, header: Any) -> str | None:

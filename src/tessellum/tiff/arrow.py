@@ -27,6 +27,8 @@ __all__ = [
 ]
 
 _INTS = pa.list_(pa.int32())
+#: LONG tag values (LercParameters, NewSubfileType) reach 2**32 - 1: int64, not int32
+_LONGS = pa.list_(pa.int64())
 _STRMAP = pa.map_(pa.string(), pa.string())
 
 LEVEL_TYPE = pa.struct(
@@ -46,9 +48,9 @@ LEVEL_TYPE = pa.struct(
         ("planar_config", pa.int32()),
         ("extra_samples", _INTS),
         ("jpeg_tables", pa.binary()),
-        ("lerc_params", _INTS),
+        ("lerc_params", _LONGS),
         ("ycbcr_subsampling", _INTS),
-        ("subfile_type", pa.int32()),
+        ("subfile_type", pa.int64()),
         ("tile_offsets", pa.large_list(pa.uint64())),
         ("tile_byte_counts", pa.large_list(pa.uint64())),
     ]
@@ -144,9 +146,11 @@ def _levels_array(groups: Sequence[Sequence[ImageLevel] | None]) -> pa.Array:
     ]
     children.append(pa.array([lv.extra_samples for lv in flat], _INTS))
     children.append(pa.array([lv.jpeg_tables for lv in flat], pa.binary()))
-    children.append(pa.array([lv.lerc_params for lv in flat], _INTS))
+    children.append(pa.array([lv.lerc_params for lv in flat], _LONGS))
     children.append(pa.array([lv.ycbcr_subsampling for lv in flat], _INTS))
-    children.append(pa.array([lv.subfile_type for lv in flat], pa.int32()))
+    children.append(
+        pa.array([lv.subfile_type for lv in flat], LEVEL_TYPE.field("subfile_type").type)
+    )
     for name in ("tile_offsets", "tile_byte_counts"):
         children.append(pa.LargeListArray.from_arrays(pa.array(tile_offs), pa.array(cat(name))))
     struct = pa.StructArray.from_arrays(children, fields=list(LEVEL_TYPE))
@@ -210,6 +214,9 @@ def headers_to_arrow(
 ) -> pa.StructArray:
     """Build a :data:`HEADER_TYPE` array, one row per (header, band).
 
+    A header Arrow cannot hold (a value beyond its column's type) becomes its row's
+    error, naming the URL; the other rows are built as usual.
+
     Args:
         headers: parsed headers; None for assets that failed (their row keeps only
             ``url``, ``band_index`` and ``error``).
@@ -222,6 +229,31 @@ def headers_to_arrow(
     errs = list(errors) if errors is not None else [None] * n
     if len(bands) != n or len(errs) != n:
         raise ValueError("band_index and errors must have one entry per header")
+    try:  # one vectorized pass; per row only when it fails
+        return _headers_to_arrow(headers, bands, errs, urls)
+    except Exception as exc:  # ArrowInvalid (overflow), ValueError, TypeError...
+        failed = exc
+    hdrs, row_urls = list(headers), list(urls) if urls is not None else [None] * n
+    for i, h in enumerate(headers):
+        if h is None:
+            continue
+        try:
+            _headers_to_arrow([h], [bands[i]], [errs[i]], None)
+        except Exception as exc:
+            hdrs[i], row_urls[i] = None, h.url
+            errs[i] = f"header cannot be stored: {type(exc).__name__}: {exc} ({h.url})"
+    if all(a is b for a, b in zip(hdrs, headers, strict=True)):
+        raise failed  # no row fails alone: not one bad header
+    return _headers_to_arrow(hdrs, bands, errs, row_urls)
+
+
+def _headers_to_arrow(
+    headers: Sequence[TiffHeader | None],
+    bands: list[Any],
+    errs: list[str | None],
+    urls: Sequence[str | None] | None,
+) -> pa.StructArray:
+    n = len(headers)
     ok = [h for h in headers if h is not None]
     valid = np.array([h is not None for h in headers])
 

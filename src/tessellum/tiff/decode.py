@@ -13,7 +13,7 @@ import imagecodecs
 import numpy as np
 
 from ..errors import DataFormatError, RasterUnsupportedError
-from .header import ImageLevel
+from .header import PREDICTOR_COMPRESSIONS, ImageLevel, predictor_problem
 
 __all__ = ["CODECS", "decode_tile", "supported_compressions"]
 
@@ -83,7 +83,8 @@ def decode_tile(
 
     Raises:
         DataFormatError: the bytes do not decode (names ``url`` and ``offset``).
-        RasterUnsupportedError: the compression or sample layout is not supported.
+        RasterUnsupportedError: the compression, predictor or sample layout is not
+            supported (the message names ``url`` and ``offset``).
     """
     h, w, spp = level.tile_shape()
     dtype = np.dtype(level.dtype)
@@ -91,13 +92,16 @@ def decode_tile(
         return np.full((h, w, spp), _fill_value(dtype, nodata), dtype=dtype)
     try:
         arr = _decode(level, data, byte_order, (h, w, spp), dtype)
-    except (RasterUnsupportedError, DataFormatError):
-        raise
-    except Exception as exc:  # imagecodecs raises RuntimeError/ValueError subclasses
+    except RasterUnsupportedError as exc:
+        where = f" at offset {offset}" if offset is not None else ""
+        raise RasterUnsupportedError(
+            f"cannot decode tile{where} of {url or 'buffer'}: {exc}"
+        ) from None
+    except Exception as exc:  # ours, or imagecodecs' RuntimeError/ValueError subclasses
         where = f" at offset {offset}" if offset is not None else ""
         raise DataFormatError(
             f"cannot decode tile{where} of {url or 'buffer'}: {exc}", url=url, offset=offset
-        ) from exc
+        ) from (None if isinstance(exc, DataFormatError) else exc)
     if arr.shape[0] < h:  # short last strip
         out = np.full((h, w, spp), _fill_value(dtype, nodata), dtype=dtype)
         out[: arr.shape[0]] = arr
@@ -115,6 +119,11 @@ def _decode(
     comp = level.compression
     if comp in _IMAGE_CODECS:
         return _decode_image(level, data, shape, dtype)
+    # the header parse refuses these already; a header built elsewhere may not have
+    if (problem := predictor_problem(level)) is not None:
+        raise RasterUnsupportedError(problem)
+    # libtiff (so GDAL) ignores Predictor with uncompressed and PackBits data
+    predictor = level.predictor if comp in PREDICTOR_COMPRESSIONS else 1
     h, w, spp = shape
     bits = level.bits_per_sample[0]
     packed = bits not in (8, 16, 32, 64, 128)
@@ -132,12 +141,9 @@ def _decode(
     if rows < h and not (not level.tiled and rows > 0):
         raise DataFormatError(f"tile decodes to {len(raw)} bytes, {nbytes} expected")
     raw = raw[: rows * row_bytes]
-    if packed:
-        if level.predictor != 1:
-            raise RasterUnsupportedError(f"predictor {level.predictor} with {bits}-bit samples")
+    if packed:  # predictor 1 here: predictor_problem refuses 2 and 3 on packed samples
         out = imagecodecs.packints_decode(raw, dtype, bits, runlen=w * spp)
         return out.reshape(rows, w, spp)
-    predictor = level.predictor
     if predictor == 3:
         # the floating-point predictor's byte shuffle is independent of the file byte order
         arr = raw.view(dtype.newbyteorder("=")).reshape(rows, w, spp)
@@ -151,8 +157,6 @@ def _decode(
         arr = arr.view(dtype.newbyteorder("="))
     if predictor == 2:
         imagecodecs.delta_decode(arr, axis=-2, out=arr)
-    elif predictor != 1:
-        raise RasterUnsupportedError(f"TIFF predictor {predictor} is not supported")
     return arr
 
 
@@ -193,6 +197,8 @@ def _decode_lerc(level: ImageLevel, data: Any, dtype: np.dtype) -> np.ndarray:
         data = imagecodecs.zlib_decode(data)
     elif extra == 2:
         data = imagecodecs.zstd_decode(data)
+    elif extra != 0:  # as GDAL's LERC codec: no other additional compression exists
+        raise RasterUnsupportedError(f"LERC additional compression {extra} is not supported")
     arr, mask = imagecodecs.lerc_decode(data, masks=True)
     if mask is not None and dtype.kind == "f":
         # LERC stores NaN as invalid pixels; GDAL restores NaN

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import math
+import re
 import xml.etree.ElementTree as ET
 from typing import Any
 
 import numpy as np
 
-__all__ = ["band_item", "parse_gdal_metadata", "parse_nodata"]
+__all__ = ["band_item", "gdal_atof", "parse_gdal_metadata", "parse_nodata"]
+
+#: The longest number GDAL's CPLAtofM reads at the start of a string (ASCII digits, "."
+#: or "," as the decimal mark, an exponent only when it has digits).
+_ATOF_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:[.,][0-9]*)?|[.,][0-9]+)(?:[eE][+-]?[0-9]+)?")
+_ATOF_SPECIAL = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
+#: GDAL reads an Item's sample as a band only in this range; others are ignored.
+_MAX_SAMPLE = 65535
 
 
 def parse_gdal_metadata(xml: str | None) -> dict[str, Any]:
@@ -35,9 +43,31 @@ def parse_gdal_metadata(xml: str | None) -> dict[str, Any]:
         sample = item.get("sample")
         if sample is None:
             out["dataset"][key] = value
-        else:
-            out["bands"].setdefault(int(sample), {})[key] = value
+            continue
+        band = _atoi(sample)
+        if 0 <= band <= _MAX_SAMPLE:  # as GDAL: an item of another sample is ignored
+            out["bands"].setdefault(band, {})[key] = value
     return out
+
+
+def _atoi(text: str) -> int:
+    """C ``atoi`` as GDAL applies it to ``sample``: the leading integer, 0 when none."""
+    m = re.match(r"\s*([+-]?[0-9]+)", text)
+    return int(m.group(1)) if m else 0
+
+
+def gdal_atof(text: str) -> float:
+    """A number as GDAL reads SCALE/OFFSET items (``CPLAtofM``): the longest number at
+    the start (after leading blanks; ``"1,5"`` is 1.5), ``inf``/``nan`` spelled alone,
+    0.0 when there is none (``"abc"``), never an error."""
+    s = text.lstrip()
+    if s[:1] == "+":
+        s = s[1:]
+    special = _ATOF_SPECIAL.get(s.lower())
+    if special is not None:
+        return special
+    m = _ATOF_NUMBER.match(s)
+    return float(m.group().replace(",", ".")) if m else 0.0
 
 
 def band_item(meta: dict[str, Any], band: int, name: str) -> str | None:

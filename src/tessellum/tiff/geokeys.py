@@ -54,7 +54,8 @@ class GeoInfo:
     transform: tuple[float, float, float, float, float, float] | None = None
     """GDAL order ``(x0, dx, rx, y0, ry, dy)``; PixelIsPoint already shifted as GDAL does."""
     raster_type: int = 1
-    """GTRasterTypeGeoKey: 1 PixelIsArea, 2 PixelIsPoint."""
+    """GTRasterTypeGeoKey as GDAL reads it: 2 PixelIsPoint, 1 PixelIsArea (also for any
+    value other than 2; ``geokeys`` keeps the value written)."""
     crs_epsg: int | None = None
     """EPSG code when the file names one (never 32767)."""
     crs_wkt: str | None = None
@@ -122,7 +123,8 @@ def _transform(
 def geo_from_tags(tags: dict[int, Any]) -> GeoInfo:
     """Build :class:`GeoInfo` from the first IFD's decoded tags."""
     keys = parse_geokeys(tags.get(34735), tags.get(34736), tags.get(34737))
-    raster_type = int(keys.get(RASTER_TYPE, 1)) if isinstance(keys.get(RASTER_TYPE, 1), int) else 1
+    # as GDAL: PixelIsPoint only when the key says 2, PixelIsArea for any other value
+    raster_type = 2 if keys.get(RASTER_TYPE) == 2 else 1
     transform = _transform(tags.get(33550), tags.get(33922), tags.get(34264), raster_type)
     if not keys:
         return GeoInfo(transform=transform, raster_type=raster_type)

@@ -11,20 +11,31 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataFormatError, RasterUnsupportedError
-from .gdalmeta import band_item, parse_gdal_metadata, parse_nodata
+from .gdalmeta import band_item, gdal_atof, parse_gdal_metadata, parse_nodata
 from .geokeys import GeoInfo, geo_from_tags
 from .ifd import RawIFD, read_ifds
 from .source import BytesSource, NeedBytes
 
 __all__ = [
+    "MAX_HEADER_BYTES",
+    "PREDICTOR_COMPRESSIONS",
     "ImageLevel",
     "TiffHeader",
     "parse_header",
+    "predictor_problem",
     "read_header_async",
     "sample_dtype",
 ]
 
 MAX_HEADER_READS = 4
+#: Most bytes a header may span (IFDs and tag arrays): 16 MiB hold the tile index of
+#: a million tiles per level; a larger one is a corrupt tag count, not a header.
+MAX_HEADER_BYTES = 16 * 2**20
+#: Compressions whose decoder undoes a Predictor (LZW, Deflate, LZMA, ZSTD); libtiff, so
+#: GDAL, ignores the tag with every other compression.
+PREDICTOR_COMPRESSIONS = frozenset({5, 8, 32946, 34925, 50000})
+#: LercParameters' additional compression: 0 none, 1 deflate, 2 zstd.
+LERC_EXTRA_COMPRESSIONS = frozenset({0, 1, 2})
 FILETYPE_REDUCED = 1
 FILETYPE_MASK = 4
 PHOTOMETRIC_MASK = 4
@@ -188,14 +199,61 @@ class TiffHeader:
         return parse_nodata(self.nodata_raw, dtype or self.dtype)
 
     def scale(self, band: int = 0) -> float:
-        """The band's scale (1.0 when none)."""
+        """The band's scale (1.0 when none), read as GDAL reads it (``"abc"`` is 0.0)."""
         value = band_item(self.gdal_metadata, band, "SCALE")
-        return float(value) if value else 1.0
+        return gdal_atof(value) if value else 1.0
 
     def offset(self, band: int = 0) -> float:
-        """The band's offset (0.0 when none)."""
+        """The band's offset (0.0 when none), read as GDAL reads it."""
         value = band_item(self.gdal_metadata, band, "OFFSET")
-        return float(value) if value else 0.0
+        return gdal_atof(value) if value else 0.0
+
+
+def predictor_problem(level: ImageLevel) -> str | None:
+    """Why ``level``'s Predictor cannot be undone, as libtiff rules (None: it can, or
+    its compression ignores the tag)."""
+    predictor = level.predictor
+    if predictor == 1 or level.compression not in PREDICTOR_COMPRESSIONS:
+        return None
+    bits = level.bits_per_sample[0]
+    if predictor == 2:
+        if bits in (8, 16, 32, 64):
+            return None
+        return f"horizontal differencing Predictor (2) with {bits}-bit samples is not supported"
+    if predictor == 3:
+        if level.sample_format == 3 and bits in (16, 32, 64):
+            return None
+        return (
+            f"floating-point Predictor (3) with {bits}-bit SampleFormat "
+            f"{level.sample_format} samples is not supported (floats only)"
+        )
+    return f"TIFF predictor {predictor} is not supported"
+
+
+def _decodable_problem(level: ImageLevel) -> str | None:
+    """Why no tile of ``level`` can be decoded here (None: they can)."""
+    from .decode import supported_compressions  # imagecodecs: loaded on first parse
+
+    comp = level.compression
+    if comp not in supported_compressions():
+        return f"TIFF compression {comp} is not supported"
+    if comp == 34887 and level.lerc_params is not None and len(level.lerc_params) > 1:
+        extra = level.lerc_params[1]
+        if extra not in LERC_EXTRA_COMPRESSIONS:
+            return f"LERC additional compression {extra} is not supported"
+    return predictor_problem(level)
+
+
+def _transform_problem(gt: tuple[float, ...] | None) -> str | None:
+    """Why geotransform ``gt`` cannot map pixels to coordinates and back (None: it can)."""
+    if gt is None:
+        return None
+    if not all(math.isfinite(v) for v in gt):
+        return f"geotransform {gt} is not finite"
+    det = gt[1] * gt[5] - gt[2] * gt[4]
+    if det == 0 or not math.isfinite(1.0 / det):
+        return f"geotransform {gt} is degenerate (a pixel of zero size)"
+    return None
 
 
 def _level(ifd: RawIFD, url: str) -> ImageLevel:
@@ -236,6 +294,10 @@ def _level(ifd: RawIFD, url: str) -> ImageLevel:
     ycbcr = t.get(530)
     extra = t.get(338)
     photometric = int(ifd.scalar(262, 1 if spp < 3 else 2))
+    try:
+        dtype = sample_dtype(sample_format, max(bits))
+    except RasterUnsupportedError as exc:
+        raise RasterUnsupportedError(f"IFD at {ifd.offset}: {exc} ({url or 'buffer'})") from None
     return ImageLevel(
         width=int(width),
         height=int(height),
@@ -245,7 +307,7 @@ def _level(ifd: RawIFD, url: str) -> ImageLevel:
         samples_per_pixel=spp,
         bits_per_sample=bits,
         sample_format=sample_format,
-        dtype=sample_dtype(sample_format, max(bits)),
+        dtype=dtype,
         compression=int(ifd.scalar(259, 1)),
         predictor=int(ifd.scalar(317, 1)),
         photometric=photometric,
@@ -260,11 +322,13 @@ def _level(ifd: RawIFD, url: str) -> ImageLevel:
     )
 
 
-def _group(levels: list[ImageLevel]) -> tuple[tuple[ImageLevel, ...], tuple[ImageLevel, ...]]:
+def _group(
+    levels: list[ImageLevel], url: str
+) -> tuple[tuple[ImageLevel, ...], tuple[ImageLevel, ...]]:
     images = [lv for lv in levels if not lv.is_mask]
     masks = [lv for lv in levels if lv.is_mask]
     if not images:
-        raise RasterUnsupportedError("the TIFF holds only masks")
+        raise RasterUnsupportedError(f"the TIFF holds only masks ({url or 'buffer'})")
     full = next((lv for lv in images if not lv.subfile_type & FILETYPE_REDUCED), images[0])
     # other full-resolution pages (multi-page TIFFs) are not part of the pyramid
     overviews = [
@@ -298,8 +362,10 @@ def parse_header(
     Raises:
         NeedBytes: IFDs or tag arrays lie outside the bytes given; fetch
             ``[e.start, e.end)`` (or ``e.ranges``) and call again with them in ``extra``.
-        DataFormatError: the bytes are not a valid TIFF.
-        RasterUnsupportedError: a valid TIFF tessellum cannot represent.
+        DataFormatError: the bytes are not a valid TIFF, or its geotransform is
+            degenerate or not finite.
+        RasterUnsupportedError: a valid TIFF tessellum cannot represent or decode (an
+            unsupported compression, or a Predictor libtiff would refuse).
     """
     if isinstance(buf, BytesSource):
         src = buf
@@ -310,9 +376,20 @@ def parse_header(
     layout = read_ifds(src, url=url, file_size=file_size)
     if not layout.ifds:
         raise DataFormatError(f"no IFD in {url or 'buffer'}", url=url, offset=0)
-    levels, masks = _group([_level(ifd, url) for ifd in layout.ifds])
+    parsed = [(ifd, _level(ifd, url)) for ifd in layout.ifds]
+    levels, masks = _group([lv for _, lv in parsed], url)
+    # only the levels read are checked: another page of a multi-page TIFF may use any codec
+    used = {id(lv) for lv in (*levels, *masks)}
+    for ifd, lv in parsed:
+        if id(lv) in used and (problem := _decodable_problem(lv)) is not None:
+            raise RasterUnsupportedError(f"IFD at {ifd.offset}: {problem} ({url or 'buffer'})")
     first = next(ifd for ifd in layout.ifds if not ifd.sub_ifd)
     tags = first.tags
+    geo = geo_from_tags(tags)
+    if (problem := _transform_problem(geo.transform)) is not None:
+        raise DataFormatError(
+            f"IFD at {first.offset}: {problem} ({url or 'buffer'})", url=url, offset=first.offset
+        )
     meta_xml = tags.get(42112)
     nodata = tags.get(42113)
     return TiffHeader(
@@ -322,7 +399,7 @@ def parse_header(
         file_size=file_size,
         levels=levels,
         mask_levels=masks,
-        geo=geo_from_tags(tags),
+        geo=geo,
         gdal_metadata=parse_gdal_metadata(meta_xml if isinstance(meta_xml, str) else None),
         nodata_raw=nodata if isinstance(nodata, str) else None,
         header_bytes_used=src.max_end,
@@ -332,19 +409,31 @@ def parse_header(
 Fetch = Callable[[int, int], Awaitable[bytes]]
 
 
-async def read_header_async(fetch: Fetch, url: str = "", *, prefix_size: int = 65536) -> TiffHeader:
+async def read_header_async(
+    fetch: Fetch,
+    url: str = "",
+    *,
+    prefix_size: int = 65536,
+    object_size: Callable[[], int | None] | None = None,
+) -> TiffHeader:
     """Read and parse a header with one speculative prefix read (plus one when needed).
 
     Args:
         fetch: ``await fetch(start, end)`` returns bytes ``[start, end)``, shorter at EOF.
         url: named in errors and kept in the header.
         prefix_size: bytes read first.
+        object_size: called after the prefix read: the object's size when the prefix
+            response told it (e.g. its Content-Range), else None. A known size bounds
+            every tag array, so a corrupt count fails without reading the object.
 
     Raises:
-        DataFormatError: not a TIFF, truncated, or its IFDs need more than a few reads.
+        DataFormatError: not a TIFF, truncated, its IFDs need more than a few reads, or
+            more than :data:`MAX_HEADER_BYTES` (a corrupt tag count).
     """
     prefix = await fetch(0, prefix_size)
     file_size = len(prefix) if len(prefix) < prefix_size else None
+    if file_size is None and object_size is not None:
+        file_size = object_size()
     src = BytesSource(prefix)
     last: tuple[int, int] | None = None
     for _ in range(MAX_HEADER_READS):
@@ -356,6 +445,15 @@ async def read_header_async(fetch: Fetch, url: str = "", *, prefix_size: int = 6
             ):
                 raise DataFormatError(
                     f"truncated TIFF header: bytes [{need.start}, {need.end}) missing ({url})",
+                    url=url,
+                    offset=need.start,
+                ) from None
+            wanted = sum(e - s for s, e in need.ranges)
+            if wanted > MAX_HEADER_BYTES:
+                # never pull a whole object into memory for a bogus tag count
+                raise DataFormatError(
+                    f"TIFF header needs {wanted} more bytes in [{need.start}, {need.end}), "
+                    f"over the {MAX_HEADER_BYTES}-byte limit (a corrupt tag count?) ({url})",
                     url=url,
                     offset=need.start,
                 ) from None
