@@ -353,13 +353,14 @@ def footprints_lonlat(
     else:
         x, y = transformer(src, CRS84).transform(rings[..., 0].ravel(), rings[..., 1].ravel())
         lon, lat = np.asarray(x).reshape(n, m), np.asarray(y).reshape(n, m)
-    simple = (
-        np.isfinite(lon).all(axis=1)
-        & np.isfinite(lat).all(axis=1)
-        & (np.abs(np.diff(lon, axis=1, append=lon[:, :1])) <= 180).all(axis=1)
-        & (lon >= -180).all(axis=1)
-        & (lon <= 180).all(axis=1)
-    )
+    with np.errstate(invalid="ignore"):  # inf - inf where a ring leaves the CRS's domain
+        simple = (
+            np.isfinite(lon).all(axis=1)
+            & np.isfinite(lat).all(axis=1)
+            & (np.abs(np.diff(lon, axis=1, append=lon[:, :1])) <= 180).all(axis=1)
+            & (lon >= -180).all(axis=1)
+            & (lon <= 180).all(axis=1)
+        )
     out: list = [None] * n
     idx = np.flatnonzero(simple)
     if len(idx):
