@@ -54,7 +54,21 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(
         ["extract", "extract_sync", "batch_extract", "batch_extract_sync"], ".attributes"
     ),
-    **dict.fromkeys(["extract_raster", "extract_raster_sync", "RasterResult"], ".mosaic"),
+    **dict.fromkeys(
+        [
+            "extract_raster",
+            "extract_raster_sync",
+            "RasterResult",
+            "build_mosaic",
+            "build_mosaic_async",
+            "build_gti_mosaic",
+            "build_gti_mosaic_async",
+            "build_zarr_multiscales",
+            "open_mosaic",
+            "mosaic_grid",
+        ],
+        ".mosaic",
+    ),
 }
 
 __all__ = [

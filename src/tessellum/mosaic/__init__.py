@@ -5,6 +5,9 @@ dataset over a bbox as a Cloud-Optimized GeoTIFF on the source pixel grid.
     >>> result = extract_raster_sync("copernicus_dem:elevation",
     ...                              bbox=(-112.05, 41.95, -111.95, 42.05), output_dir="out")
 
+Zarr v3 mosaics (seed 004): :func:`build_mosaic`, :func:`build_gti_mosaic` and
+:func:`build_zarr_multiscales`; :func:`open_mosaic` / :func:`mosaic_grid` read them.
+
 Heavy modules load on first use (``import tessellum.mosaic`` stays light).
 """
 
@@ -12,12 +15,30 @@ from __future__ import annotations
 
 from .._lazy import lazy_getattr
 
-__all__ = ["RasterResult", "extract_raster", "extract_raster_sync"]
+__all__ = [
+    "RasterResult",
+    "build_gti_mosaic",
+    "build_gti_mosaic_async",
+    "build_mosaic",
+    "build_mosaic_async",
+    "build_zarr_multiscales",
+    "extract_raster",
+    "extract_raster_sync",
+    "mosaic_grid",
+    "open_mosaic",
+]
 
 _LAZY = {
     "RasterResult": ".result",
     "extract_raster": ".raster",
     "extract_raster_sync": ".raster",
+    "build_mosaic": ".zarr_mosaic",
+    "build_mosaic_async": ".zarr_mosaic",
+    "build_gti_mosaic": ".zarr_mosaic",
+    "build_gti_mosaic_async": ".zarr_mosaic",
+    "build_zarr_multiscales": ".multiscales",
+    "open_mosaic": ".zarr_store",
+    "mosaic_grid": ".zarr_store",
 }
 
 
