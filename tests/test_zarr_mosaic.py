@@ -18,7 +18,7 @@ from rasterio.warp import reproject
 
 from _cogfactory import make_array, write_cog
 from tessellum.collection import build_from_gti
-from tessellum.errors import ValidationError
+from tessellum.errors import DatasetNotFoundError, ValidationError
 from tessellum.mosaic import (
     build_gti_mosaic,
     build_mosaic,
@@ -297,7 +297,7 @@ def test_bad_aoi_and_collection(coll: Any, tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match=r"missing\.gpkg"):
         build_mosaic(coll, str(tmp_path / "missing.gpkg"), bands=["data"], output_dir=tmp_path)
     with pytest.raises(ValidationError, match="Collection"):
-        build_mosaic("sentinel-2", _aoi(), bands=["data"], output_dir=tmp_path)
+        build_mosaic(42, _aoi(), bands=["data"], output_dir=tmp_path)
     far = gpd.GeoDataFrame(geometry=[shapely.box(10, 10, 11, 11)], crs=4326)
     with pytest.raises(ValidationError, match="intersects the aoi"):
         build_mosaic(coll, far, bands=["data"], output_dir=tmp_path)
@@ -415,3 +415,36 @@ def test_multiscales_bad_arguments(float_store: str, tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="does not exist"):
         build_zarr_multiscales(tmp_path / "nothing.zarr")
     assert not [p for p in Path(float_store).parent.iterdir() if "multiscales" in p.name]
+
+
+# -- a catalog dataset id -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def stac(served: Any) -> Any:
+    from tessellum.config import settings_override
+
+    with settings_override(stac_api=served.stac_url):
+        yield served
+
+
+def test_catalog_dataset_id_matches_rasterio_merge(stac: Any, world: Any, tmp_path: Path) -> None:
+    """A dataset id finds its items with the dataset's STAC API (as raster mode does);
+    the mosaic over a bbox across the tiles' seams equals rasterio.merge of the files."""
+    bbox = (-112.05, 41.95, -111.95, 42.05)
+    gdf = build_mosaic(
+        "copernicus_dem:elevation", bbox, bands=["elevation"], output_dir=tmp_path,
+        crs="EPSG:4326",
+    )  # fmt: skip
+    ds = open_mosaic(gdf.location[0])
+    grid = mosaic_grid(ds)
+    # equal datetimes: mosaic_order falls back to the item id
+    files = sorted(world.files_of("cop-dem-glo-30"), key=lambda f: f.item_id)
+    nodata = ds["elevation"].attrs["nodata"]
+    want = _merged([f.path for f in files], grid, nodata=nodata)
+    np.testing.assert_array_equal(ds["elevation"].values[0], want)
+    assert (want != nodata).all()  # the bbox is covered: the seams were filled
+    with pytest.raises(ValidationError, match="elevation"):
+        build_mosaic("copernicus_dem:elevation", bbox, bands=["B04"], output_dir=tmp_path)
+    with pytest.raises(DatasetNotFoundError, match="nope"):  # as raster mode says it
+        build_mosaic("nope:x", bbox, bands=["x"], output_dir=tmp_path)

@@ -229,6 +229,45 @@ async def _run_jobs(
         bar.close()
 
 
+async def _dataset_collection(
+    dataset_id: str, bands: list[str], geom: Any, geom_crs: Any, start: Any, end: Any
+) -> tuple[Any, Any]:
+    """The collection of a catalog dataset's items over the AOI and dates (found with
+    its STAC API, as raster mode finds them), and the catalog's nodata for it."""
+    from ..catalog import default_catalog
+    from ..collection.build import build_from_stac_async
+    from ..config import get_settings
+    from ..read.grids import geometry_bounds
+
+    resolved = default_catalog().resolve(dataset_id, get_settings())
+    entry = resolved.entry
+    if bands != [entry.variable]:
+        raise ValidationError(
+            f"bands {bands!r}: dataset {dataset_id!r} gives one band, [{entry.variable!r}]"
+        )
+    if len(entry.collections) != 1:
+        raise ValidationError(
+            f"dataset {dataset_id!r} spans STAC collections {list(entry.collections)}: "
+            "build a Collection of them and pass it instead"
+        )
+    if resolved.stac_api is None:
+        raise ValidationError(f"dataset {dataset_id!r} has no STAC API to find its items")
+    bbox = geometry_bounds(geom, geom_crs, "OGC:CRS84")
+    coll = await build_from_stac_async(
+        name=f"mosaic:{entry.id}",
+        stac_api=resolved.stac_api,
+        collection=entry.collections[0],
+        band_map={entry.variable: entry.asset},
+        band_index_map={entry.variable: entry.band_index - 1} if entry.band_index else None,
+        bbox=bbox,
+        date_range=(start, end) if start is not None or end is not None else None,
+        workspace_dir=None,
+        signer=resolved.signer(),
+        progress=False,
+    )
+    return coll, entry.nodata
+
+
 def _result_frame(store: Path, grid: Grid, extra: dict[str, Any]) -> Any:
     import geopandas as gpd
 
@@ -278,13 +317,14 @@ async def build_mosaic_async(
         temp_path,
     )
 
-    if not isinstance(collection, Collection):
-        raise ValidationError(
-            f"collection must be a tessellum Collection, got {type(collection).__name__}"
-        )
     if isinstance(bands, str):
         bands = [bands]
     bands = list(bands)
+    if not isinstance(collection, Collection | str):
+        raise ValidationError(
+            "collection must be a tessellum Collection or a catalog dataset id, got "
+            f"{type(collection).__name__}"
+        )
     chunk_size = _check_int(chunk_size, "chunk_size", 1)
     shard_size = _check_int(shard_size, "shard_size", 1)
     if resampling not in RESAMPLING:
@@ -302,6 +342,11 @@ async def build_mosaic_async(
     import shapely
 
     geom = shapely.union_all(geoms.geoms)
+    entry_nodata = None
+    if isinstance(collection, str):
+        collection, entry_nodata = await _dataset_collection(
+            collection, bands, geom, geoms.crs, start_date, end_date
+        )
     coll = collection
     if start_date is not None or end_date is not None:
         coll = coll.subset(date_range=(start_date, end_date))
@@ -318,6 +363,7 @@ async def build_mosaic_async(
     for b in bands:
         dtype = np.result_type(*[r.bands[b].dtype for r in recs])
         nod = nodata if nodata is not None else _stack_nodata(recs, b)
+        nod = entry_nodata if nod is None else nod
         if nod is None:
             raise ValidationError(f"band {b!r} has no nodata value in its records: pass nodata=")
         specs.append(BandSpec(b, np.dtype(dtype), _check_nodata(nod, np.dtype(dtype), b)))
@@ -367,7 +413,9 @@ def build_mosaic(collection: Any, aoi: Any, *args: Any, **kwargs: Any) -> Any:
 
     Args:
         collection: a :class:`tessellum.Collection` (its records are the seed's dataset
-            items; catalog dataset ids are not accepted).
+            items), or a catalog dataset id (``"copernicus_dem:elevation"``): its items
+            over the AOI and dates are found with its STAC API, as raster mode finds
+            them (one STAC collection per dataset; ``bands`` = its one variable).
         aoi: anything :func:`tessellum.geo.geometry.coerce_geometries` takes (shapely,
             GeoJSON, GeoDataFrame, bbox tuple in lon/lat) or a path GeoPandas reads.
         start_date, end_date: keep records in this inclusive date range (either open).
