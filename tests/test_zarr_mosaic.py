@@ -252,6 +252,14 @@ def test_gti_mosaic_matches_gdal_gti_driver(tiles: dict[str, Path], tmp_path: Pa
             dst_nodata=0, resampling=Resampling.nearest,
         )  # fmt: skip
     np.testing.assert_array_equal(ds["data"].values[0], want)
+    # requester_pays only changes how remote tiles are requested
+    again = build_gti_mosaic(
+        str(index), _aoi(), ["data"], crs=CRS, sort_column="quality", requester_pays=True,
+        output_dir=tmp_path / "rp", chunk_size=64,
+    )  # fmt: skip
+    np.testing.assert_array_equal(open_mosaic(again.location[0])["data"].values[0], want)
+    with pytest.raises(ValidationError, match="one band"):
+        build_gti_mosaic(str(index), _aoi(), ["a", "b"], output_dir=tmp_path / "x")
     # query= filters the index first (only a, quality 3)
     gdf = build_gti_mosaic(
         str(index), _aoi(), ["data"], crs=CRS, query="quality >= 3", output_dir=tmp_path / "q"
@@ -414,6 +422,13 @@ def test_multiscales_bad_arguments(float_store: str, tmp_path: Path) -> None:
         build_zarr_multiscales(float_store, resampling={"B9": "mode"})
     with pytest.raises(ValidationError, match="does not exist"):
         build_zarr_multiscales(tmp_path / "nothing.zarr")
+    with pytest.raises(ValidationError, match="input store"):
+        build_zarr_multiscales(float_store, output=float_store)
+    with pytest.raises(ValidationError, match="not a tessellum mosaic"):
+        import zarr
+
+        zarr.open_group(str(tmp_path / "plain.zarr"), mode="w", zarr_format=3)
+        build_zarr_multiscales(tmp_path / "plain.zarr")
     assert not [p for p in Path(float_store).parent.iterdir() if "multiscales" in p.name]
 
 

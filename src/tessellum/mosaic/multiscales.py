@@ -180,6 +180,8 @@ def build_zarr_multiscales(
         if output is not None
         else in_path.with_name(f"{in_path.stem}.multiscales.zarr")
     )
+    if target.resolve() == in_path.resolve():
+        raise ValidationError(f"output {str(output)!r} is the input store: choose another path")
     tmp = temp_path(target)
     try:
         root = zarr.open_group(str(tmp), mode="w", zarr_format=3)

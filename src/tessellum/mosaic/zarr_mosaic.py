@@ -222,9 +222,13 @@ async def _run_jobs(
             _fill_shard, [job] * len(tasks), [t for t, _ in tasks], [w for _, w in tasks],
             pure=False,
         )  # fmt: skip
-        for fut in futures:
-            await asyncio.to_thread(fut.result)
-            bar.update()
+        try:
+            for fut in futures:
+                await asyncio.to_thread(fut.result)
+                bar.update()
+        except BaseException:
+            client.cancel(futures)  # none goes on writing into a store being removed
+            raise
     finally:
         bar.close()
 
