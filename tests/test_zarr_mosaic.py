@@ -463,3 +463,21 @@ def test_catalog_dataset_id_matches_rasterio_merge(stac: Any, world: Any, tmp_pa
         build_mosaic("copernicus_dem:elevation", bbox, bands=["B04"], output_dir=tmp_path)
     with pytest.raises(DatasetNotFoundError, match="nope"):  # as raster mode says it
         build_mosaic("nope:x", bbox, bands=["x"], output_dir=tmp_path)
+
+
+def test_sync_entry_points_show_the_seed_parameters() -> None:
+    import inspect
+
+    import tessellum
+
+    expect = {
+        tessellum.build_mosaic: {"collection", "aoi", "start_date", "end_date", "bands",
+                                 "output_dir", "crs", "resolution", "chunk_size", "shard_size",
+                                 "skip_xy_coords", "client"},
+        tessellum.build_gti_mosaic: {"gti", "aoi", "bands", "location_column", "crs",
+                                     "time_column", "query", "requester_pays", "sort_column",
+                                     "resampling", "resolution", "nodata", "output_dir"},
+        tessellum.build_zarr_multiscales: {"zarr_uri", "output", "levels", "histogram"},
+    }  # fmt: skip
+    for fn, names in expect.items():
+        assert names <= set(inspect.signature(fn).parameters), fn.__name__
