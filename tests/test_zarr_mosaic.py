@@ -225,7 +225,7 @@ def test_dask_client_gives_the_same_store(coll: Any, tmp_path: Path) -> None:
     local = build_mosaic(coll, _aoi(), output_dir=tmp_path / "local", **kw)
     with (
         distributed.LocalCluster(
-            processes=False, n_workers=2, threads_per_worker=1, dashboard_address=None
+            processes=False, n_workers=2, threads_per_worker=1, dashboard_address=":0"
         ) as cluster,
         distributed.Client(cluster) as client,
     ):

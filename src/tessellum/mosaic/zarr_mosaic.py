@@ -6,7 +6,8 @@ through :func:`tessellum.read.engine.read_targets_async`) into a shard buffer th
 written to the store at once, so two writers never touch one shard. Locally the shards
 run one after another on this process's event loop; with ``client=`` (a
 ``distributed.Client``) every shard is a task on the cluster. Memory: about one shard
-(``shard_size`` bytes) per band per shard in progress.
+(``shard_size`` bytes; bands are read one after another) per shard in progress, which
+zarr's sharding codec needs anyway to encode a shard.
 """
 
 from __future__ import annotations
@@ -170,26 +171,25 @@ async def _fill_shard_async(job: _Job, t: int, window: tuple[int, int, int, int]
     members = [by_id[i] for i in job.slices[t] if i in by_id and touches(by_id[i])]
     if not members:
         return  # every pixel is nodata: the store's fill value already says so
-    bufs = {b.name: np.full((h, w), b.nodata, dtype=b.dtype) for b in job.bands}
     cs = job.chunk_size
     chunks = [(r, c) for r in range(0, h, cs) for c in range(0, w, cs)]
     opts = collection_fetch_options(job.collection, progress=False)
-    for k in range(0, len(chunks), _CHUNKS_IN_FLIGHT):
-        targets, places = [], []
-        for r, c in chunks[k : k + _CHUNKS_IN_FLIGHT]:
-            cg = shard_grid.window(r, c, min(cs, h - r), min(cs, w - c))
-            for b in job.bands:
+    for b in job.bands:  # one band at a time: memory is one shard buffer + chunks read
+        buf = np.full((h, w), b.nodata, dtype=b.dtype)
+        for k in range(0, len(chunks), _CHUNKS_IN_FLIGHT):
+            batch = chunks[k : k + _CHUNKS_IN_FLIGHT]
+            targets = []
+            for r, c in batch:
+                cg = shard_grid.window(r, c, min(cs, h - r), min(cs, w - c))
                 targets.append(Target(
                     cg, wrap_sources([m.bands[b.name] for m in members], cg),
                     resampling=job.resampling, dtype=b.dtype, nodata=b.nodata,
                     want_valid=False,
                 ))  # fmt: skip
-                places.append((b.name, r, c))
-        results = await read_targets_async(targets, opts)
-        for (name, r, c), (arr, _) in zip(places, results, strict=True):
-            bufs[name][r : r + arr.shape[0], c : c + arr.shape[1]] = arr
-    for name, buf in bufs.items():
-        await asyncio.to_thread(write_region, job.store, name, t, r0, c0, buf)
+            results = await read_targets_async(targets, opts)
+            for (r, c), (arr, _) in zip(batch, results, strict=True):
+                buf[r : r + arr.shape[0], c : c + arr.shape[1]] = arr
+        await asyncio.to_thread(write_region, job.store, b.name, t, r0, c0, buf)
 
 
 def _fill_shard(job: _Job, t: int, window: tuple[int, int, int, int]) -> None:
