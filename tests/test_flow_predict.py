@@ -10,9 +10,8 @@ import warnings
 import numpy as np
 import pytest
 
-from tessellum.errors import ConfigurationError, ValidationError
-
 from _flow_mosaics import UTM, make_mosaic
+from tessellum.errors import ConfigurationError, ValidationError
 
 xr = pytest.importorskip("xarray")
 torch = pytest.importorskip("torch")
@@ -128,9 +127,7 @@ def _position_model(x: np.ndarray) -> np.ndarray:
     return np.broadcast_to(corner[:, :, None, None], x.shape).copy()
 
 
-@pytest.mark.parametrize(
-    ("merge_mode", "overlap"), [("first", 4.0), ("max", 6.0), ("mean", 5.0)]
-)
+@pytest.mark.parametrize(("merge_mode", "overlap"), [("first", 4.0), ("max", 6.0), ("mean", 5.0)])
 def test_merge_modes_on_overlapping_centres(tmp_path, merge_mode, overlap):
     # patch 6, clip 1: centres 4 wide start at 0, 4 and (moved back to end at 10) 6;
     # rows/cols 6-7 are covered by the centres starting at 4 and 6
@@ -187,7 +184,9 @@ def test_output_layout_matches_the_input_mosaic(mosaic, tmp_path):
 def test_skip_xy_coords_mosaic(tmp_path):
     x = np.ones((1, 9, 9), np.float32)
     src = make_mosaic(tmp_path / "n.zarr", {"v": x}, skip_xy_coords=True)
-    out = predict_mosaic(src, lambda a: a * 3, 4, 1, features="v", labels="t", inference_actor="numpy")
+    out = predict_mosaic(
+        src, lambda a: a * 3, 4, 1, features="v", labels="t", inference_actor="numpy"
+    )
     ds = _open(out)
     assert "x" not in ds.coords and "y" not in ds.coords
     np.testing.assert_array_equal(ds["t"].values, 3 * x)

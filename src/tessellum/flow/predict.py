@@ -18,6 +18,7 @@ Sync-only CPU work: there is no ``_async`` twin (use ``client=`` to scale out).
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import shutil
@@ -186,7 +187,7 @@ def predict_mosaic(
     tmp = staging(dest, is_mosaic_store, "a mosaic")
     try:
         _write_template(ds, tmp, keep_names, (cy, cx), uri)
-        params = _Params(**{**params.__dict__, "dst": str(tmp)})
+        params = dataclasses.replace(params, dst=str(tmp))
         tasks = [
             (t, *b)
             for t in range(int(ds.sizes["time"]))

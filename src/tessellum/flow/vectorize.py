@@ -240,7 +240,11 @@ def _merge_seams(tasks: list, results: list, p: _Params) -> None:
             left, right = left[edge], right[edge]
         comps = _components(len(geoms), left.tolist(), right.tolist())
         merged = np.array(
-            [geoms[m[0]] if len(m) == 1 else shapely.union_all(geoms[m]) for m in comps],
+            # simplify(0) drops the vertices the seams left on straight edges
+            [
+                geoms[m[0]] if len(m) == 1 else shapely.simplify(shapely.union_all(geoms[m]), 0)
+                for m in comps
+            ],  # fmt: skip
             dtype=object,
         )
         _write_part(merged, feature, when, p, f"{t}-seams")
