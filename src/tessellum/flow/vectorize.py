@@ -239,15 +239,17 @@ def _merge_seams(tasks: list, results: list, p: _Params) -> None:
             edge = shapely.length(shared) > 0
             left, right = left[edge], right[edge]
         comps = _components(len(geoms), left.tolist(), right.tolist())
-        merged = np.array(
-            # simplify(0) drops the vertices the seams left on straight edges
-            [
-                geoms[m[0]] if len(m) == 1 else shapely.simplify(shapely.union_all(geoms[m]), 0)
-                for m in comps
-            ],  # fmt: skip
-            dtype=object,
-        )
+        merged = np.array([_join(geoms[m]) for m in comps], dtype=object)
         _write_part(merged, feature, when, p, f"{t}-seams")
+
+
+def _join(pieces: np.ndarray) -> Any:
+    """One polygon of the pieces of a component (seam vertices on straight edges dropped)."""
+    import shapely
+
+    if len(pieces) == 1:
+        return pieces[0]
+    return shapely.simplify(shapely.union_all(pieces), 0)
 
 
 def _components(n: int, left: list[int], right: list[int]) -> list[list[int]]:
