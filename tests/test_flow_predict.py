@@ -295,3 +295,13 @@ def test_missing_torch_names_the_extra(mosaic, monkeypatch):
     monkeypatch.setattr(interop, "has", lambda m: m != "torch")  # fault injection
     with pytest.raises(ConfigurationError, match=r"tessellum\[ml\]"):
         predict_mosaic(mosaic, "model.pt", 8, 1, features=["a"], labels=["s"])
+
+
+def test_integer_band_without_nodata_keeps_its_zeros(tmp_path):
+    """Zarr's default fill value of an integer array (0) is not a nodata value."""
+    x = np.arange(100, dtype=np.int16).reshape(1, 10, 10) % 3  # a third are 0
+    src = make_mosaic(tmp_path / "i.zarr", {"v": x}, chunk=4)
+    out = predict_mosaic(
+        src, lambda a: a + 1, 4, 1, features=["v"], labels=["t"], inference_actor="numpy"
+    )
+    np.testing.assert_array_equal(_open(out)["t"].values, x + 1)

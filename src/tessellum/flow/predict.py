@@ -25,7 +25,6 @@ import shutil
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -222,25 +221,25 @@ class _Scripted:
     """A TorchScript module that pickles as its serialized bytes (ScriptModules do not
     pickle; a process-based Dask cluster needs to send it to its workers)."""
 
-    def __init__(self, module: Any) -> None:
+    def __init__(self, module: Any, device: str) -> None:
         self.module = module
+        self.device = device
 
     def __call__(self, x: Any) -> Any:
         return self.module(x)
 
-    def __reduce__(self) -> tuple[Any, tuple[bytes]]:
+    def __reduce__(self) -> tuple[Any, tuple[bytes, str]]:
         import torch
 
         buf = io.BytesIO()
         torch.jit.save(self.module, buf)
-        return _load_scripted, (buf.getvalue(),)
+        return _load_scripted, (buf.getvalue(), self.device)
 
 
-@lru_cache(maxsize=4)
-def _load_scripted(data: bytes) -> _Scripted:
+def _load_scripted(data: bytes, device: str) -> _Scripted:
     import torch
 
-    return _Scripted(torch.jit.load(io.BytesIO(data), map_location="cpu").eval())
+    return _Scripted(torch.jit.load(io.BytesIO(data), map_location=device).eval(), device)
 
 
 def _prepare_model(model: Any, actor: str, device: str) -> Any:
@@ -276,7 +275,7 @@ def _prepare_model(model: Any, actor: str, device: str) -> Any:
     if isinstance(model, torch.nn.Module):
         model = model.to(dev).eval()
     if isinstance(model, torch.jit.ScriptModule):
-        model = _Scripted(model)
+        model = _Scripted(model, str(dev))
     return model
 
 
