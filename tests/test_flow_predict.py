@@ -209,7 +209,19 @@ def test_dask_client_gives_the_local_result(mosaic, tmp_path):
             mosaic, model, 12, 2, features=["a", "b"], labels=["s", "d"], chunk_multiplier=1,
             output=tmp_path / "remote.zarr", client=client,
         )  # fmt: skip
+        with pytest.raises(RuntimeError, match="model broke"):
+            predict_mosaic(
+                mosaic, _broken, 12, 2, features=["a", "b"], labels=["s"], chunk_multiplier=1,
+                inference_actor="numpy", output=tmp_path / "broken.zarr", client=client,
+            )  # fmt: skip
     xr.testing.assert_identical(_open(local).load(), _open(remote).load())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["local.zarr", "m.zarr", "remote.zarr"]
+
+
+def _broken(x):
+    if float(x[0, 0, 0, 0]) > 0.5:
+        raise RuntimeError("model broke")
+    return x[:, :1]
 
 
 def test_torchscript_model_pickles_for_process_workers():

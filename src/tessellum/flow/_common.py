@@ -212,6 +212,11 @@ def run_tasks(
     if client is not None:
         scattered = {k: client.scatter(v, broadcast=True) for k, v in shared.items()}
         futures = client.map(fn, list(items), pure=False, **scattered)
+        from distributed import wait
+
+        # every task ends (done or failed) before an error is raised: none may still be
+        # writing into the staging folder when the caller removes it
+        wait(futures)
         return client.gather(futures)
     workers = max(1, min(len(items), os.cpu_count() or 2))
     with ThreadPoolExecutor(workers, thread_name_prefix="tessellum-flow") as pool:
