@@ -91,8 +91,8 @@ def test_reprojected_to_crs_with_area_in_mosaic_units(tmp_path, speckle):
     back = gdf.to_crs(32612)
     _assert_tolerant(list(back.geometry), list(ref))
     np.testing.assert_allclose(sorted(gdf["area"]), sorted(ref.area), rtol=1e-9)
-    lon, lat = gdf.geometry.centroid.x, gdf.geometry.centroid.y
-    assert lon.between(-111.1, -110.9).all() and lat.between(41.5, 41.6).all()
+    west, south, east, north = gdf.total_bounds  # UTM 12N at 500 km E, 4600 km N
+    assert -111.01 < west < east < -110.99 and 41.54 < south < north < 41.56
 
 
 def _assert_tolerant(got, want):
