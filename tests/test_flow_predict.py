@@ -272,6 +272,8 @@ def test_model_output_of_the_wrong_shape(mosaic):
         ({"features": ["a", "zz"]}, r"features \['zz'\] not in the mosaic"),
         ({"labels": []}, "labels must be a non-empty list"),
         ({"labels": ["s", "s"]}, "duplicate"),
+        ({"labels": ["s", "x"]}, r"labels \['x'\] cannot name bands"),
+        ({"labels": ["a/b", "d"]}, r"labels \['a/b'\] cannot name bands"),
         ({"extract_labels": ["q"]}, r"extract_labels \['q'\] are not in labels"),
         ({"device": "nodevice"}, "device 'nodevice'"),
         ({"model": "/nonexistent/model.pt"}, "is not a TorchScript file"),

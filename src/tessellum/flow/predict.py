@@ -211,6 +211,10 @@ def _names(value: Any, what: str) -> list[str]:
         raise ValidationError(f"{what} must be a non-empty list of names, got {value!r}")
     if len(set(value)) != len(value):
         raise ValidationError(f"{what} {list(value)!r} has duplicate names")
+    # they name the output's variables: not a path, not one of its coordinates
+    bad = [v for v in value if "/" in v or v in ("time", "y", "x", "spatial_ref")]
+    if bad:
+        raise ValidationError(f"{what} {bad} cannot name bands (a '/' or a coordinate name)")
     return list(value)
 
 
