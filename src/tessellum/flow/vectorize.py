@@ -189,7 +189,7 @@ def _is_vector_dir(path: Any) -> bool:
 
 def _vectorize_block(task: tuple, *, p: _Params) -> tuple[np.ndarray, np.ndarray]:
     """Polygonize one block; write its final polygons; return the seam pieces
-    (pixel-space WKB) and the side(s) of the block each touches."""
+    (pixel-space WKB) and the id of their block."""
     import rasterio.features
     import shapely
     from affine import Affine
