@@ -1,0 +1,229 @@
+"""Shared pieces of the flow functions: the mosaic store layout (read side), block
+windows, argument checks, atomic output folders and the runtime (local threads, or the
+tasks of a ``distributed.Client``).
+
+The mosaic layout is the one of ``docs/flow.md``: a Zarr v3 group that
+``xarray.open_zarr`` opens, one ``(time, y, x)`` variable per band, Dataset attrs
+``crs``, ``transform`` (rasterio order) and ``tessellum_mosaic = 1``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+import os
+import shutil
+import uuid
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._interop import require
+from ..errors import ValidationError
+
+MOSAIC_ATTR = "tessellum_mosaic"
+
+
+def require_flow() -> None:
+    """The flow extra's modules, or a clear error naming the extra."""
+    for module in ("xarray", "zarr", "dask", "geopandas"):
+        require(module, "flow")
+
+
+def open_mosaic(uri: str | os.PathLike) -> Any:
+    """The mosaic at ``uri`` as a lazy ``xarray.Dataset`` (checked against the layout).
+
+    A private copy of ``tessellum.mosaic.zarr_store.open_mosaic`` until both land.
+    """
+    import xarray as xr
+
+    try:
+        with warnings.catch_warnings():
+            # stores written without consolidated metadata open fine, just slower
+            warnings.simplefilter("ignore", RuntimeWarning)
+            ds = xr.open_zarr(os.fspath(uri))
+    except (FileNotFoundError, KeyError, ValueError, OSError) as exc:
+        raise ValidationError(f"zarr_uri {uri!r} is not a Zarr store: {exc}") from None
+    missing = [k for k in ("crs", "transform") if k not in ds.attrs]
+    if missing:
+        raise ValidationError(
+            f"zarr_uri {uri!r} is not a tessellum mosaic: attrs {missing} missing"
+        )
+    return ds
+
+
+def mosaic_grid(ds: Any) -> Any:
+    """The mosaic's pixel grid from its attrs (``crs``, ``transform``) and sizes."""
+    from affine import Affine
+
+    from ..geo.crs import crs_to_code
+    from ..geo.grid import Grid
+
+    t = [float(v) for v in ds.attrs["transform"]][:6]
+    return Grid(int(ds.sizes["y"]), int(ds.sizes["x"]), Affine(*t), crs_to_code(ds.attrs["crs"]))
+
+
+def check_bands(ds: Any, names: Any, what: str, uri: Any) -> list[str]:
+    """``names`` as a non-empty list of band names, each a ``(time, y, x)`` variable."""
+    if isinstance(names, str):
+        names = [names]
+    if not isinstance(names, Sequence) or not names or not all(isinstance(n, str) for n in names):
+        raise ValidationError(f"{what} must be a non-empty list of band names, got {names!r}")
+    missing = [n for n in names if n not in ds.data_vars]
+    if missing:
+        raise ValidationError(
+            f"{what} {missing} not in the mosaic {uri!r} (bands: {sorted(map(str, ds.data_vars))})"
+        )
+    bad = [n for n in names if ds[n].dims != ("time", "y", "x")]
+    if bad:
+        raise ValidationError(f"{what} {bad} do not have dims (time, y, x)")
+    return list(names)
+
+
+def nodata_of(var: Any) -> float | int | None:
+    """The band's nodata value: its ``_FillValue`` encoding, else its ``nodata`` attr."""
+    for v in (var.encoding.get("_FillValue"), var.attrs.get("nodata")):
+        if v is not None:
+            return v.item() if hasattr(v, "item") else v
+    return None
+
+
+def valid_mask(arr: np.ndarray, nodata: Any) -> np.ndarray:
+    """True where ``arr`` holds data (not ``nodata``, not NaN)."""
+    valid = np.ones(arr.shape, bool)
+    if arr.dtype.kind == "f":
+        valid &= ~np.isnan(arr)
+    if nodata is not None and not (isinstance(nodata, float) and math.isnan(nodata)):
+        valid &= arr != nodata
+    return valid
+
+
+def read_window(uri: str, band: str, t: int, rows: slice, cols: slice) -> np.ndarray:
+    """Raw values of one band's window (no decoding: nodata stays the fill value)."""
+    import zarr
+
+    arr = zarr.open_array(store=uri, path=band, mode="r")
+    return np.asarray(arr[t, rows, cols])
+
+
+def int_arg(value: Any, name: str, minimum: int) -> int:
+    """``value`` as an int >= ``minimum``; a ``ValidationError`` naming it otherwise."""
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
+        raise ValidationError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def number_arg(value: Any, name: str, minimum: float | None = None) -> float:
+    """``value`` as a finite float (>= ``minimum`` when given)."""
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(value):
+        raise ValidationError(f"{name} must be a finite number, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValidationError(f"{name} must be >= {minimum}, got {value!r}")
+    return float(value)
+
+
+def chunk_size_of(var: Any) -> tuple[int, int]:
+    """The (y, x) Zarr chunk size of a band (its whole size when unchunked)."""
+    chunks = var.encoding.get("chunks") or var.shape
+    return int(chunks[-2]), int(chunks[-1])
+
+
+def blocks(height: int, width: int, by: int, bx: int) -> Iterator[tuple[int, int, int, int]]:
+    """(row0, row1, col0, col1) of the blocks tiling a ``height x width`` array."""
+    for r0 in range(0, height, by):
+        for c0 in range(0, width, bx):
+            yield r0, min(r0 + by, height), c0, min(c0 + bx, width)
+
+
+def local_output(value: Any, name: str) -> Path:
+    """An output location as a local path (remote stores are not written in v1)."""
+    if not isinstance(value, str | os.PathLike):
+        raise ValidationError(f"{name} must be a local path, got {value!r}")
+    text = os.fspath(value)
+    if text.startswith("file://"):
+        text = text[len("file://") :]
+    elif "://" in text:
+        raise ValidationError(f"{name} {value!r}: only local paths can be written in this version")
+    if not text.strip():
+        raise ValidationError(f"{name} must not be empty")
+    return Path(text).absolute()
+
+
+def default_output(zarr_uri: str, suffix: str, name: str) -> Path:
+    """``<stem><suffix>`` beside a local input store (``out.zarr`` -> ``out_predictions.zarr``)."""
+    src = local_output(zarr_uri, "zarr_uri") if "://" not in zarr_uri else None
+    if src is None:
+        raise ValidationError(f"{name} is required when zarr_uri {zarr_uri!r} is not local")
+    stem = src.name[: -len(".zarr")] if src.name.endswith(".zarr") else src.name
+    return src.with_name(stem + suffix)
+
+
+def is_mosaic_store(path: Path) -> bool:
+    """Whether ``path`` is a Zarr v3 group carrying the mosaic attr (ours to replace)."""
+    try:
+        meta = json.loads((path / "zarr.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return meta.get("node_type") == "group" and MOSAIC_ATTR in meta.get("attributes", {})
+
+
+def staging(dest: Path, replaceable: Callable[[Path], bool], what: str) -> Path:
+    """A fresh temp folder beside ``dest``; refuses when ``dest`` exists and is not
+    something this function wrote before (a user's file or folder is never replaced)."""
+    if dest.exists() and not replaceable(dest):
+        raise ValidationError(
+            f"output {str(dest)!r} exists and is not {what}: choose another path or remove it"
+        )
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.parent / f".{dest.name}.{uuid.uuid4().hex[:12]}.tmp"
+    tmp.mkdir()
+    return tmp
+
+
+def publish(tmp: Path, dest: Path) -> None:
+    """Move a complete ``tmp`` folder to ``dest`` (renames: the old one is replaced only
+    by a complete new one)."""
+    if dest.exists():
+        old = dest.with_name(f".{dest.name}.old-{uuid.uuid4().hex[:8]}")
+        dest.rename(old)
+        tmp.rename(dest)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(dest)
+
+
+def check_client(client: Any) -> None:
+    if client is not None and not (hasattr(client, "map") and hasattr(client, "gather")):
+        raise ValidationError(f"client must be a distributed.Client or None, got {client!r}")
+
+
+def run_tasks(
+    fn: Callable[..., Any], items: Sequence[Any], client: Any, shared: dict[str, Any]
+) -> list[Any]:
+    """``fn(item, **shared)`` for every item: on local threads, or as tasks of
+    ``client`` (``shared`` is scattered to the workers once, not sent per task)."""
+    if not items:
+        return []
+    if client is not None:
+        scattered = {k: client.scatter(v, broadcast=True) for k, v in shared.items()}
+        futures = client.map(fn, list(items), pure=False, **scattered)
+        from distributed import wait
+
+        # every task ends (done or failed) before an error is raised: none may still be
+        # writing into the staging folder when the caller removes it
+        wait(futures)
+        return client.gather(futures)
+    workers = max(1, min(len(items), os.cpu_count() or 2))
+    with ThreadPoolExecutor(workers, thread_name_prefix="tessellum-flow") as pool:
+        futures = [pool.submit(fn, item, **shared) for item in items]
+        try:
+            return [f.result() for f in futures]
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise

@@ -1,0 +1,318 @@
+"""``vectorize_mosaic``: threshold mosaic bands and polygonize them (seed 004).
+
+Each feature band of each time slice is thresholded (``value >= threshold`` is
+foreground; nodata and NaN never are) and polygonized with ``rasterio.features.shapes``
+block by block (blocks of ``chunk_multiplier x chunk_multiplier`` Zarr chunks). A
+polygon that does not reach a block seam is final in its task, which writes it as a
+GeoParquet part; the pieces that reach a seam go back to the caller, which joins the
+pieces connected across seams (sharing an edge; with ``connectivity=8`` also a corner)
+into one polygon each. The result is the polygons of ``rasterio.features.shapes`` on
+the whole band, made valid (an 8-connected polygon whose ring touches itself becomes a
+MultiPolygon of the same area).
+
+Polygonizing happens in pixel coordinates (exact integers, so pieces on both sides of
+a seam meet exactly); the mosaic's transform is applied afterwards.
+
+Sync-only CPU work: there is no ``_async`` twin (use ``client=`` to scale out).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ValidationError
+from ._common import (
+    blocks,
+    check_bands,
+    check_client,
+    chunk_size_of,
+    default_output,
+    int_arg,
+    local_output,
+    mosaic_grid,
+    nodata_of,
+    number_arg,
+    open_mosaic,
+    publish,
+    read_window,
+    require_flow,
+    run_tasks,
+    staging,
+    valid_mask,
+)
+
+__all__ = ["vectorize_mosaic"]
+
+VECTORIZE_METHODS = ("polygonize",)
+_CONFIG_KEYS = ("connectivity", "min_area", "simplify")
+
+
+@dataclass(frozen=True)
+class _Params:
+    src: str
+    dst: str
+    threshold: float
+    height: int
+    width: int
+    transform: tuple[float, ...]  # rasterio order a b c d e f
+    src_crs: str
+    crs: str | None
+    connectivity: int
+    min_area: float
+    simplify: float
+
+
+def vectorize_mosaic(
+    zarr_uri: str | os.PathLike,
+    features: Sequence[str],
+    threshold: float,
+    *,
+    vectorize_method: str = "polygonize",
+    vectorize_config: dict[str, Any] | None = None,
+    chunk_multiplier: int = 4,
+    crs: Any = "EPSG:4326",
+    output: str | os.PathLike | None = None,
+    client: Any = None,
+) -> str | None:
+    """Polygonize thresholded mosaic bands into a GeoParquet directory.
+
+    Args:
+        zarr_uri: the mosaic store (the layout of ``docs/flow.md``), e.g. the output of
+            :func:`~tessellum.flow.predict_mosaic`.
+        features: bands to vectorize, each separately.
+        threshold: pixels with ``value >= threshold`` are foreground.
+        vectorize_method: "polygonize" (the only method of this version).
+        vectorize_config: options of the method: ``connectivity`` (4, the default, or
+            8), ``min_area`` (drop polygons smaller than this, in the mosaic CRS's
+            units, judged on the pixel polygon), ``simplify`` (a Douglas-Peucker
+            tolerance in the mosaic CRS's units, topology preserved).
+        chunk_multiplier: a block (one task) is this many Zarr chunks on a side.
+        crs: the output geometries' CRS; None keeps the mosaic's.
+        output: the output directory (default ``<input stem>_vectors.parquet`` beside
+            the input); an earlier output there is replaced, anything else is refused.
+        client: a ``distributed.Client`` to run the blocks on (default local threads).
+
+    Returns:
+        The output directory (GeoParquet parts with columns ``feature``, ``time``,
+        ``area`` in the mosaic CRS's units, ``geometry``), or None when no pixel is
+        foreground (then nothing is written).
+
+    Raises:
+        ValidationError: a bad argument, named.
+    """
+    require_flow()
+    from ..geo.crs import crs_to_code, to_crs
+
+    uri = os.fspath(zarr_uri) if isinstance(zarr_uri, os.PathLike) else zarr_uri
+    if not isinstance(uri, str):
+        raise ValidationError(f"zarr_uri must be a store path or URL, got {zarr_uri!r}")
+    thr = number_arg(threshold, "threshold")
+    if vectorize_method not in VECTORIZE_METHODS:
+        raise ValidationError(
+            f"vectorize_method {vectorize_method!r} is not one of {list(VECTORIZE_METHODS)}"
+        )
+    config = _config(vectorize_config)
+    mult = int_arg(chunk_multiplier, "chunk_multiplier", 1)
+    out_crs = None if crs is None else crs_to_code(to_crs(crs))
+    check_client(client)
+
+    ds = open_mosaic(uri)
+    feats = check_bands(ds, features, "features", uri)
+    grid = mosaic_grid(ds)
+    dest = local_output(output, "output") if output is not None else None
+    dest = dest or default_output(uri, "_vectors.parquet", "output")
+    times = ds["time"].values.astype("datetime64[ns]")
+
+    tmp = staging(dest, _is_vector_dir, "a vectorize output")
+    try:
+        params = _Params(
+            src=uri,
+            dst=str(tmp),
+            threshold=thr,
+            height=grid.height,
+            width=grid.width,
+            transform=tuple(grid.transform)[:6],
+            src_crs=grid.crs,
+            crs=out_crs,
+            **config,
+        )
+        tasks = []
+        for f in feats:
+            cy, cx = chunk_size_of(ds[f])
+            nod = nodata_of(ds[f])
+            for t in range(len(times)):
+                for b in blocks(grid.height, grid.width, cy * mult, cx * mult):
+                    tasks.append((f, nod, t, times[t], *b))
+        results = run_tasks(_vectorize_block, tasks, client, {"p": params})
+        _merge_seams(tasks, results, params)
+        if not any(tmp.iterdir()):
+            shutil.rmtree(tmp, ignore_errors=True)
+            return None
+        publish(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return str(dest)
+
+
+def _config(value: Any) -> dict[str, Any]:
+    cfg = dict(value or {}) if isinstance(value, dict | type(None)) else None
+    if cfg is None:
+        raise ValidationError(f"vectorize_config must be a dict or None, got {value!r}")
+    unknown = sorted(set(cfg) - set(_CONFIG_KEYS))
+    if unknown:
+        raise ValidationError(f"vectorize_config keys {unknown} unknown; use {list(_CONFIG_KEYS)}")
+    conn = cfg.get("connectivity", 4)
+    if conn not in (4, 8) or isinstance(conn, bool):
+        raise ValidationError(f"vectorize_config connectivity must be 4 or 8, got {conn!r}")
+    return {
+        "connectivity": int(conn),
+        "min_area": number_arg(cfg.get("min_area", 0.0), "vectorize_config min_area", 0.0),
+        "simplify": number_arg(cfg.get("simplify", 0.0), "vectorize_config simplify", 0.0),
+    }
+
+
+def _is_vector_dir(path: Any) -> bool:
+    """A directory of Parquet parts only (what this function writes)."""
+    return path.is_dir() and all(
+        e.is_file() and e.name.endswith(".parquet") for e in path.iterdir()
+    )
+
+
+def _vectorize_block(task: tuple, *, p: _Params) -> tuple[np.ndarray, np.ndarray]:
+    """Polygonize one block; write its final polygons; return the seam pieces
+    (pixel-space WKB) and the id of their block."""
+    import rasterio.features
+    import shapely
+    from affine import Affine
+
+    feature, nodata, t, when, r0, r1, c0, c1 = task
+    raw = read_window(p.src, feature, t, slice(r0, r1), slice(c0, c1))
+    fg = valid_mask(raw, nodata)
+    with np.errstate(invalid="ignore"):
+        fg &= raw >= p.threshold
+    if not fg.any():
+        return np.empty(0, object), np.empty(0, np.int64)
+    shapes = rasterio.features.shapes(
+        fg.view(np.uint8), mask=fg, connectivity=p.connectivity,
+        transform=Affine.translation(c0, r0),
+    )  # fmt: skip
+    geoms = np.array([shapely.geometry.shape(g) for g, _ in shapes], dtype=object)
+    b = shapely.bounds(geoms)
+    seam = (
+        ((b[:, 0] == c0) & (c0 > 0))
+        | ((b[:, 2] == c1) & (c1 < p.width))
+        | ((b[:, 1] == r0) & (r0 > 0))
+        | ((b[:, 3] == r1) & (r1 < p.height))
+    )
+    _write_part(geoms[~seam], feature, when, p, f"{t}-{r0}-{c0}")
+    return shapely.to_wkb(geoms[seam]), np.full(int(seam.sum()), r0 * p.width + c0, np.int64)
+
+
+def _merge_seams(tasks: list, results: list, p: _Params) -> None:
+    """Join the seam pieces connected across block seams, per feature and time."""
+    import shapely
+
+    groups: dict[tuple[str, int], list] = {}
+    for task, (wkb, origin) in zip(tasks, results, strict=True):
+        if len(wkb):
+            g = groups.setdefault((task[0], task[2]), [[], [], task[3]])
+            g[0].extend(shapely.from_wkb(wkb))
+            g[1].extend(origin)
+    for (feature, t), (pieces, origin, when) in groups.items():
+        geoms = shapely.make_valid(np.array(pieces, dtype=object))
+        block_of = np.asarray(origin, np.int64)
+        tree = shapely.STRtree(geoms)
+        left, right = tree.query(geoms, predicate="intersects")
+        pair = (left < right) & (block_of[left] != block_of[right])
+        left, right = left[pair], right[pair]
+        if p.connectivity == 4:  # a shared edge, not just a corner
+            shared = shapely.intersection(geoms[left], geoms[right])
+            edge = shapely.length(shared) > 0
+            left, right = left[edge], right[edge]
+        comps = _components(len(geoms), left.tolist(), right.tolist())
+        merged = np.array([_join(geoms[m]) for m in comps], dtype=object)
+        _write_part(merged, feature, when, p, f"{t}-seams")
+
+
+def _join(pieces: np.ndarray) -> Any:
+    """One polygon of the pieces of a component (seam vertices on straight edges dropped)."""
+    import shapely
+
+    if len(pieces) == 1:
+        return pieces[0]
+    return shapely.simplify(shapely.union_all(pieces), 0)
+
+
+def _components(n: int, left: list[int], right: list[int]) -> list[list[int]]:
+    """Connected components of ``n`` nodes joined by the edges ``left[i] - right[i]``
+    (union-find with path halving)."""
+    parent = list(range(n))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for a, b in zip(left, right, strict=True):
+        ra, rb = root(a), root(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    comps: dict[int, list[int]] = {}
+    for i in range(n):
+        comps.setdefault(root(i), []).append(i)
+    return list(comps.values())
+
+
+def _write_part(geoms: np.ndarray, feature: str, when: Any, p: _Params, name: str) -> None:
+    """Finish pixel-space polygons (valid, min_area, to map units, simplify,
+    reproject) and write them as one GeoParquet part (nothing when none is left)."""
+    if not len(geoms):
+        return
+    import geopandas as gpd
+    import shapely
+    from pyproj import Transformer
+
+    from ..geo.crs import to_crs
+
+    a, b, c, d, e, f = p.transform
+    geoms = shapely.make_valid(geoms)
+    px_area = abs(a * e - b * d)
+    if p.min_area > 0:
+        geoms = geoms[shapely.area(geoms) * px_area >= p.min_area]
+        if not len(geoms):
+            return
+    geoms = shapely.transform(
+        geoms, lambda xy: np.column_stack([a * xy[:, 0] + b * xy[:, 1] + c,
+                                           d * xy[:, 0] + e * xy[:, 1] + f])
+    )  # fmt: skip
+    if p.simplify > 0:
+        geoms = shapely.simplify(geoms, p.simplify, preserve_topology=True)
+    area = shapely.area(geoms)
+    if p.crs is not None and p.crs != p.src_crs:
+        # a Transformer of its own: tasks run on threads, and one is not thread-safe
+        tr = Transformer.from_crs(to_crs(p.src_crs), to_crs(p.crs), always_xy=True)
+        geoms = shapely.transform(
+            geoms, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1]))
+        )
+    gdf = gpd.GeoDataFrame(
+        {
+            "feature": np.full(len(geoms), feature, dtype=object),
+            "time": np.full(len(geoms), when, dtype="datetime64[ns]"),
+            "area": area,
+        },
+        geometry=geoms,
+        crs=p.crs or p.src_crs,
+    )
+    # unique names: band names may hold any character, so they are not part of it
+    path = Path(p.dst) / f"part-{name}-{uuid.uuid4().hex[:12]}.parquet"
+    gdf.to_parquet(path, index=False)
