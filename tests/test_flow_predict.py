@@ -279,7 +279,7 @@ def test_model_output_of_the_wrong_shape(mosaic):
         ({"model": "/nonexistent/model.pt"}, "is not a TorchScript file"),
         ({"model": "m.pt", "inference_actor": "numpy"}, "callable on numpy arrays"),
         ({"client": object()}, "client must be a distributed.Client"),
-        ({"zarr_uri": "/nonexistent/x.zarr"}, "is not a Zarr store"),
+        ({"zarr_uri": "/nonexistent/x.zarr"}, "does not exist"),
     ],
 )
 def test_bad_arguments_are_named(mosaic, kwargs, match):

@@ -518,3 +518,29 @@ def test_several_bands_of_their_own_types(stac: Any, tmp_path: Path, chunk_size:
         np.testing.assert_array_equal(got, want)
     else:  # GDAL's approximate transformer is fitted per chunk (<= 0.125 px)
         assert (got != want).mean() < 0.002
+
+
+def test_mosaic_index_chains_into_predict_and_vectorize(coll: Any, tmp_path: Path) -> None:
+    """Seed 004's chain: build_mosaic's index goes into predict_mosaic, whose index
+    (``location`` now the predictions) goes into vectorize_mosaic; a threshold model's
+    polygons cover exactly the pixels the model marked."""
+    from tessellum.flow import predict_mosaic, vectorize_mosaic
+
+    index = build_mosaic(
+        coll, _aoi(), bands=["data"], output_dir=tmp_path / "out", crs=CRS, chunk_size=64,
+    )  # fmt: skip
+    src = open_mosaic(index.location[0])["data"].values[0].astype("float32")
+
+    def bright(x):  # [B, 1, H, W] -> 1 where the value is above the median
+        return (x > np.median(src[src > 0])).astype("float32")
+
+    pred = predict_mosaic(index, bright, 16, 2, features=["data"], labels=["bright"],
+                          inference_actor="numpy", output=tmp_path / "pred.zarr")  # fmt: skip
+    assert list(pred.columns) == list(index.columns) and pred.location[0] != index.location[0]
+    marked = open_mosaic(pred.location[0])["bright"].values[0]
+    expect = np.where(src > 0, (src > np.median(src[src > 0])).astype("float32"), np.nan)
+    np.testing.assert_array_equal(marked, expect)
+    out = vectorize_mosaic(pred, ["bright"], 0.5, crs=CRS, output=tmp_path / "vec.parquet")
+    polys = gpd.read_parquet(out)
+    pixel_area = 10.0 * 10.0
+    assert polys.area.sum() == pytest.approx(float((marked == 1).sum()) * pixel_area)

@@ -69,6 +69,7 @@ _LAZY: dict[str, str] = {
         ],
         ".mosaic",
     ),
+    **dict.fromkeys(["predict_mosaic", "vectorize_mosaic"], ".flow"),
 }
 
 __all__ = [

@@ -2,9 +2,9 @@
 windows, argument checks, atomic output folders and the runtime (local threads, or the
 tasks of a ``distributed.Client``).
 
-The mosaic layout is the one of ``docs/flow.md``: a Zarr v3 group that
-``xarray.open_zarr`` opens, one ``(time, y, x)`` variable per band, Dataset attrs
-``crs``, ``transform`` (rasterio order) and ``tessellum_mosaic = 1``.
+The mosaic layout is :mod:`tessellum.mosaic.zarr_store`'s (``docs/mosaics.md``): a Zarr
+v3 group that ``xarray.open_zarr`` opens, one ``(time, y, x)`` variable per band,
+Dataset attrs ``crs``, ``transform`` (rasterio order) and ``tessellum_mosaic = 1``.
 """
 
 from __future__ import annotations
@@ -13,9 +13,7 @@ import json
 import math
 import numbers
 import os
-import shutil
 import uuid
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -25,8 +23,7 @@ import numpy as np
 
 from .._interop import require
 from ..errors import ValidationError
-
-MOSAIC_ATTR = "tessellum_mosaic"
+from ..mosaic.zarr_store import MOSAIC_ATTR
 
 
 def require_flow() -> None:
@@ -35,37 +32,20 @@ def require_flow() -> None:
         require(module, "flow")
 
 
-def open_mosaic(uri: str | os.PathLike) -> Any:
-    """The mosaic at ``uri`` as a lazy ``xarray.Dataset`` (checked against the layout).
-
-    A private copy of ``tessellum.mosaic.zarr_store.open_mosaic`` until both land.
-    """
-    import xarray as xr
-
-    try:
-        with warnings.catch_warnings():
-            # stores written without consolidated metadata open fine, just slower
-            warnings.simplefilter("ignore", RuntimeWarning)
-            ds = xr.open_zarr(os.fspath(uri))
-    except (FileNotFoundError, KeyError, ValueError, OSError) as exc:
-        raise ValidationError(f"zarr_uri {uri!r} is not a Zarr store: {exc}") from None
-    missing = [k for k in ("crs", "transform") if k not in ds.attrs]
-    if missing:
-        raise ValidationError(
-            f"zarr_uri {uri!r} is not a tessellum mosaic: attrs {missing} missing"
-        )
-    return ds
-
-
-def mosaic_grid(ds: Any) -> Any:
-    """The mosaic's pixel grid from its attrs (``crs``, ``transform``) and sizes."""
-    from affine import Affine
-
-    from ..geo.crs import crs_to_code
-    from ..geo.grid import Grid
-
-    t = [float(v) for v in ds.attrs["transform"]][:6]
-    return Grid(int(ds.sizes["y"]), int(ds.sizes["x"]), Affine(*t), crs_to_code(ds.attrs["crs"]))
+def store_uri(zarr_uri: Any) -> str:
+    """The store path of ``zarr_uri``: a path or URL, or a mosaic index (the
+    GeoDataFrame ``build_mosaic`` returns) of one row, whose ``location`` it names."""
+    if hasattr(zarr_uri, "columns"):
+        if "location" not in zarr_uri.columns or len(zarr_uri) != 1:
+            raise ValidationError(
+                "zarr_uri as a mosaic index must be one row with a 'location' column, got "
+                f"{len(zarr_uri)} row(s) and columns {list(zarr_uri.columns)}"
+            )
+        zarr_uri = zarr_uri["location"].iloc[0]
+    uri = os.fspath(zarr_uri) if isinstance(zarr_uri, os.PathLike) else zarr_uri
+    if not isinstance(uri, str):
+        raise ValidationError(f"zarr_uri must be a store path or URL, got {zarr_uri!r}")
+    return uri
 
 
 def check_bands(ds: Any, names: Any, what: str, uri: Any) -> list[str]:
@@ -183,18 +163,6 @@ def staging(dest: Path, replaceable: Callable[[Path], bool], what: str) -> Path:
     tmp = dest.parent / f".{dest.name}.{uuid.uuid4().hex[:12]}.tmp"
     tmp.mkdir()
     return tmp
-
-
-def publish(tmp: Path, dest: Path) -> None:
-    """Move a complete ``tmp`` folder to ``dest`` (renames: the old one is replaced only
-    by a complete new one)."""
-    if dest.exists():
-        old = dest.with_name(f".{dest.name}.old-{uuid.uuid4().hex[:8]}")
-        dest.rename(old)
-        tmp.rename(dest)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        tmp.rename(dest)
 
 
 def check_client(client: Any) -> None:

@@ -32,8 +32,8 @@ import numpy as np
 
 from .._interop import require
 from ..errors import ValidationError
+from ..mosaic.zarr_store import MOSAIC_ATTR, mosaic_grid, open_mosaic, publish
 from ._common import (
-    MOSAIC_ATTR,
     blocks,
     check_bands,
     check_client,
@@ -42,14 +42,12 @@ from ._common import (
     int_arg,
     is_mosaic_store,
     local_output,
-    mosaic_grid,
     nodata_of,
-    open_mosaic,
-    publish,
     read_window,
     require_flow,
     run_tasks,
     staging,
+    store_uri,
     valid_mask,
 )
 
@@ -95,11 +93,12 @@ def predict_mosaic(
     output_chunk_size: int | None = None,
     output: str | os.PathLike | None = None,
     client: Any = None,
-) -> str:
+) -> Any:
     """Run a model over every pixel of a mosaic and write its predictions as a mosaic.
 
     Args:
-        zarr_uri: the input mosaic store (the layout of ``docs/flow.md``).
+        zarr_uri: the input mosaic store (the layout of ``docs/mosaics.md``), or a
+            one-row mosaic index with a ``location`` column.
         model: with ``inference_actor="torch"``, a ``torch.nn.Module``, a path to a
             TorchScript file, or a callable on tensors; with ``"numpy"``, a callable
             taking a float32 ``[B, C, H, W]`` array and returning ``[B, L, H, W]``.
@@ -121,7 +120,9 @@ def predict_mosaic(
         client: a ``distributed.Client`` to run the blocks on (default local threads).
 
     Returns:
-        The output store's path. Its bands are float32, NaN where any input feature is
+        The output store's path — or, when ``zarr_uri`` is a mosaic index (the
+        GeoDataFrame ``build_mosaic`` returns), that index with ``location`` pointing at
+        the predictions, as seed 004 chains them. Its bands are float32, NaN where any input feature is
         nodata, with the input's time, x/y and ``spatial_ref`` coordinates.
 
     Raises:
@@ -129,9 +130,7 @@ def predict_mosaic(
         ConfigurationError: torch or the flow extra is not installed.
     """
     require_flow()
-    uri = os.fspath(zarr_uri) if isinstance(zarr_uri, os.PathLike) else zarr_uri
-    if not isinstance(uri, str):
-        raise ValidationError(f"zarr_uri must be a store path or URL, got {zarr_uri!r}")
+    uri = store_uri(zarr_uri)
     patch = int_arg(patch_size, "patch_size", 1)
     clip = int_arg(clip_size, "clip_size", 0)
     if 2 * clip >= patch:
@@ -197,6 +196,10 @@ def predict_mosaic(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    if hasattr(zarr_uri, "columns"):  # an index in, an index out (seed 004's chaining)
+        index = zarr_uri.copy()
+        index["location"] = [str(dest)]
+        return index
     return str(dest)
 
 

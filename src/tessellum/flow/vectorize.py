@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ValidationError
+from ..mosaic.zarr_store import mosaic_grid, open_mosaic, publish
 from ._common import (
     blocks,
     check_bands,
@@ -37,15 +38,13 @@ from ._common import (
     default_output,
     int_arg,
     local_output,
-    mosaic_grid,
     nodata_of,
     number_arg,
-    open_mosaic,
-    publish,
     read_window,
     require_flow,
     run_tasks,
     staging,
+    store_uri,
     valid_mask,
 )
 
@@ -85,8 +84,9 @@ def vectorize_mosaic(
     """Polygonize thresholded mosaic bands into a GeoParquet directory.
 
     Args:
-        zarr_uri: the mosaic store (the layout of ``docs/flow.md``), e.g. the output of
-            :func:`~tessellum.flow.predict_mosaic`.
+        zarr_uri: the mosaic store (the layout of ``docs/mosaics.md``), e.g. the output
+            of :func:`~tessellum.flow.predict_mosaic`, or a one-row mosaic index with a
+            ``location`` column.
         features: bands to vectorize, each separately.
         threshold: pixels with ``value >= threshold`` are foreground.
         vectorize_method: "polygonize" (the only method of this version).
@@ -111,9 +111,7 @@ def vectorize_mosaic(
     require_flow()
     from ..geo.crs import crs_to_code, to_crs
 
-    uri = os.fspath(zarr_uri) if isinstance(zarr_uri, os.PathLike) else zarr_uri
-    if not isinstance(uri, str):
-        raise ValidationError(f"zarr_uri must be a store path or URL, got {zarr_uri!r}")
+    uri = store_uri(zarr_uri)
     thr = number_arg(threshold, "threshold")
     if vectorize_method not in VECTORIZE_METHODS:
         raise ValidationError(
