@@ -109,6 +109,20 @@ def test_torchscript_3x3_mean_filter_has_invisible_block_seams(tmp_path):
     np.testing.assert_allclose(got[far], _numpy_mean3(x[0])[far], rtol=1e-5, atol=1e-6)
 
 
+def test_a_torch_export_program_file_is_a_model(tmp_path):
+    """A ``torch.export`` program saved as ``.pt2`` (TorchScript's successor) loads as a
+    model and gives the filter's values, as the TorchScript file does."""
+    rng = np.random.default_rng(11)
+    x = rng.random((1, 24, 24)).astype(np.float32)
+    src = make_mosaic(tmp_path / "f.zarr", {"v": x}, nodata={"v": np.nan}, chunk=8)
+    program = torch.export.export(_mean3(), (torch.zeros(1, 1, 16, 16),))
+    path = tmp_path / "mean3.pt2"
+    torch.export.save(program, str(path))
+    out = predict_mosaic(src, str(path), 16, 2, features=["v"], labels=["m"],
+                         chunk_multiplier=1, batch_size=1, output=tmp_path / "m.zarr")  # fmt: skip
+    np.testing.assert_allclose(_open(out)["m"].values[0], _numpy_mean3(x[0]), rtol=1e-5, atol=1e-6)
+
+
 def test_clip_too_small_for_the_receptive_field_shows_seams(tmp_path):
     """The control of the test above: without a clip the zero padding of each patch
     leaks into its edge pixels, so the result differs from the whole-array filter."""
@@ -276,7 +290,7 @@ def test_model_output_of_the_wrong_shape(mosaic):
         ({"labels": ["a/b", "d"]}, r"labels \['a/b'\] cannot name bands"),
         ({"extract_labels": ["q"]}, r"extract_labels \['q'\] are not in labels"),
         ({"device": "nodevice"}, "device 'nodevice'"),
-        ({"model": "/nonexistent/model.pt"}, "is not a TorchScript file"),
+        ({"model": "/nonexistent/model.pt"}, "is not a file"),
         ({"model": "m.pt", "inference_actor": "numpy"}, "callable on numpy arrays"),
         ({"client": object()}, "client must be a distributed.Client"),
         ({"zarr_uri": "/nonexistent/x.zarr"}, "does not exist"),

@@ -100,7 +100,8 @@ def predict_mosaic(
         zarr_uri: the input mosaic store (the layout of ``docs/mosaics.md``), or a
             one-row mosaic index with a ``location`` column.
         model: with ``inference_actor="torch"``, a ``torch.nn.Module``, a path to a
-            TorchScript file, or a callable on tensors; with ``"numpy"``, a callable
+            ``torch.export`` program (``.pt2``) or a TorchScript file, or a callable on
+            tensors; with ``"numpy"``, a callable
             taking a float32 ``[B, C, H, W]`` array and returning ``[B, L, H, W]``.
         patch_size: the model's input patch size in pixels (square).
         clip_size: pixels dropped from each patch edge before merging
@@ -239,14 +240,39 @@ class _Scripted:
         import torch
 
         buf = io.BytesIO()
-        torch.jit.save(self.module, buf)
+        with warnings.catch_warnings():  # as in _load_model_file
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.jit.save(self.module, buf)
         return _load_scripted, (buf.getvalue(), self.device)
 
 
 def _load_scripted(data: bytes, device: str) -> _Scripted:
     import torch
 
-    return _Scripted(torch.jit.load(io.BytesIO(data), map_location=device).eval(), device)
+    with warnings.catch_warnings():  # as in _load_model_file
+        warnings.simplefilter("ignore", DeprecationWarning)
+        module = torch.jit.load(io.BytesIO(data), map_location=device)
+    return _Scripted(module.eval(), device)
+
+
+def _load_model_file(path: str, dev: Any) -> Any:
+    """A model file: a ``torch.export`` program (``.pt2``) or a TorchScript file."""
+    import torch
+
+    if not Path(path).is_file():
+        raise ValidationError(f"model {path!r} is not a file")
+    try:
+        if path.endswith(".pt2"):
+            return torch.export.load(path).module().to(dev)
+        with warnings.catch_warnings():
+            # TorchScript is deprecated in torch 2.13, yet .pt TorchScript files are how
+            # most trained models still ship: reading one is not the caller's mistake
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return torch.jit.load(path, map_location=dev)
+    except (RuntimeError, ValueError, OSError) as exc:
+        raise ValidationError(
+            f"model {path!r} is neither a torch.export program (.pt2) nor TorchScript: {exc}"
+        ) from None
 
 
 def _prepare_model(model: Any, actor: str, device: str) -> Any:
@@ -268,19 +294,15 @@ def _prepare_model(model: Any, actor: str, device: str) -> Any:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValidationError(f"device {device!r}: CUDA is not available on this machine")
     if isinstance(model, str | os.PathLike):
-        path = os.fspath(model)
-        if not Path(path).is_file():
-            raise ValidationError(f"model {path!r} is not a TorchScript file")
-        try:
-            model = torch.jit.load(path, map_location=dev)
-        except (RuntimeError, ValueError) as exc:
-            raise ValidationError(
-                f"model {path!r} cannot be loaded by torch.jit.load: {exc}"
-            ) from None
+        model = _load_model_file(os.fspath(model), dev)
     if not callable(model):
         raise ValidationError(f"model must be a torch.nn.Module, a path or a callable: {model!r}")
     if isinstance(model, torch.nn.Module):
-        model = model.to(dev).eval()
+        model = model.to(dev)
+        try:
+            model = model.eval()
+        except NotImplementedError:  # a torch.export module: exported in its mode already
+            pass
     if isinstance(model, torch.jit.ScriptModule):
         model = _Scripted(model, str(dev))
     return model
