@@ -69,7 +69,16 @@ _LAZY: dict[str, str] = {
         ],
         ".mosaic",
     ),
-    **dict.fromkeys(["predict_mosaic", "vectorize_mosaic"], ".flow"),
+    **dict.fromkeys(
+        [
+            "predict_mosaic",
+            "vectorize_mosaic",
+            "ModelRecipes",
+            "build_and_predict_mosaic_recipe",
+            "build_and_predict_mosaic_recipe_async",
+        ],
+        ".flow",
+    ),
 }
 
 __all__ = [
