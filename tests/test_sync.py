@@ -74,3 +74,35 @@ def test_sync_twins_show_their_parameters():
     for fn, names in expect.items():
         params = inspect.signature(fn).parameters
         assert names <= set(params), (fn.__name__, sorted(params))
+
+
+def test_collection_read_methods_show_their_parameters(tmp_path):
+    """The Collection's sync read methods show the parameters of the functions they run
+    (``**kwargs`` before), bound or not, and still run them."""
+    import inspect
+
+    import numpy as np
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from tessellum.collection import Collection, build_from_files
+
+    expect = {
+        "get_xarray": {"geometries", "bands", "target_crs", "resolution", "resampling"},
+        "get_numpy": {"geometries", "bands", "all_touched", "geometry_crs"},
+        "get_gdf": {"geometries", "bands", "max_concurrent"},
+        "sample_points": {"points", "bands", "match", "method"},
+        "read_window": {"bounds", "bands", "record_ids", "res", "group_by"},
+    }
+    path = tmp_path / "a.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=8, height=8, count=1, dtype="uint8",
+                       crs="EPSG:32612", transform=from_origin(500000, 4650000, 10, 10)) as ds:  # fmt: skip
+        ds.write(np.full((1, 8, 8), 3, "uint8"))
+    coll = build_from_files([str(path)], name="sig", progress=False)
+    for name, names in expect.items():
+        unbound = list(inspect.signature(getattr(Collection, name)).parameters)
+        bound = set(inspect.signature(getattr(coll, name)).parameters)
+        assert unbound[0] == "self" and names <= set(unbound), (name, unbound)
+        assert "self" not in bound and names <= bound, (name, bound)
+    out = coll.read_window(bounds=(500000, 4649920, 500080, 4650000), bands=["data"])
+    assert out.shape == (1, 8, 8) and (out == 3).all()

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import importlib
 import inspect
 import os
 import threading
+import types
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -105,5 +107,43 @@ def same_signature(twin: Callable[..., Any]) -> Callable[[F], F]:
         own = inspect.signature(fn).return_annotation
         fn.__signature__ = inspect.signature(twin).replace(return_annotation=own)  # type: ignore[attr-defined]
         return fn
+
+    return apply
+
+
+class _TwinSignature:
+    """A sync method shown with the parameters of the async function it runs, resolved
+    when first asked for: the twin lives in a module too heavy to import with the
+    package (``tessellum.read``), and ``help()``, IDE hovers and ``inspect.signature``
+    would otherwise show ``**kwargs``. Calls go straight to the wrapped method."""
+
+    def __init__(self, fn: Callable[..., Any], twin: str) -> None:
+        self._fn = fn
+        self._twin = twin  # "module:function", its first parameter the collection
+        for attr in ("__module__", "__name__", "__qualname__", "__doc__"):
+            setattr(self, attr, getattr(fn, attr))
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._fn(*args, **kwargs)
+
+    def __get__(self, obj: Any, owner: Any = None) -> Any:
+        return self if obj is None else types.MethodType(self, obj)
+
+    @property
+    def __signature__(self) -> inspect.Signature:
+        module, name = self._twin.split(":")
+        twin = inspect.signature(getattr(importlib.import_module(module), name))
+        params = list(twin.parameters.values())
+        params[0] = params[0].replace(name="self", annotation=inspect.Parameter.empty)
+        own = inspect.signature(self._fn).return_annotation
+        return twin.replace(parameters=params, return_annotation=own)
+
+
+def twin_signature(twin: str) -> Callable[[Callable[..., Any]], Any]:
+    """Decorate a sync method that runs ``twin`` (``"module:function"``, taking the
+    collection first) so that it shows the twin's parameters (see :class:`_TwinSignature`)."""
+
+    def apply(fn: Callable[..., Any]) -> Any:
+        return _TwinSignature(fn, twin)
 
     return apply

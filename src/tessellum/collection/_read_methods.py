@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .._sync import run_sync
+from .._sync import run_sync, twin_signature
 
 
 class ReadMethods:
@@ -18,6 +18,7 @@ class ReadMethods:
 
         return await get_xarray_async(self, geometries, bands, **kwargs)
 
+    @twin_signature("tessellum.read.outputs:get_xarray_async")
     def get_xarray(self, geometries: Any, bands: Sequence[str], **kwargs: Any) -> Any:
         """Pixels under each geometry as an ``xarray.Dataset`` (dims time, y, x; one
         variable per band; CF ``spatial_ref``; ``_FillValue`` = source nodata).
@@ -51,6 +52,7 @@ class ReadMethods:
 
         return await get_numpy_async(self, geometries, bands, **kwargs)
 
+    @twin_signature("tessellum.read.outputs:get_numpy_async")
     def get_numpy(self, geometries: Any, bands: Sequence[str], **kwargs: Any) -> Any:
         """Chips as ``NumpyResult(data [N, C, H, W], labels)``; ``labels`` names each N
         (geometry_id, record_id, datetime). All chips have one shape (equal-size AOIs give
@@ -64,6 +66,7 @@ class ReadMethods:
 
         return await get_gdf_async(self, geometries, bands, **kwargs)
 
+    @twin_signature("tessellum.read.outputs:get_gdf_async")
     def get_gdf(self, geometries: Any, bands: Sequence[str], **kwargs: Any) -> Any:
         """A GeoDataFrame with a row per (geometry, record, band): ``data`` (2-D array),
         ``valid``, ``nodata``, ``transform``, ``crs``, keeping the AOI table's columns in
@@ -76,6 +79,7 @@ class ReadMethods:
 
         return await sample_points_async(self, points, bands, **kwargs)
 
+    @twin_signature("tessellum.read.points:sample_points_async")
     def sample_points(self, points: Any, bands: Sequence[str], **kwargs: Any) -> Any:
         """Values at points as an Arrow table (point_index, x, y, record_id, datetime,
         band, value + the point table's columns); nodata values are null.
@@ -93,6 +97,7 @@ class ReadMethods:
         arr, _, _ = await read_window_async(self, **kwargs)
         return arr
 
+    @twin_signature("tessellum.read.window:read_window_async")
     def read_window(self, **kwargs: Any) -> Any:
         """A mosaic over ``bounds`` (output CRS): ``[C, H, W]``, or ``[T, C, H, W]`` with
         ``group_by="datetime"|"id"``; where records overlap the first valid pixel wins
