@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-import numbers
 import os
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,7 +21,7 @@ import numpy as np
 
 from .._interop import require
 from ..errors import ValidationError
-from ..mosaic.zarr_store import MOSAIC_ATTR
+from ..mosaic.zarr_store import MOSAIC_ATTR, temp_path
 
 
 def require_flow() -> None:
@@ -91,22 +89,6 @@ def read_window(uri: str, band: str, t: int, rows: slice, cols: slice) -> np.nda
     return np.asarray(arr[t, rows, cols])
 
 
-def int_arg(value: Any, name: str, minimum: int) -> int:
-    """``value`` as an int >= ``minimum``; a ``ValidationError`` naming it otherwise."""
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
-        raise ValidationError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def number_arg(value: Any, name: str, minimum: float | None = None) -> float:
-    """``value`` as a finite float (>= ``minimum`` when given)."""
-    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(value):
-        raise ValidationError(f"{name} must be a finite number, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise ValidationError(f"{name} must be >= {minimum}, got {value!r}")
-    return float(value)
-
-
 def chunk_size_of(var: Any) -> tuple[int, int]:
     """The (y, x) Zarr chunk size of a band (its whole size when unchunked)."""
     chunks = var.encoding.get("chunks") or var.shape
@@ -160,7 +142,7 @@ def staging(dest: Path, replaceable: Callable[[Path], bool], what: str) -> Path:
             f"output {str(dest)!r} exists and is not {what}: choose another path or remove it"
         )
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.parent / f".{dest.name}.{uuid.uuid4().hex[:12]}.tmp"
+    tmp = temp_path(dest)
     tmp.mkdir()
     return tmp
 

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from .._args import int_arg
 from .._interop import require
 from ..errors import ValidationError
 from ..mosaic.zarr_store import MOSAIC_ATTR, mosaic_grid, open_mosaic, publish
@@ -39,7 +40,6 @@ from ._common import (
     check_client,
     chunk_size_of,
     default_output,
-    int_arg,
     is_mosaic_store,
     local_output,
     nodata_of,

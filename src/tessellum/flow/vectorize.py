@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from .._args import int_arg, number_arg
 from ..errors import ValidationError
 from ..mosaic.zarr_store import mosaic_grid, open_mosaic, publish
 from ._common import (
@@ -36,10 +37,8 @@ from ._common import (
     check_client,
     chunk_size_of,
     default_output,
-    int_arg,
     local_output,
     nodata_of,
-    number_arg,
     read_window,
     require_flow,
     run_tasks,

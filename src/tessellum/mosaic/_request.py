@@ -11,6 +11,7 @@ from typing import Any
 
 from ..errors import ProtocolError, RasterUnsupportedError, ValidationError
 from ..geo.bbox import BBox, as_bbox
+from ..geo.grid import resolution_pair
 
 __all__ = ["RESAMPLING", "RasterRequest", "validate_request"]
 
@@ -58,18 +59,7 @@ def _dataset_id(value: Any) -> str:
 
 
 def _resolution(value: Any) -> tuple[float, float] | None:
-    if value is None:
-        return None
-    vals = (value, value) if isinstance(value, int | float) else value
-    try:
-        rx, ry = (float(v) for v in vals)
-    except (TypeError, ValueError):
-        raise ValidationError(
-            f"target_resolution must be a number or an (x, y) pair, got {value!r}"
-        ) from None
-    if not (math.isfinite(rx) and math.isfinite(ry) and rx > 0 and ry > 0):
-        raise ValidationError(f"target_resolution must be > 0 and finite, got {value!r}")
-    return (rx, ry)
+    return None if value is None else resolution_pair(value, "target_resolution")
 
 
 def _filename(value: Any, provider: str, variable: str) -> str:

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from .._args import int_arg
 from ..errors import ValidationError
 from ..geo.grid import Grid
 from .zarr_store import BandSpec
@@ -61,9 +62,7 @@ def _level_grids(grid: Grid, chunk: int, levels: int | None) -> list[Grid]:
         while max(grids[-1].shape) > chunk:
             grids.append(grids[-1].zoom_out(2))
     else:
-        if isinstance(levels, bool) or not isinstance(levels, int) or levels < 0:
-            raise ValidationError(f"levels must be an integer >= 0, got {levels!r}")
-        for _ in range(levels):
+        for _ in range(int_arg(levels, "levels", 0)):
             grids.append(grids[-1].zoom_out(2))
     return grids
 

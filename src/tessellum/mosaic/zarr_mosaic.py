@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from .._args import int_arg
 from .._sync import run_sync, same_signature
 from ..errors import ValidationError
 from ..geo.grid import Grid
@@ -49,12 +50,6 @@ class _Job:
     slices: tuple[tuple[str, ...], ...]  # record ids per time slice, priority order
     chunk_size: int
     resampling: str
-
-
-def _check_int(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ValidationError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _check_nodata(nodata: Any, dtype: np.dtype, band: str) -> Any:
@@ -329,8 +324,8 @@ async def build_mosaic_async(
             "collection must be a tessellum Collection or a catalog dataset id, got "
             f"{type(collection).__name__}"
         )
-    chunk_size = _check_int(chunk_size, "chunk_size", 1)
-    shard_size = _check_int(shard_size, "shard_size", 1)
+    chunk_size = int_arg(chunk_size, "chunk_size", 1)
+    shard_size = int_arg(shard_size, "shard_size", 1)
     if resampling not in RESAMPLING:
         raise ValidationError(f"resampling must be one of {RESAMPLING}, got {resampling!r}")
     if not isinstance(name, str) or not name or "/" in name or name.startswith("."):

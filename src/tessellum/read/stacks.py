@@ -135,28 +135,26 @@ def mosaic_order(records: Sequence[RecordBands]) -> list[RecordBands]:
     """Mosaic priority: latest datetime first, then id ascending; undated records last.
     One rule for every mosaic (stacks, zonal statistics, raster mode), so the same
     records over the same area give the same pixels whichever API reads them."""
-    floor = dt.datetime.min.replace(tzinfo=dt.UTC)
 
     def stamp(r: RecordBands) -> float:
-        when = r.datetime
-        if when is None:
-            return math.inf
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=dt.UTC)
-        return -(when - floor).total_seconds()
+        when = _utc(r.datetime)
+        return math.inf if when is None else -(when - _FLOOR).total_seconds()
 
     return sorted(records, key=lambda r: (stamp(r), r.id))
 
 
 def _time_order(r: RecordBands) -> tuple[bool, dt.datetime, str]:
     """A stack's time axis: oldest first, records without a datetime last, then id."""
-    when = r.datetime
-    if when is not None and when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
+    when = _utc(r.datetime)
     return (when is None, when or _FLOOR, r.id)
 
 
 _FLOOR = dt.datetime.min.replace(tzinfo=dt.UTC)
+
+
+def _utc(when: dt.datetime | None) -> dt.datetime | None:
+    """An aware datetime (a naive one taken as UTC), comparable with any other."""
+    return when.replace(tzinfo=dt.UTC) if when is not None and when.tzinfo is None else when
 
 
 def _stack_nodata(records: Sequence[RecordBands], band: str) -> Any:

@@ -26,7 +26,7 @@ def window_grid(
 
     ref = reference_source([r.bands[b] for r in recs for b in bands], target_crs)
     crs = crs_to_code(target_crs) if target_crs is not None else ref.grid.crs
-    left, bottom, right, top = check_bounds(bounds)
+    left, bottom, right, top = bounds  # checked by the caller (check_bounds)
     if left > right:
         if not to_crs(crs).is_geographic:
             raise ValidationError(
@@ -63,7 +63,7 @@ async def read_window_async(
         raise ValidationError(f"group_by must be None, 'datetime' or 'id', got {group_by!r}")
     if isinstance(bands, str):
         bands = [bands]
-    check_bounds(bounds)  # before any work: four finite numbers enclosing an area
+    box = check_bounds(bounds)  # before any work: four finite numbers enclosing an area
     recs = record_bands(collection.table, bands)
     if record_ids is not None:
         order = {rid: i for i, rid in enumerate(record_ids)}
@@ -75,7 +75,7 @@ async def read_window_async(
             )
     if not recs:
         raise ValidationError("no records to read")
-    grid = window_grid(recs, bands, bounds, res, target_crs)
+    grid = window_grid(recs, bands, box, res, target_crs)
     if group_by is None:
         groups: list[tuple[Any, list[RecordBands]]] = [(None, list(recs))]
     else:
