@@ -1,0 +1,427 @@
+"""The Zarr/flow workflows on URLs (seed 004's "remote URL" inputs and output URIs):
+inputs from a moto S3 server and an nginx HTTP server, outputs to S3, compared with the
+local outputs of the same calls, and read back with plain zarr + obstore."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import shapely
+
+pytest.importorskip("boto3")
+gpd = pytest.importorskip("geopandas")
+pytest.importorskip("zarr")
+
+from _flow_mosaics import make_mosaic  # noqa: E402
+from tessellum.collection import build_from_gti  # noqa: E402
+from tessellum.errors import (  # noqa: E402
+    NotFoundError,
+    ProtocolError,
+    TessellumError,
+    ValidationError,
+)
+from tessellum.flow import predict_mosaic, vectorize_mosaic  # noqa: E402
+from tessellum.mosaic import (  # noqa: E402
+    build_gti_mosaic,
+    build_mosaic,
+    build_zarr_multiscales,
+    mosaic_grid,
+    open_mosaic,
+)
+from tessellum.store import clear_store_cache  # noqa: E402
+from tessellum.testing.servers import HttpServer, S3Server, ServerUnavailable  # noqa: E402
+from test_zarr_mosaic import CRS, _aoi, _index, _tiles  # noqa: E402
+
+KW = {"crs": CRS, "chunk_size": 64, "shard_size": 128 * 128 * 2}
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[S3Server]:
+    server = S3Server()
+    try:
+        server.start()
+    except ServerUnavailable as exc:
+        pytest.skip(f"S3 server unavailable: {exc}")
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in server.env.items():
+            mp.setenv(k, v)
+        for k in ("AWS_SKIP_SIGNATURE", "AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_REQUEST_PAYER"):
+            mp.delenv(k, raising=False)
+        clear_store_cache()
+        yield server
+    clear_store_cache()
+    server.stop()
+
+
+@pytest.fixture
+def bucket(s3: S3Server, request: pytest.FixtureRequest) -> str:
+    """A fresh bucket per test (moto keeps objects in memory)."""
+    name = "t-" + request.node.name.lower().replace("_", "-")[:40].strip("-")
+    s3.create_bucket(name)
+    return name
+
+
+@pytest.fixture(scope="module")
+def tiles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return _tiles(tmp_path_factory.mktemp("remote") / "tiles")
+
+
+@pytest.fixture(scope="module")
+def coll(tiles: dict[str, Path]) -> Any:
+    return build_from_gti(_index(tiles), name="t", datetime_column="acquired", progress=False)
+
+
+def _keys(s3: S3Server, bucket: str, prefix: str = "") -> list[str]:
+    pages = s3.client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
+
+
+def _get(s3: S3Server, bucket: str, key: str) -> bytes:
+    return s3.client().get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
+def _plain_group(s3: S3Server, bucket: str, prefix: str) -> Any:
+    """The store read with plain zarr over an obstore S3Store (no tessellum code)."""
+    import zarr
+    from zarr.storage import ObjectStore
+
+    store = ObjectStore(s3.obstore(bucket, prefix=prefix), read_only=True)
+    return zarr.open_group(store, mode="r", zarr_format=3)
+
+
+def _assert_same_store(remote: Any, local: Any) -> None:
+    """Every array (values, dtype, chunks, fill value, attrs) and the group attrs equal."""
+    assert dict(remote.attrs) == dict(local.attrs)
+    r_names, l_names = sorted(remote.array_keys()), sorted(local.array_keys())
+    assert r_names == l_names
+    for name in l_names:
+        a, b = remote[name], local[name]
+        assert a.dtype == b.dtype and a.shape == b.shape and a.chunks == b.chunks
+        assert a.shards == b.shards and dict(a.attrs) == dict(b.attrs)
+        np.testing.assert_array_equal(a[...], b[...])
+        if a.dtype.kind == "f":
+            assert np.isnan(a.fill_value) == np.isnan(b.fill_value)
+        else:
+            assert a.fill_value == b.fill_value
+
+
+def _sorted_frame(df: Any) -> Any:
+    df = df.assign(_wkb=df.geometry.to_wkb()).sort_values(["feature", "time", "area", "_wkb"])
+    return df.drop(columns="_wkb").reset_index(drop=True)
+
+
+# -- build_mosaic to S3, inputs by URL ---------------------------------------------------------
+
+
+def test_build_mosaic_to_s3_equals_the_local_build(
+    s3: S3Server, bucket: str, coll: Any, tmp_path: Path
+) -> None:
+    import zarr
+
+    aoi_file = tmp_path / "aoi.parquet"
+    _aoi().to_parquet(aoi_file)
+    s3.client().upload_file(str(aoi_file), bucket, "in/aoi.parquet")
+    s3.client().put_object(Bucket=bucket, Key="out/keep.txt", Body=b"a user's object")
+
+    local = build_mosaic(coll, aoi_file, bands=["data"], output_dir=tmp_path / "out", **KW)
+    remote = build_mosaic(
+        coll, f"s3://{bucket}/in/aoi.parquet", bands=["data"], output_dir=f"s3://{bucket}/out",
+        **KW,
+    )  # fmt: skip
+    assert remote.location[0] == f"s3://{bucket}/out/mosaic.zarr"
+    _assert_same_store(
+        _plain_group(s3, bucket, "out/mosaic.zarr"),
+        zarr.open_group(local.location[0], mode="r", zarr_format=3),
+    )
+    # tessellum's reader gives the same Dataset as the local store's
+    got, want = open_mosaic(remote.location[0]), open_mosaic(local.location[0])
+    assert got.attrs == want.attrs and mosaic_grid(got) == mosaic_grid(want)
+    np.testing.assert_array_equal(got["data"].values, want["data"].values)
+    # the index: one GeoParquet object, the returned frame
+    table = gpd.read_parquet(io.BytesIO(_get(s3, bucket, "out/mosaic.parquet")))
+    assert table.drop(columns="location").equals(local.drop(columns="location"))
+    assert table.location[0] == remote.location[0]
+    # nothing else written: no temporary prefix left, no metadata above the store
+    keys = _keys(s3, bucket)
+    assert not [k for k in keys if not k.startswith(("in/", "out/mosaic.zarr/"))
+                and k not in ("out/mosaic.parquet", "out/keep.txt")]  # fmt: skip
+    assert _get(s3, bucket, "out/keep.txt") == b"a user's object"
+
+
+def test_gti_index_by_s3_and_http_url(
+    s3: S3Server, bucket: str, tiles: dict, tmp_path: Path
+) -> None:
+    """A GTI index GeoParquet (relative tile locations, resolved against the index's own
+    folder) and the AOI as GeoJSON over S3 and over nginx; the tiles themselves on S3."""
+    served = tmp_path / "served"
+    served.mkdir()
+    index = _index(tiles)
+    index["location"] = [Path(p).name for p in index["location"]]  # relative to the index
+    for name, path in tiles.items():
+        s3.client().upload_file(str(path), bucket, f"gti/{name}.tif")
+        shutil.copy(path, served / f"{name}.tif")
+    index.to_parquet(served / "index.parquet")
+    _aoi().to_file(served / "aoi.geojson", driver="GeoJSON")
+    s3.client().upload_file(str(served / "index.parquet"), bucket, "gti/index.parquet")
+    s3.client().upload_file(str(served / "aoi.geojson"), bucket, "gti/aoi.geojson")
+    local = build_gti_mosaic(
+        served / "index.parquet", served / "aoi.geojson", ["data"], sort_column="quality",
+        output_dir=tmp_path / "local", crs=CRS, chunk_size=64,
+    )  # fmt: skip
+    want = open_mosaic(local.location[0])["data"].values
+    from_s3 = build_gti_mosaic(
+        f"s3://{bucket}/gti/index.parquet", f"s3://{bucket}/gti/aoi.geojson", ["data"],
+        sort_column="quality", output_dir=f"s3://{bucket}/out", crs=CRS, chunk_size=64,
+    )  # fmt: skip
+    np.testing.assert_array_equal(open_mosaic(from_s3.location[0])["data"].values, want)
+    try:
+        with HttpServer(served) as http:
+            from_http = build_gti_mosaic(
+                f"{http.url}/index.parquet", f"{http.url}/aoi.geojson", ["data"],
+                sort_column="quality", output_dir=tmp_path / "http", crs=CRS, chunk_size=64,
+            )  # fmt: skip
+            paths = {r.path for r in http.requests()}
+    except ServerUnavailable as exc:
+        pytest.skip(f"HTTP server unavailable: {exc}")
+    np.testing.assert_array_equal(open_mosaic(from_http.location[0])["data"].values, want)
+    assert {"/index.parquet", "/aoi.geojson", "/a.tif"} <= paths  # tiles read over http
+
+
+def test_mosaic_store_over_http_is_an_input(coll: Any, tmp_path: Path) -> None:
+    """A store served by nginx (which cannot list) opens from its consolidated metadata
+    and feeds predict_mosaic; the output goes to a local path."""
+    index = build_mosaic(coll, _aoi(), bands=["data"], output_dir=tmp_path / "srv", **KW)
+    try:
+        with HttpServer(tmp_path / "srv") as http:
+            url = f"{http.url}/mosaic.zarr"
+            ds = open_mosaic(url)
+            np.testing.assert_array_equal(
+                ds["data"].values, open_mosaic(index.location[0])["data"].values
+            )
+            out = predict_mosaic(url, _double, 8, 1, features=["data"], labels=["d"],
+                                 inference_actor="numpy", output=tmp_path / "p.zarr")  # fmt: skip
+            with pytest.raises(ValidationError, match="read-only"):
+                predict_mosaic(url, _double, 8, 1, features=["data"], labels=["d"],
+                               inference_actor="numpy")  # fmt: skip
+    except ServerUnavailable as exc:
+        pytest.skip(f"HTTP server unavailable: {exc}")
+    src = open_mosaic(index.location[0])["data"].values.astype("float32")
+    want = np.where(src != 0, 2 * src, np.nan)
+    np.testing.assert_array_equal(open_mosaic(out)["d"].values, want)
+
+
+def _double(x: np.ndarray) -> np.ndarray:
+    return 2 * x
+
+
+# -- chaining by URL ------------------------------------------------------------------------
+
+
+def test_chain_build_predict_vectorize_multiscales_on_s3(
+    s3: S3Server, bucket: str, coll: Any, tmp_path: Path
+) -> None:
+    import zarr
+
+    def bright(x: np.ndarray) -> np.ndarray:  # speckles: polygons across block seams
+        return (x % 5 == 0).astype("float32")
+
+    outs = {}
+    for where, base in (("local", str(tmp_path)), ("s3", f"s3://{bucket}/run")):
+        index = build_mosaic(coll, _aoi(), bands=["data"], output_dir=f"{base}/m", **KW)
+        pred = predict_mosaic(index, bright, 16, 2, features=["data"], labels=["bright"],
+                              inference_actor="numpy", output=f"{base}/pred.zarr")  # fmt: skip
+        vec = vectorize_mosaic(pred, ["bright"], 0.5, crs=CRS, output=f"{base}/vec.parquet")
+        ms = build_zarr_multiscales(pred.location[0], levels=2)
+        outs[where] = (index, pred, vec, ms)
+    (_, lpred, lvec, lms), (_, rpred, rvec, rms) = outs["local"], outs["s3"]
+    assert rpred.location[0] == f"s3://{bucket}/run/pred.zarr"
+    assert rms == f"s3://{bucket}/run/pred.multiscales.zarr"
+    # predictions and multiscales: identical stores (the source attr names each input)
+    remote_pred = _plain_group(s3, bucket, "run/pred.zarr")
+    local_pred = zarr.open_group(lpred.location[0], mode="r", zarr_format=3)
+    assert remote_pred.attrs["source"] == f"s3://{bucket}/run/m/mosaic.zarr"
+    assert local_pred.attrs["source"] == str(tmp_path / "m" / "mosaic.zarr")
+    drop = {"source": None}
+    assert {**remote_pred.attrs, **drop} == {**local_pred.attrs, **drop}
+    for name in ("bright", "time", "x", "y", "spatial_ref"):
+        np.testing.assert_array_equal(remote_pred[name][...], local_pred[name][...])
+        assert dict(remote_pred[name].attrs) == dict(local_pred[name].attrs)
+    for level in ("0", "1", "2"):
+        _assert_same_store(
+            _plain_group(s3, bucket, f"run/pred.multiscales.zarr/{level}"),
+            zarr.open_group(lms, path=level, mode="r", zarr_format=3),
+        )
+    np.testing.assert_array_equal(
+        open_mosaic(rms, group="1")["bright"].values, open_mosaic(lms, group="1")["bright"].values
+    )
+    # vectors: one GeoParquet object with the polygons of the local directory
+    assert rvec == f"s3://{bucket}/run/vec.parquet"
+    got = gpd.read_parquet(io.BytesIO(_get(s3, bucket, "run/vec.parquet")))
+    want = gpd.read_parquet(lvec)
+    assert len(want) > 5 and got.crs == want.crs
+    a, b = _sorted_frame(got), _sorted_frame(want)
+    assert a.drop(columns="geometry").equals(b.drop(columns="geometry"))
+    assert a.geometry.geom_equals_exact(b.geometry, 0).all()
+    # no temporary prefix is left
+    assert not [k for k in _keys(s3, bucket) if ".tmp-" in k]
+
+
+# -- replacing and failures -----------------------------------------------------------------
+
+
+def _store_objects(s3: S3Server, bucket: str, prefix: str) -> dict[str, bytes]:
+    return {k: _get(s3, bucket, k) for k in _keys(s3, bucket, prefix + "/")}
+
+
+def test_replacing_removes_stale_objects_and_refuses_a_users_prefix(
+    s3: S3Server, bucket: str, coll: Any, tmp_path: Path
+) -> None:
+    out = f"s3://{bucket}/out"
+    big = build_mosaic(coll, _aoi(), bands=["data"], output_dir=out, **KW)
+    n_big = len(_keys(s3, bucket, "out/mosaic.zarr/"))
+    small_aoi = gpd.GeoDataFrame(geometry=[shapely.box(500500, 4599000, 501000, 4599500)], crs=CRS)
+    small = build_mosaic(coll, small_aoi, bands=["data"], output_dir=out, **KW)
+    local = build_mosaic(coll, small_aoi, bands=["data"], output_dir=tmp_path, **KW)
+    assert small.location[0] == big.location[0]
+    keys = _keys(s3, bucket, "out/mosaic.zarr/")
+    assert len(keys) < n_big  # the old store's chunks beyond the new grid are gone
+    # exactly the local store's files, no more
+    local_files = sorted(
+        "out/mosaic.zarr/" + p.relative_to(local.location[0]).as_posix()
+        for p in Path(local.location[0]).rglob("*")
+        if p.is_file()
+    )
+    assert keys == local_files
+    np.testing.assert_array_equal(
+        open_mosaic(small.location[0])["data"].values, open_mosaic(local.location[0])["data"].values
+    )
+    # a prefix holding a user's objects (or another Zarr store) is never replaced
+    s3.client().put_object(Bucket=bucket, Key="user/mosaic.zarr/notes.txt", Body=b"mine")
+    s3.client().put_object(Bucket=bucket, Key="other/mosaic.zarr/zarr.json",
+                           Body=json.dumps({"zarr_format": 3, "node_type": "group"}))  # fmt: skip
+    for prefix in ("user", "other"):
+        with pytest.raises(ValidationError, match=rf"s3://{bucket}/{prefix}/mosaic\.zarr"):
+            build_mosaic(coll, _aoi(), bands=["data"], output_dir=f"s3://{bucket}/{prefix}", **KW)
+    assert _get(s3, bucket, "user/mosaic.zarr/notes.txt") == b"mine"
+    assert _keys(s3, bucket, "other/") == ["other/mosaic.zarr/zarr.json"]
+    src = make_mosaic(tmp_path / "v.zarr", {"p": np.ones((1, 4, 4), np.float32)}, chunk=4)
+    s3.client().put_object(Bucket=bucket, Key="vec/other.parquet", Body=b"PAR1 not ours")
+    with pytest.raises(ValidationError, match="not a vectorize output"):
+        vectorize_mosaic(src, ["p"], 0.5, output=f"s3://{bucket}/vec/other.parquet")
+    assert _get(s3, bucket, "vec/other.parquet") == b"PAR1 not ours"
+    assert not [k for k in _keys(s3, bucket) if ".tmp-" in k]
+
+
+def test_failure_while_writing_keeps_the_old_store(
+    s3: S3Server, bucket: str, tmp_path: Path
+) -> None:
+    """A task failing mid-write: the temporary prefix is removed, the old store untouched."""
+    src = make_mosaic(tmp_path / "in.zarr", {"p": np.arange(64 * 48, dtype=np.float32)
+                                             .reshape(1, 64, 48)}, chunk=8)  # fmt: skip
+    out = f"s3://{bucket}/pred.zarr"
+    predict_mosaic(src, _double, 8, 1, features=["p"], labels=["d"], inference_actor="numpy",
+                   output=out, chunk_multiplier=1)  # fmt: skip
+    before = _store_objects(s3, bucket, "pred.zarr")
+    calls = []
+
+    def failing(x: np.ndarray) -> np.ndarray:
+        calls.append(1)
+        if len(calls) == 20:
+            raise RuntimeError("model failed mid-way")
+        return 3 * x
+
+    with pytest.raises(RuntimeError, match="mid-way"):
+        predict_mosaic(src, failing, 8, 1, features=["p"], labels=["d"], batch_size=1,
+                       inference_actor="numpy", output=out, chunk_multiplier=1)  # fmt: skip
+    assert _store_objects(s3, bucket, "pred.zarr") == before
+    assert _keys(s3, bucket) == sorted(before)
+
+
+def test_failure_while_publishing_leaves_no_store(
+    s3: S3Server, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server-side copy fails after a few objects (a wrapper around obstore's copy):
+    no root zarr.json, no object at all is left at the target, nor the temporary prefix."""
+    import obstore
+
+    src = make_mosaic(tmp_path / "in.zarr", {"p": np.ones((1, 64, 48), np.float32)}, chunk=8)
+    out = f"s3://{bucket}/pred.zarr"
+    predict_mosaic(src, _double, 8, 1, features=["p"], labels=["d"], inference_actor="numpy",
+                   output=out)  # fmt: skip
+    real_copy, copied = obstore.copy_async, []
+
+    async def flaky_copy(store: Any, from_: str, to: str, **kw: Any) -> None:
+        if len(copied) == 5:
+            raise ConnectionResetError("connection reset by peer (injected)")
+        copied.append(to)
+        await real_copy(store, from_, to, **kw)
+
+    monkeypatch.setattr(obstore, "copy_async", flaky_copy)
+    with pytest.raises(TessellumError, match=r"pred\.zarr"):
+        predict_mosaic(src, _double, 8, 1, features=["p"], labels=["d"],
+                       inference_actor="numpy", output=out)  # fmt: skip
+    assert len(copied) == 5 and not any(k.endswith("pred.zarr/zarr.json") for k in copied)
+    assert _keys(s3, bucket) == []
+    monkeypatch.undo()
+    with pytest.raises(NotFoundError):
+        open_mosaic(out)
+
+
+# -- errors ---------------------------------------------------------------------------------
+
+
+def test_missing_bucket_key_and_store_are_named_errors(
+    s3: S3Server, bucket: str, coll: Any, tmp_path: Path
+) -> None:
+    with pytest.raises(NotFoundError, match="no-such-bucket"):
+        build_mosaic(coll, _aoi(), bands=["data"], output_dir="s3://no-such-bucket/out", **KW)
+    with pytest.raises(NotFoundError, match=rf"s3://{bucket}/in/missing\.parquet"):
+        build_mosaic(coll, f"s3://{bucket}/in/missing.parquet", bands=["data"],
+                     output_dir=tmp_path, **KW)  # fmt: skip
+    with pytest.raises(NotFoundError, match=rf"s3://{bucket}/none\.zarr"):
+        open_mosaic(f"s3://{bucket}/none.zarr")
+    with pytest.raises(NotFoundError, match=rf"s3://{bucket}/none\.zarr"):
+        vectorize_mosaic(f"s3://{bucket}/none.zarr", ["p"], 0.5)
+    with pytest.raises(NotFoundError, match=rf"s3://{bucket}/m\.pt"):
+        predict_mosaic(make_mosaic(tmp_path / "m.zarr", {"p": np.ones((1, 8, 8), "f4")}),
+                       f"s3://{bucket}/m.pt", 4, 1, features=["p"], labels=["q"])  # fmt: skip
+    src = make_mosaic(tmp_path / "e.zarr", {"p": np.ones((1, 8, 8), np.float32)})
+    with pytest.raises(NotFoundError, match="no-such-bucket"):
+        predict_mosaic(src, _double, 4, 1, features=["p"], labels=["q"],
+                       inference_actor="numpy", output="s3://no-such-bucket/p.zarr")  # fmt: skip
+    with pytest.raises(NotFoundError, match="no-such-bucket"):
+        vectorize_mosaic(src, ["p"], 0.5, output="s3://no-such-bucket/v.parquet")
+
+
+def test_unreachable_endpoint_and_403_are_named_errors(
+    s3: S3Server, coll: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tessellum.testing.servers._process import free_port
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", os.environ["AWS_ENDPOINT_URL"])
+    clear_store_cache()
+    try:
+        with pytest.raises(ProtocolError, match=r"s3://b/out/mosaic\.zarr"):
+            build_mosaic(coll, _aoi(), bands=["data"], output_dir="s3://b/out", **KW)
+        with pytest.raises(ProtocolError, match=r"s3://b/m\.zarr"):
+            open_mosaic("s3://b/m.zarr")
+    finally:
+        clear_store_cache()
+    (tmp_path / "srv" / "private").mkdir(parents=True)  # nginx: 403 for a folder's index
+    try:
+        with HttpServer(tmp_path / "srv", backend="nginx") as http:
+            with pytest.raises(ProtocolError, match="private") as info:
+                build_mosaic(coll, f"{http.url}/private/", bands=["data"],
+                             output_dir=tmp_path, **KW)  # fmt: skip
+            assert info.value.status == 403
+    except ServerUnavailable as exc:
+        pytest.skip(f"nginx unavailable: {exc}")
