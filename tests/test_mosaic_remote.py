@@ -425,3 +425,84 @@ def test_unreachable_endpoint_and_403_are_named_errors(
             assert info.value.status == 403
     except ServerUnavailable as exc:
         pytest.skip(f"nginx unavailable: {exc}")
+
+
+# -- model files by URL, vector outputs replaced --------------------------------------------
+
+
+def test_model_files_by_s3_and_http_url(s3: S3Server, bucket: str, tmp_path: Path) -> None:
+    """A torch.export program on S3 and a TorchScript file over nginx predict what the
+    same files give from local paths."""
+    torch = pytest.importorskip("torch")
+    from test_flow_predict import _mean3
+
+    x = np.random.default_rng(5).random((1, 24, 24)).astype(np.float32)
+    src = make_mosaic(tmp_path / "f.zarr", {"v": x}, nodata={"v": np.nan}, chunk=8)
+    models = tmp_path / "models"
+    models.mkdir()
+    program = torch.export.export(_mean3(), (torch.zeros(1, 1, 16, 16),))
+    torch.export.save(program, str(models / "mean3.pt2"))
+    torch.jit.save(torch.jit.script(_mean3()), str(models / "mean3.pt"))
+    s3.client().upload_file(str(models / "mean3.pt2"), bucket, "models/mean3.pt2")
+    kw = {"features": ["v"], "labels": ["m"], "chunk_multiplier": 1, "batch_size": 1}
+
+    def run(model: str, name: str) -> np.ndarray:
+        out = predict_mosaic(src, model, 16, 2, output=tmp_path / name, **kw)
+        return open_mosaic(out)["m"].values
+
+    want_pt2 = run(str(models / "mean3.pt2"), "a.zarr")
+    np.testing.assert_array_equal(run(f"s3://{bucket}/models/mean3.pt2", "b.zarr"), want_pt2)
+    want_pt = run(str(models / "mean3.pt"), "c.zarr")
+    assert np.isfinite(want_pt).all()
+    try:
+        with HttpServer(models) as http:
+            got = run(f"{http.url}/mean3.pt", "d.zarr")
+    except ServerUnavailable as exc:
+        pytest.skip(f"HTTP server unavailable: {exc}")
+    np.testing.assert_array_equal(got, want_pt)
+
+
+def test_vector_output_on_s3_is_replaced(s3: S3Server, bucket: str, tmp_path: Path) -> None:
+    """A second run replaces the first run's object (one PUT); a run with no foreground
+    returns None and leaves it."""
+    rng = np.random.default_rng(2)
+    src = make_mosaic(tmp_path / "s.zarr", {"p": rng.random((1, 30, 30)).astype("f4")}, chunk=8)
+    out = f"s3://{bucket}/v/vec.parquet"
+    assert vectorize_mosaic(src, ["p"], 0.9, output=out) == out
+    first = gpd.read_parquet(io.BytesIO(_get(s3, bucket, "v/vec.parquet")))
+    vectorize_mosaic(src, ["p"], 0.5, output=out)
+    second = gpd.read_parquet(io.BytesIO(_get(s3, bucket, "v/vec.parquet")))
+    want = gpd.read_parquet(vectorize_mosaic(src, ["p"], 0.5, output=tmp_path / "v.parquet"))
+    assert second["area"].sum() > first["area"].sum() and len(second) == len(want)
+    assert second["area"].sum() == pytest.approx(want["area"].sum())
+    assert vectorize_mosaic(src, ["p"], 2.0, output=out) is None
+    assert _keys(s3, bucket) == ["v/vec.parquet"]
+
+
+def test_dask_workers_write_the_s3_store(
+    s3: S3Server, bucket: str, coll: Any, tmp_path: Path
+) -> None:
+    """Shards and prediction blocks run as Dask tasks that write the temporary prefix by
+    URL; the published stores equal the local, single-process ones."""
+    distributed = pytest.importorskip("distributed")
+    kw = {**KW, "chunk_size": 32, "shard_size": 64 * 64 * 2}
+    local = build_mosaic(coll, _aoi(), bands=["data"], output_dir=tmp_path, **kw)
+    lpred = predict_mosaic(local, _double, 8, 1, features=["data"], labels=["d"],
+                           inference_actor="numpy", output=tmp_path / "p.zarr")  # fmt: skip
+    with (
+        distributed.LocalCluster(
+            processes=False, n_workers=2, threads_per_worker=1, dashboard_address=":0"
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        index = build_mosaic(coll, _aoi(), bands=["data"], output_dir=f"s3://{bucket}/d",
+                             client=client, **kw)  # fmt: skip
+        pred = predict_mosaic(index, _double, 8, 1, features=["data"], labels=["d"],
+                              inference_actor="numpy", output=f"s3://{bucket}/d/p.zarr",
+                              client=client)  # fmt: skip
+    a = open_mosaic(local.location[0])["data"].values
+    assert a.shape[1] > 64 and a.shape[2] > 64  # several shards, so several tasks
+    np.testing.assert_array_equal(open_mosaic(index.location[0])["data"].values, a)
+    np.testing.assert_array_equal(
+        open_mosaic(pred.location[0])["d"].values, open_mosaic(lpred.location[0])["d"].values
+    )

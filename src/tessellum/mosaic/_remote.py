@@ -125,7 +125,9 @@ def put_object(url: str, data: bytes) -> None:
 
 
 def list_keys(url: str) -> list[str]:
-    """Keys (bucket-relative) of the objects under the prefix ``url``."""
+    """Keys (bucket-relative) of the objects under the prefix ``url``, path-segment
+    wise: ``s3://b/a.zarr`` lists ``a.zarr/...``, not ``a.zarr.bak/...`` nor the object
+    ``a.zarr`` itself."""
     import obstore
 
     store, key = _bucket(url)

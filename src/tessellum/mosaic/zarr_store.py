@@ -66,7 +66,12 @@ def open_mosaic(path: str | os.PathLike, group: str | None = None) -> Any:
 
         # the root must be there (a named NotFoundError, not zarr's own); its
         # consolidated metadata is used: an http(s) server cannot list a store
-        root = json.loads(read_object(join_url(p, ROOT)))
+        try:
+            root = json.loads(read_object(join_url(p, ROOT)))
+        except ValueError as exc:
+            raise ValidationError(f"{p!r} is not a Zarr v3 mosaic store: {exc}") from exc
+        if not isinstance(root, dict):
+            raise ValidationError(f"{p!r} is not a Zarr v3 mosaic store (bad {ROOT})")
         consolidated = group is None and bool(root.get("consolidated_metadata"))
     elif not Path(p).exists():
         raise ValidationError(f"mosaic store {p!r} does not exist")
