@@ -506,3 +506,44 @@ def test_dask_workers_write_the_s3_store(
     np.testing.assert_array_equal(
         open_mosaic(pred.location[0])["d"].values, open_mosaic(lpred.location[0])["d"].values
     )
+
+
+def test_file_urls_are_local_paths(
+    coll: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``file://`` output folders and stores are the local paths they name (not a folder
+    called ``file:`` in the working directory)."""
+    monkeypatch.chdir(tmp_path)
+    url = (tmp_path / "out").as_uri()
+    index = build_mosaic(coll, _aoi(), bands=["data"], output_dir=url, **KW)
+    assert index.location[0] == str(tmp_path / "out" / "mosaic.zarr")
+    ms = build_zarr_multiscales(f"{url}/mosaic.zarr", output=f"{url}/ms.zarr", levels=1)
+    assert Path(ms) == tmp_path / "out" / "ms.zarr"
+    np.testing.assert_array_equal(
+        open_mosaic(f"{url}/ms.zarr", group="0")["data"].values,
+        open_mosaic(index.location[0])["data"].values,
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_gti_index_url_is_read_with_the_cloud_config(
+    s3: S3Server, bucket: str, tiles: dict, coll: Any, tmp_path: Path
+) -> None:
+    """An index at an https URL that the collection's ``cloud_config`` rewrites to S3:
+    the index and its relative tiles are read from the bucket."""
+    from tessellum.store import CloudConfig
+
+    index = _index(tiles)
+    index["location"] = [Path(p).name for p in index["location"]]
+    for name, path in tiles.items():
+        s3.client().upload_file(str(path), bucket, f"cc/{name}.tif")
+    index.to_parquet(tmp_path / "index.parquet")
+    s3.client().upload_file(str(tmp_path / "index.parquet"), bucket, "cc/index.parquet")
+    cfg = CloudConfig(rewrites={"https://data.example.com/": f"s3://{bucket}/"})
+    got = build_from_gti("https://data.example.com/cc/index.parquet", name="t",
+                         datetime_column="acquired", cloud_config=cfg, progress=False)  # fmt: skip
+    hrefs = [a[0][1]["href"] for a in got.table.column("assets").to_pylist()]
+    assert sorted(hrefs) == [f"https://data.example.com/cc/{n}.tif" for n in "abc"]
+    a = got.read_window(bounds=(500400, 4597000, 501000, 4599000), bands=["data"])
+    b = coll.read_window(bounds=(500400, 4597000, 501000, 4599000), bands=["data"])
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

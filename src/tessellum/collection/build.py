@@ -318,7 +318,8 @@ async def build_from_gti_async(
     """Async form of :func:`build_from_gti`."""
     from .sources import read_vector_table
 
-    gdf = read_vector_table(index)
+    # the index is read as its tiles are (rewrites, requester pays)
+    gdf = read_vector_table(index, cloud_config=kwargs.get("cloud_config"))
     if query:
         gdf = gdf.query(query)
     if location_column not in gdf.columns:
@@ -356,9 +357,10 @@ async def build_from_gti_async(
 @same_signature(build_from_gti_async)
 def build_from_gti(index: str | os.PathLike | Any, **kwargs: Any) -> Collection:
     """Build from a GDAL GTI tile index (GeoPackage, GeoParquet, FlatGeobuf or a
-    GeoDataFrame) with a ``location`` column of raster paths/URLs (``/vsicurl/``,
-    ``/vsis3/`` prefixes are understood; relative paths are relative to the index
-    file's folder, as GDAL's GTI driver reads them). ``query`` filters it with ``DataFrame.query``.
+    GeoDataFrame; a path or a URL, read with ``cloud_config`` as the tiles are) with a
+    ``location`` column of raster paths/URLs (``/vsicurl/``, ``/vsis3/`` prefixes are
+    understood; relative paths are relative to the index file's folder, or URL folder,
+    as GDAL's GTI driver reads them). ``query`` filters it with ``DataFrame.query``.
 
     Async form: :func:`build_from_gti_async`.
     """

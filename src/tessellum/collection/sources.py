@@ -269,11 +269,12 @@ async def list_files_async(
     return sorted(str(p) for p in root.rglob(pattern) if p.is_file())
 
 
-def read_vector_table(source: Any, *, what: str = "vector table"):
+def read_vector_table(source: Any, *, what: str = "vector table", cloud_config: Any = None):
     """A GeoDataFrame from a path or URL (GeoPackage, FlatGeobuf, GeoJSON, GeoParquet;
     ``s3://``, ``http(s)://``... read whole through :mod:`tessellum.store`) or a frame.
 
-    ``what`` names the input in errors (``"aoi"``). A missing local file or an
+    ``what`` names the input in errors (``"aoi"``); ``cloud_config`` (a
+    :class:`~tessellum.store.CloudConfig`) applies to a URL. A missing local file or an
     unreadable one is a ValidationError; a missing object or a store failure (403, an
     unreachable endpoint) is the :mod:`tessellum.store` error for it."""
     import io
@@ -292,7 +293,7 @@ def read_vector_table(source: Any, *, what: str = "vector table"):
         from ..mosaic._remote import read_object
 
         name = text.split("?")[0]
-        data: Any = io.BytesIO(read_object(text))
+        data: Any = io.BytesIO(read_object(text, cloud_config))
     else:
         p = Path(text[len("file://") :] if text.startswith("file://") else text)
         if not p.is_file():

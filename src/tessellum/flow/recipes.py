@@ -198,7 +198,7 @@ async def build_and_predict_mosaic_recipe_async(
     progress: bool | None = None,
 ) -> Any:
     """Async form of :func:`build_and_predict_mosaic_recipe`."""
-    from ..mosaic._remote import is_url, join_url, writable
+    from ..mosaic._remote import is_url, join_url, local_path, writable
     from ..mosaic.zarr_mosaic import build_mosaic_async, write_frame
     from ..mosaic.zarr_store import mosaic_grid, open_mosaic
     from .predict import predict_mosaic
@@ -215,7 +215,7 @@ async def build_and_predict_mosaic_recipe_async(
     else:
 
         def place(name: str) -> Any:
-            return Path(output_dir) / name
+            return Path(local_path(output_dir)) / name
 
     if crs is None and rec.crs == "utm":
         crs = _utm_of(aoi)

@@ -67,7 +67,8 @@ def writable(url: str, what: str) -> str:
 @contextmanager
 def store_errors(url: str, what: str) -> Iterator[None]:
     """Raise a store failure (missing bucket/key, 403, unreachable endpoint) as the
-    tessellum error :mod:`tessellum.store` gives for it, naming ``url``."""
+    tessellum error :mod:`tessellum.store` gives for it, naming ``url``. Local paths'
+    errors (``OSError``...) are left as they are."""
     from ..store._retry import classify, to_tessellum_error
 
     try:
@@ -75,7 +76,7 @@ def store_errors(url: str, what: str) -> Iterator[None]:
     except TessellumError:
         raise
     except Exception as exc:
-        if not _is_store_failure(exc):
+        if not is_url(url) or not _is_store_failure(exc):
             raise
         raise to_tessellum_error(classify(exc), url=url, what=what) from exc
 
@@ -100,17 +101,18 @@ def zarr_store(uri: str | os.PathLike, *, read_only: bool = False) -> Any:
         return ObjectStore(open_prefix_store(text), read_only=read_only)
 
 
-def _bucket(url: str) -> tuple[Any, str]:
+def _bucket(url: str, cloud_config: Any = None) -> tuple[Any, str]:
     from ..store import open_store
 
-    return open_store(url)
+    return open_store(url, cloud_config=cloud_config)
 
 
-def read_object(url: str) -> bytes:
-    """The whole object at ``url`` (retries and errors as :mod:`tessellum.store` reads)."""
+def read_object(url: str, cloud_config: Any = None) -> bytes:
+    """The whole object at ``url`` (retries and errors as :mod:`tessellum.store` reads;
+    ``cloud_config``: its URL rewrites and store settings)."""
     from ..store import object_size, read_range
 
-    store, path = _bucket(url)
+    store, path = _bucket(url, cloud_config)
     size = object_size(store, path)
     return bytes(read_range(store, path, 0, size)) if size else b""
 

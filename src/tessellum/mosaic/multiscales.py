@@ -145,7 +145,7 @@ def build_zarr_multiscales(
     from rasterio.enums import Resampling
     from rasterio.warp import reproject
 
-    from ._remote import check_replaceable, is_url, join_url, split_url, writable
+    from ._remote import check_replaceable, is_url, join_url, local_path, split_url, writable
     from .zarr_store import (
         MOSAIC_ATTR,
         consolidate,
@@ -184,15 +184,17 @@ def build_zarr_multiscales(
         parent, base = split_url(src_uri)
         stem = base[: -len(".zarr")] if base.endswith(".zarr") else base
     else:
-        in_path = Path(src_uri.rstrip("/"))
+        in_path = Path(local_path(src_uri).rstrip("/"))
         parent, stem = str(in_path.parent), in_path.stem
     out = os.fspath(output) if output is not None else None
     if (out is not None and is_url(out)) or (out is None and is_url(src_uri)):
         target = writable(out or join_url(parent, f"{stem}.multiscales.zarr"), "output")
         same = target == src_uri.rstrip("/")
     else:
-        target = Path(out) if out is not None else Path(parent, f"{stem}.multiscales.zarr")
-        same = not is_url(src_uri) and target.resolve() == Path(src_uri).resolve()
+        target = (
+            Path(local_path(out)) if out is not None else Path(parent, f"{stem}.multiscales.zarr")
+        )
+        same = not is_url(src_uri) and target.resolve() == Path(local_path(src_uri)).resolve()
     if same:
         raise ValidationError(f"output {str(output)!r} is the input store: choose another path")
     if isinstance(target, str):

@@ -297,7 +297,7 @@ async def build_mosaic_async(
     from ..read.grids import output_grid, reference_source
     from ..read.sources import record_bands
     from ..read.stacks import _stack_nodata
-    from ._remote import check_replaceable, is_url, join_url, writable
+    from ._remote import check_replaceable, is_url, join_url, local_path, writable
     from .zarr_store import (
         consolidate,
         create_store,
@@ -370,7 +370,7 @@ async def build_mosaic_async(
     shard = shard_shape(grid.shape, chunk_size, shard_size, itemsize)
 
     if not remote:
-        out_dir = Path(output_dir)
+        out_dir = Path(local_path(output_dir))
         out_dir.mkdir(parents=True, exist_ok=True)
         store = (out_dir / f"{name}.zarr").resolve()
         table_path = out_dir / f"{name}.parquet"

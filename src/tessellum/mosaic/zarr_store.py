@@ -37,6 +37,7 @@ from ._remote import (
     ROOT,
     is_url,
     join_url,
+    local_path,
     publish_prefix,
     remove_prefix,
     store_errors,
@@ -60,6 +61,7 @@ def open_mosaic(path: str | os.PathLike, group: str | None = None) -> Any:
     import xarray as xr
 
     p = os.fspath(path)
+    p = p if is_url(p) else local_path(p)
     consolidated: bool | None = False
     if is_url(p):
         from ._remote import read_object
@@ -189,10 +191,11 @@ def create_store(
     )
     # NaT times: keep the ns unit explicit so an all-NaT axis round-trips
     encoding["time"] = {"units": "nanoseconds since 1970-01-01", "dtype": "int64"}
-    ds.to_zarr(
-        zarr_store(path), group=group, mode="w", compute=False, encoding=encoding, zarr_format=3,
-        consolidated=False,
-    )  # fmt: skip
+    with store_errors(os.fspath(path), "writing the store"):
+        ds.to_zarr(
+            zarr_store(path), group=group, mode="w", compute=False, encoding=encoding,
+            zarr_format=3, consolidated=False,
+        )  # fmt: skip
 
 
 def write_region(
@@ -217,7 +220,8 @@ def consolidate(path: str | os.PathLike) -> None:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        zarr.consolidate_metadata(zarr_store(path), zarr_format=3)
+        with store_errors(os.fspath(path), "writing the store"):
+            zarr.consolidate_metadata(zarr_store(path), zarr_format=3)
 
 
 def temp_path(target: str | os.PathLike) -> Any:
