@@ -375,6 +375,30 @@ def test_failure_while_publishing_leaves_no_store(
         open_mosaic(out)
 
 
+def test_transient_copy_failures_are_retried(
+    s3: S3Server, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A copy failing once with a connection reset is retried (tessellum.store's policy):
+    the store is published whole."""
+    import obstore
+
+    src = make_mosaic(tmp_path / "in.zarr", {"p": np.ones((1, 32, 32), np.float32)}, chunk=8)
+    real_copy, failed = obstore.copy_async, []
+
+    async def flaky_copy(store: Any, from_: str, to: str, **kw: Any) -> None:
+        if to.endswith(("p.zarr/d/c/0/1/1", "p.zarr/zarr.json")) and to not in failed:
+            failed.append(to)
+            raise ConnectionResetError("connection reset by peer (injected)")
+        await real_copy(store, from_, to, **kw)
+
+    monkeypatch.setattr(obstore, "copy_async", flaky_copy)
+    out = predict_mosaic(src, _double, 8, 1, features=["p"], labels=["d"],
+                         inference_actor="numpy", output=f"s3://{bucket}/p.zarr")  # fmt: skip
+    assert sorted(failed) == ["p.zarr/d/c/0/1/1", "p.zarr/zarr.json"]  # each failed once
+    np.testing.assert_array_equal(open_mosaic(out)["d"].values, np.full((1, 32, 32), 2.0))
+    assert not [k for k in _keys(s3, bucket) if ".tmp-" in k]
+
+
 # -- errors ---------------------------------------------------------------------------------
 
 

@@ -84,9 +84,9 @@ def vectorize_mosaic(
     """Polygonize thresholded mosaic bands into a GeoParquet directory.
 
     Args:
-        zarr_uri: the mosaic store (the layout of ``docs/mosaics.md``), e.g. the output
-            of :func:`~tessellum.flow.predict_mosaic`, or a one-row mosaic index with a
-            ``location`` column.
+        zarr_uri: the mosaic store (the layout of ``docs/mosaics.md``; a path or URL),
+            e.g. the output of :func:`~tessellum.flow.predict_mosaic`, or a one-row
+            mosaic index with a ``location`` column.
         features: bands to vectorize, each separately.
         threshold: pixels with ``value >= threshold`` are foreground.
         vectorize_method: "polygonize" (the only method of this version).
@@ -98,12 +98,16 @@ def vectorize_mosaic(
         crs: the output geometries' CRS; None keeps the mosaic's.
         output: the output directory (default ``<input stem>_vectors.parquet`` beside
             the input); an earlier output there is replaced, anything else is refused.
+            A URL (``s3://bucket/v.parquet``) gets one GeoParquet object instead: the
+            tasks write their parts under a temporary prefix, which are joined in
+            memory here and written with one PUT (readers see the old object or the
+            new one), then deleted.
         client: a ``distributed.Client`` to run the blocks on (default local threads).
 
     Returns:
         The output directory (GeoParquet parts with columns ``feature``, ``time``,
-        ``area`` in the mosaic CRS's units, ``geometry``), or None when no pixel is
-        foreground (then nothing is written).
+        ``area`` in the mosaic CRS's units, ``geometry``) or URL (one GeoParquet
+        object), or None when no pixel is foreground (then nothing is written).
 
     Raises:
         ValidationError: a bad argument, named.

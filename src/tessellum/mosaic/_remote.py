@@ -117,13 +117,23 @@ def read_object(url: str, cloud_config: Any = None) -> bytes:
     return bytes(read_range(store, path, 0, size)) if size else b""
 
 
+def _retried(call: Any, url: str, what: str) -> Any:
+    """``await call()`` with :mod:`tessellum.store`'s retries; its errors."""
+    from ..store import RetryPolicy
+    from ..store._retry import with_retries
+
+    return with_retries(call, policy=RetryPolicy.from_settings(), url=url, what=what)
+
+
 def put_object(url: str, data: bytes) -> None:
-    """Write ``data`` at ``url`` with one PUT (atomic: readers see the old or new object)."""
+    """Write ``data`` at ``url`` with one PUT (atomic: readers see the old or new object),
+    retried on transient failures."""
     import obstore
 
+    from .._sync import run_sync
+
     store, path = _bucket(url)
-    with store_errors(url, "writing"):
-        obstore.put(store, path, data)
+    run_sync(_retried(lambda: obstore.put_async(store, path, data), url, "writing"))
 
 
 def list_keys(url: str) -> list[str]:
@@ -239,13 +249,17 @@ async def _publish_async(
 ) -> None:
     import obstore
 
+    from ..store import describe_url
+
+    url = describe_url(store, dst_key)
     if ROOT in old:
-        await obstore.delete_async(store, f"{dst_key}/{ROOT}")
+        await _retried(lambda: obstore.delete_async(store, f"{dst_key}/{ROOT}"), url, "deleting")
     gate = asyncio.Semaphore(_COPIES_IN_FLIGHT)
 
     async def copy(rel: str) -> None:
+        src, dst = f"{tmp_key}/{rel}", f"{dst_key}/{rel}"
         async with gate:
-            await obstore.copy_async(store, f"{tmp_key}/{rel}", f"{dst_key}/{rel}")
+            await _retried(lambda: obstore.copy_async(store, src, dst), url, f"copying {rel}")
 
     try:
         async with asyncio.TaskGroup() as tg:  # one failure cancels the other copies
@@ -256,5 +270,6 @@ async def _publish_async(
         raise group.exceptions[0] from None
     stale = sorted(old - set(new) - {ROOT})
     for k in range(0, len(stale), 1000):
-        await obstore.delete_async(store, [f"{dst_key}/{r}" for r in stale[k : k + 1000]])
+        batch = [f"{dst_key}/{r}" for r in stale[k : k + 1000]]
+        await _retried(lambda b=batch: obstore.delete_async(store, b), url, "deleting")
     await copy(ROOT)

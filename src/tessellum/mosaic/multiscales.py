@@ -186,13 +186,15 @@ def build_zarr_multiscales(
     else:
         in_path = Path(local_path(src_uri).rstrip("/"))
         parent, stem = str(in_path.parent), in_path.stem
-    out = os.fspath(output) if output is not None else None
-    if (out is not None and is_url(out)) or (out is None and is_url(src_uri)):
-        target = writable(out or join_url(parent, f"{stem}.multiscales.zarr"), "output")
+    asked = os.fspath(output) if output is not None else None
+    if (asked is not None and is_url(asked)) or (asked is None and is_url(src_uri)):
+        target = writable(asked or join_url(parent, f"{stem}.multiscales.zarr"), "output")
         same = target == src_uri.rstrip("/")
     else:
         target = (
-            Path(local_path(out)) if out is not None else Path(parent, f"{stem}.multiscales.zarr")
+            Path(local_path(asked))
+            if asked is not None
+            else Path(parent, f"{stem}.multiscales.zarr")
         )
         same = not is_url(src_uri) and target.resolve() == Path(local_path(src_uri)).resolve()
     if same:

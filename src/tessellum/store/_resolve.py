@@ -130,15 +130,20 @@ class StoreSpec:
         config = dict(self.config)
         client = dict(self.client_options)
         if self.prefix:
+            # a prefix store is called by zarr directly, with no RetryPolicy around it:
+            # obstore's own retries (settings.retries) handle 5xx, 429 and resets
+            retry = _prefix_retry()
             if self.scheme in ("http", "https"):
                 return HTTPStore(
                     f"{self.root.rstrip('/')}/{quote(self.prefix)}",
                     client_options=client,
-                    retry_config=_NO_RETRY,
+                    retry_config=retry,
                 )
             if self.scheme == "file":
                 return LocalStore(prefix=self.prefix)
             config["prefix"] = self.prefix
+        else:
+            retry = _NO_RETRY
         if self.scheme == "file":
             return LocalStore()
         if self.scheme == "memory":
@@ -146,19 +151,26 @@ class StoreSpec:
                 raise ValidationError("memory:// stores cannot be rooted at a prefix")
             return MemoryStore()
         if self.scheme in ("http", "https"):
-            return HTTPStore(self.root, client_options=client, retry_config=_NO_RETRY)
+            return HTTPStore(self.root, client_options=client, retry_config=retry)
         if self.scheme == "s3":
-            return S3Store(self.root, client_options=client, retry_config=_NO_RETRY, **config)
+            return S3Store(self.root, client_options=client, retry_config=retry, **config)
         if self.scheme == "gs":
-            return GCSStore(self.root, client_options=client, retry_config=_NO_RETRY, **config)
+            return GCSStore(self.root, client_options=client, retry_config=retry, **config)
         if self.scheme in _AZURE:
             return AzureStore.from_url(
                 f"{self.scheme}://{self.root}",
                 client_options=client,
-                retry_config=_NO_RETRY,
+                retry_config=retry,
                 **config,
             )
         raise ValidationError(f"unsupported store scheme {self.scheme!r}")
+
+
+def _prefix_retry() -> dict[str, Any]:
+    """obstore's retry config for prefix stores: ``settings.retries`` retries."""
+    from ..config import get_settings
+
+    return {"max_retries": get_settings().retries, "retry_timeout": timedelta(minutes=3)}
 
 
 def _freeze(mapping: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
@@ -391,6 +403,8 @@ def open_prefix_store(
     The same URL resolution as :func:`open_store` (environment, ``cloud_config``), but
     keys are relative to ``url``: what a Zarr store at ``s3://bucket/dir/a.zarr`` needs
     (a library given a bucket-level store writes parent metadata up to the bucket root).
+    Unlike :func:`open_store`'s stores, these retry transient failures themselves
+    (``settings.retries`` times, obstore's backoff): their callers (zarr) do not.
     """
     spec, path = resolve_url(url, cloud_config=cloud_config, options=options)
     path = path.rstrip("/") if spec.scheme == "file" else path.strip("/")
