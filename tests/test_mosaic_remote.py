@@ -157,10 +157,11 @@ def test_build_mosaic_to_s3_equals_the_local_build(
 
 
 def test_gti_index_by_s3_and_http_url(
-    s3: S3Server, bucket: str, tiles: dict, tmp_path: Path
+    s3: S3Server, bucket: str, tiles: dict, tmp_path: Path, recwarn: pytest.WarningsRecorder
 ) -> None:
-    """A GTI index GeoParquet (relative tile locations, resolved against the index's own
-    folder) and the AOI as GeoJSON over S3 and over nginx; the tiles themselves on S3."""
+    """A GTI index (GeoPackage on S3, GeoParquet over nginx; relative tile locations,
+    resolved against the index's own folder) and the AOI (GeoJSON, FlatGeobuf) by URL
+    give the mosaic of the same local files; the tiles are read from S3 / over http."""
     served = tmp_path / "served"
     served.mkdir()
     index = _index(tiles)
@@ -169,19 +170,23 @@ def test_gti_index_by_s3_and_http_url(
         s3.client().upload_file(str(path), bucket, f"gti/{name}.tif")
         shutil.copy(path, served / f"{name}.tif")
     index.to_parquet(served / "index.parquet")
+    index.to_file(served / "index.gpkg", driver="GPKG")
     _aoi().to_file(served / "aoi.geojson", driver="GeoJSON")
-    s3.client().upload_file(str(served / "index.parquet"), bucket, "gti/index.parquet")
-    s3.client().upload_file(str(served / "aoi.geojson"), bucket, "gti/aoi.geojson")
+    _aoi().to_file(served / "aoi.fgb", driver="FlatGeobuf")
+    for name in ("index.gpkg", "aoi.fgb"):
+        s3.client().upload_file(str(served / name), bucket, f"gti/{name}")
     local = build_gti_mosaic(
         served / "index.parquet", served / "aoi.geojson", ["data"], sort_column="quality",
         output_dir=tmp_path / "local", crs=CRS, chunk_size=64,
     )  # fmt: skip
     want = open_mosaic(local.location[0])["data"].values
     from_s3 = build_gti_mosaic(
-        f"s3://{bucket}/gti/index.parquet", f"s3://{bucket}/gti/aoi.geojson", ["data"],
+        f"s3://{bucket}/gti/index.gpkg", f"s3://{bucket}/gti/aoi.fgb", ["data"],
         sort_column="quality", output_dir=f"s3://{bucket}/out", crs=CRS, chunk_size=64,
     )  # fmt: skip
     np.testing.assert_array_equal(open_mosaic(from_s3.location[0])["data"].values, want)
+    # GDAL reads the downloaded GeoPackage under its own name: no extension warning
+    assert not [w for w in recwarn if "extension" in str(w.message)]
     try:
         with HttpServer(served) as http:
             from_http = build_gti_mosaic(
@@ -571,3 +576,23 @@ def test_gti_index_url_is_read_with_the_cloud_config(
     a = got.read_window(bounds=(500400, 4597000, 501000, 4599000), bands=["data"])
     b = coll.read_window(bounds=(500400, 4597000, 501000, 4599000), bands=["data"])
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_multiscale_levels_over_http(tmp_path: Path) -> None:
+    """Each level group of a multiscale store carries its own consolidated metadata, so
+    a level opens from an http(s) server (which cannot list) as from the local store."""
+    rng = np.random.default_rng(4)
+    src = make_mosaic(tmp_path / "srv" / "m.zarr",
+                      {"p": rng.random((1, 64, 48)).astype(np.float32)}, chunk=16)  # fmt: skip
+    ms = build_zarr_multiscales(src)
+    try:
+        with HttpServer(tmp_path / "srv") as http:
+            for level in ("0", "1", "2"):
+                got = open_mosaic(f"{http.url}/m.multiscales.zarr", group=level)
+                want = open_mosaic(ms, group=level)
+                assert got.attrs == want.attrs and mosaic_grid(got) == mosaic_grid(want)
+                np.testing.assert_array_equal(got["p"].values, want["p"].values)
+            with pytest.raises(NotFoundError, match=r"9/zarr\.json"):
+                open_mosaic(f"{http.url}/m.multiscales.zarr", group="9")
+    except ServerUnavailable as exc:
+        pytest.skip(f"HTTP server unavailable: {exc}")

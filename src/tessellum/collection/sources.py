@@ -278,8 +278,7 @@ def read_vector_table(source: Any, *, what: str = "vector table", cloud_config: 
     unreadable one is a ValidationError; a missing object or a store failure (403, an
     unreachable endpoint) is the :mod:`tessellum.store` error for it."""
     import io
-
-    import geopandas as gpd
+    import tempfile
 
     if hasattr(source, "geometry"):
         return source
@@ -288,17 +287,27 @@ def read_vector_table(source: Any, *, what: str = "vector table", cloud_config: 
             f"a {what} must be a path or a GeoDataFrame, got {type(source).__name__}"
         )
     text = os.fspath(source)
-    remote = "://" in text and not text.startswith("file://")
-    if remote:
+    if "://" in text and not text.startswith("file://"):
         from ..mosaic._remote import read_object
 
-        name = text.split("?")[0]
-        data: Any = io.BytesIO(read_object(text, cloud_config))
-    else:
-        p = Path(text[len("file://") :] if text.startswith("file://") else text)
-        if not p.is_file():
-            raise ValidationError(f"no such {what}: {text!r}")
-        name, data = p.name, p
+        data = read_object(text, cloud_config)
+        name = text.split("?")[0].rsplit("/", 1)[-1]
+        if name.lower().endswith((".parquet", ".geoparquet")):
+            return _read_vector(io.BytesIO(data), name, text, what)
+        # GDAL picks drivers (and checks GeoPackages) by the file name's extension
+        with tempfile.TemporaryDirectory(prefix="tessellum-") as tmp:
+            local = Path(tmp) / (name or "table")
+            local.write_bytes(data)
+            return _read_vector(local, name, text, what)
+    p = Path(text[len("file://") :] if text.startswith("file://") else text)
+    if not p.is_file():
+        raise ValidationError(f"no such {what}: {text!r}")
+    return _read_vector(p, p.name, text, what)
+
+
+def _read_vector(data: Any, name: str, text: str, what: str):
+    import geopandas as gpd
+
     try:
         if name.lower().endswith((".parquet", ".geoparquet")):
             return gpd.read_parquet(data)

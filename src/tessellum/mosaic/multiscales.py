@@ -249,6 +249,8 @@ def build_zarr_multiscales(
             "tessellum_multiscales": 1,
             MOSAIC_ATTR + "_source": str(zarr_uri),
         })  # fmt: skip
+        for k in range(len(grids)):  # each level opens alone, over http(s) too
+            consolidate(tmp, group=str(k))
         consolidate(tmp)
         publish(tmp, target)
     except BaseException:

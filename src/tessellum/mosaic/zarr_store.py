@@ -66,15 +66,16 @@ def open_mosaic(path: str | os.PathLike, group: str | None = None) -> Any:
     if is_url(p):
         from ._remote import read_object
 
-        # the root must be there (a named NotFoundError, not zarr's own); its
+        # the group must be there (a named NotFoundError, not zarr's own); its
         # consolidated metadata is used: an http(s) server cannot list a store
+        meta_url = join_url(p, f"{group.strip('/')}/{ROOT}" if group else ROOT)
         try:
-            root = json.loads(read_object(join_url(p, ROOT)))
+            meta = json.loads(read_object(meta_url))
         except ValueError as exc:
             raise ValidationError(f"{p!r} is not a Zarr v3 mosaic store: {exc}") from exc
-        if not isinstance(root, dict):
-            raise ValidationError(f"{p!r} is not a Zarr v3 mosaic store (bad {ROOT})")
-        consolidated = group is None and bool(root.get("consolidated_metadata"))
+        if not isinstance(meta, dict):
+            raise ValidationError(f"{p!r} is not a Zarr v3 mosaic store (bad {meta_url})")
+        consolidated = bool(meta.get("consolidated_metadata"))
     elif not Path(p).exists():
         raise ValidationError(f"mosaic store {p!r} does not exist")
     try:
@@ -210,10 +211,11 @@ def write_region(
         arr[t, row : row + data.shape[0], col : col + data.shape[1]] = data
 
 
-def consolidate(path: str | os.PathLike) -> None:
-    """Write consolidated metadata once a store is complete, so a plain
-    ``xarray.open_zarr(path)`` opens it without its fallback warning (zarr warns that
-    consolidated metadata is not yet part of the v3 spec: expected, silenced)."""
+def consolidate(path: str | os.PathLike, group: str | None = None) -> None:
+    """Write consolidated metadata once a store (or its ``group``) is complete, so a plain
+    ``xarray.open_zarr(path)`` opens it without its fallback warning, and a store served
+    over http(s) (which cannot be listed) opens at all (zarr warns that consolidated
+    metadata is not yet part of the v3 spec: expected, silenced)."""
     import warnings
 
     import zarr
@@ -221,7 +223,7 @@ def consolidate(path: str | os.PathLike) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         with store_errors(os.fspath(path), "writing the store"):
-            zarr.consolidate_metadata(zarr_store(path), zarr_format=3)
+            zarr.consolidate_metadata(zarr_store(path), path=group, zarr_format=3)
 
 
 def temp_path(target: str | os.PathLike) -> Any:
