@@ -596,3 +596,33 @@ def test_multiscale_levels_over_http(tmp_path: Path) -> None:
                 open_mosaic(f"{http.url}/m.multiscales.zarr", group="9")
     except ServerUnavailable as exc:
         pytest.skip(f"HTTP server unavailable: {exc}")
+
+
+def test_recipe_to_s3_equals_the_local_recipe(
+    s3: S3Server, bucket: str, served: Any, tmp_path: Path
+) -> None:
+    """build_and_predict_mosaic_recipe with an s3:// output_dir: the mosaic, its index,
+    the predictions and the returned table land in the bucket, equal to a local run."""
+    from tessellum.config import settings_override
+    from tessellum.flow import build_and_predict_mosaic_recipe
+
+    bbox = (-113.9, 39.8, -113.75, 39.95)
+    with settings_override(stac_api=served.stac_url):
+        local = build_and_predict_mosaic_recipe(
+            bbox, model_recipe="water_mask", output_dir=tmp_path, chunk_size=64
+        )
+        remote = build_and_predict_mosaic_recipe(
+            bbox, model_recipe="water_mask", output_dir=f"s3://{bucket}/r", chunk_size=64
+        )
+    assert remote.location[0] == f"s3://{bucket}/r/water_mask.zarr"
+    assert remote.mosaic_location[0] == f"s3://{bucket}/r/water_mask_mosaic.zarr"
+    want = open_mosaic(local.location[0])["water"].values
+    assert (want == 1).any() and (want == 0).any()
+    np.testing.assert_array_equal(open_mosaic(remote.location[0])["water"].values, want)
+    table = gpd.read_parquet(io.BytesIO(_get(s3, bucket, "r/water_mask.parquet")))
+    cols = ["location", "mosaic_location"]
+    assert table.drop(columns=cols).equals(local.drop(columns=cols))
+    assert table[cols].iloc[0].tolist() == remote[cols].iloc[0].tolist()
+    assert {k.split("/")[1].split(".")[0] for k in _keys(s3, bucket)} == {
+        "water_mask", "water_mask_mosaic"
+    }  # fmt: skip
