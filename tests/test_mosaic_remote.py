@@ -412,6 +412,10 @@ def test_missing_bucket_key_and_store_are_named_errors(
 ) -> None:
     with pytest.raises(NotFoundError, match="no-such-bucket"):
         build_mosaic(coll, _aoi(), bands=["data"], output_dir="s3://no-such-bucket/out", **KW)
+    with pytest.raises(ValidationError, match="shard_size 6000000000 is larger"):
+        build_mosaic(coll, _aoi(), bands=["data"], output_dir=f"s3://{bucket}/big",
+                     **{**KW, "shard_size": 6_000_000_000})  # fmt: skip
+    assert _keys(s3, bucket) == []
     with pytest.raises(NotFoundError, match=rf"s3://{bucket}/in/missing\.parquet"):
         build_mosaic(coll, f"s3://{bucket}/in/missing.parquet", bands=["data"],
                      output_dir=tmp_path, **KW)  # fmt: skip

@@ -22,6 +22,8 @@ from typing import Any
 from ..errors import TessellumError, ValidationError
 
 ROOT = "zarr.json"
+MAX_COPY_BYTES = 5_000_000_000
+"""The largest object S3 copies in one request (5 GB): publishing copies every object."""
 _COPIES_IN_FLIGHT = 16
 _OURS = ("tessellum_mosaic", "tessellum_multiscales")
 

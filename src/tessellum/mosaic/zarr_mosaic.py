@@ -297,7 +297,14 @@ async def build_mosaic_async(
     from ..read.grids import output_grid, reference_source
     from ..read.sources import record_bands
     from ..read.stacks import _stack_nodata
-    from ._remote import check_replaceable, is_url, join_url, local_path, writable
+    from ._remote import (
+        MAX_COPY_BYTES,
+        check_replaceable,
+        is_url,
+        join_url,
+        local_path,
+        writable,
+    )
     from .zarr_store import (
         consolidate,
         create_store,
@@ -333,6 +340,11 @@ async def build_mosaic_async(
         out_url = writable(os.fspath(output_dir), "output_dir")
         store: Any = join_url(out_url, f"{name}.zarr")
         table_path: Any = join_url(out_url, f"{name}.parquet")
+        if shard_size > MAX_COPY_BYTES:
+            raise ValidationError(
+                f"shard_size {shard_size} is larger than {MAX_COPY_BYTES} bytes, the largest "
+                "object S3 copies in one request (a store at a URL is published by copies)"
+            )
         check_replaceable(store, "a mosaic store")
     geoms = _aoi_geometries(aoi)
     if not len(geoms):
@@ -441,7 +453,8 @@ def build_mosaic(collection: Any, aoi: Any, *args: Any, **kwargs: Any) -> Any:
             (``s3://bucket/dir``, ``gs://``, ``az://``) writes there through
             :mod:`tessellum.store` (its credentials/environment): a reader of the store
             sees the old store, no store or the whole new one, a failure leaves no store,
-            and a prefix holding anything but a tessellum store is refused.
+            and a prefix holding anything but a tessellum store is refused (``shard_size``
+            at most 5 GB there: S3 copies objects up to that size).
         crs: output CRS (default EPSG:3857; None: the records' most common CRS).
         resolution: pixel size in ``crs`` units (default: the records' native one).
         chunk_size: chunk side in pixels; shard_size: bytes per shard (and per task).
