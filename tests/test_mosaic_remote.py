@@ -350,6 +350,43 @@ def test_failure_while_writing_keeps_the_old_store(
     assert _keys(s3, bucket) == sorted(before)
 
 
+def test_storage_fault_mid_write_keeps_the_old_store(
+    s3: S3Server, bucket: str, coll: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The object store fails a shard PUT after a few succeeded (a zarr WrapperStore
+    over the real S3 store): a named tessellum error, the temporary prefix removed,
+    the old store untouched."""
+    from zarr.storage import WrapperStore
+
+    import tessellum.mosaic.zarr_store as zs
+
+    out = f"s3://{bucket}/out"
+    build_mosaic(coll, _aoi(), bands=["data"], output_dir=out, **KW)
+    before = _store_objects(s3, bucket, "out/mosaic.zarr")
+    assert len([k for k in before if "/data/c/" in k]) > 4  # several shards
+    real_store, puts = zs.zarr_store, []
+
+    class Failing(WrapperStore):
+        async def set(self, key: str, value: Any) -> None:
+            if "/c/" in key:
+                puts.append(key)
+                if len(puts) == 3:
+                    raise ConnectionAbortedError("connection aborted (injected)")
+            await self._store.set(key, value)
+
+    def failing_store(uri: Any, *, read_only: bool = False) -> Any:
+        store = real_store(uri, read_only=read_only)
+        return store if isinstance(store, str) else Failing(store)
+
+    monkeypatch.setattr(zs, "zarr_store", failing_store)
+    with pytest.raises(TessellumError, match=r"\.mosaic\.zarr\.tmp-.*aborted") as info:
+        build_mosaic(coll, _aoi(), bands=["data"], output_dir=out, **KW)
+    assert len(puts) == 3 and isinstance(info.value, ProtocolError)
+    monkeypatch.undo()
+    assert _store_objects(s3, bucket, "out/mosaic.zarr") == before
+    assert sorted(_keys(s3, bucket, "out/")) == sorted([*before, "out/mosaic.parquet"])
+
+
 def test_failure_while_publishing_leaves_no_store(
     s3: S3Server, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
