@@ -267,6 +267,19 @@ def test_chain_build_predict_vectorize_multiscales_on_s3(
     np.testing.assert_array_equal(
         open_mosaic(rms, group="1")["bright"].values, open_mosaic(lms, group="1")["bright"].values
     )
+    # an S3 store in, a local store out; and an S3 input's default output beside it
+    back = build_zarr_multiscales(rpred.location[0], output=tmp_path / "back.zarr", levels=2)
+    for level in ("0", "1", "2"):
+        np.testing.assert_array_equal(
+            open_mosaic(back, group=level)["bright"].values,
+            open_mosaic(lms, group=level)["bright"].values,
+        )
+    beside = predict_mosaic(outs["s3"][0].location[0], bright, 16, 2, features=["data"],
+                            labels=["bright"], inference_actor="numpy")  # fmt: skip
+    assert beside == f"s3://{bucket}/run/m/mosaic_predictions.zarr"
+    np.testing.assert_array_equal(
+        open_mosaic(beside)["bright"].values, open_mosaic(rpred.location[0])["bright"].values
+    )
     # vectors: one GeoParquet object with the polygons of the local directory
     assert rvec == f"s3://{bucket}/run/vec.parquet"
     got = gpd.read_parquet(io.BytesIO(_get(s3, bucket, "run/vec.parquet")))

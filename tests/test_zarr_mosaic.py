@@ -424,6 +424,10 @@ def test_multiscales_bad_arguments(float_store: str, tmp_path: Path) -> None:
         build_zarr_multiscales(tmp_path / "nothing.zarr")
     with pytest.raises(ValidationError, match="input store"):
         build_zarr_multiscales(float_store, output=float_store)
+    # a multiscale store's root holds no band: a named error (a bare KeyError 'y' before)
+    pyramid = build_zarr_multiscales(float_store, output=tmp_path / "pyr.zarr", levels=1)
+    with pytest.raises(ValidationError, match="multiscale store: open a level"):
+        build_zarr_multiscales(pyramid, output=tmp_path / "again.zarr")
     with pytest.raises(ValidationError, match="not a tessellum mosaic"):
         import zarr
 

@@ -102,6 +102,9 @@ def mosaic_grid(ds: Any) -> Grid:
         crs = crs_to_code(ds.attrs["crs"])
     except (KeyError, TypeError, ValueError) as exc:
         raise ValidationError(f"not a tessellum mosaic: bad crs/transform attrs ({exc})") from exc
+    if "y" not in ds.sizes or "x" not in ds.sizes:
+        hint = " (a multiscale store: open a level, group='0')" if "multiscales" in ds.attrs else ""
+        raise ValidationError(f"not a tessellum mosaic: no y/x dimensions{hint}")
     return Grid(int(ds.sizes["y"]), int(ds.sizes["x"]), t, crs)
 
 
