@@ -25,7 +25,8 @@ ROOT = "zarr.json"
 MAX_COPY_BYTES = 5_000_000_000
 """The largest object S3 copies in one request (5 GB): publishing copies every object."""
 _COPIES_IN_FLIGHT = 16
-_OURS = ("tessellum_mosaic", "tessellum_multiscales")
+OURS = ("tessellum_mosaic", "tessellum_multiscales")
+"""Root attrs that mark a store tessellum wrote (and may replace)."""
 
 
 def is_url(uri: Any) -> bool:
@@ -189,7 +190,7 @@ def root_attrs(url: str) -> dict[str, Any] | None:
 def is_ours(url: str) -> bool:
     """Whether the prefix ``url`` holds a tessellum store (mosaic or multiscales)."""
     attrs = root_attrs(url)
-    return attrs is not None and any(k in attrs for k in _OURS)
+    return attrs is not None and any(k in attrs for k in OURS)
 
 
 def check_replaceable(url: str, what: str = "a tessellum store") -> None:

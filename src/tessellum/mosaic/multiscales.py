@@ -124,10 +124,10 @@ def build_zarr_multiscales(
     Args:
         zarr_uri: a mosaic store (as :func:`build_mosaic` writes): a path or URL.
         output: the new store's path or URL (default: ``<input stem>.multiscales.zarr``
-            beside the input); an existing one is replaced atomically. At a URL
+            beside the input); an existing one is replaced atomically (anything but a
+            tessellum store there is refused). At a URL
             (``s3://``...) it is published as :func:`build_mosaic` publishes: readers see
-            the old store, no store or the whole new one; a prefix holding anything
-            but a tessellum store is refused.
+            the old store, no store or the whole new one.
         levels: downsampled levels to add (default: halve until the image fits one chunk).
         resampling: kernel for float bands ("average" by default; "nearest", "mode",
             "min", "max", "med", "bilinear", ...). Integer bands are categorical: they use
@@ -145,9 +145,10 @@ def build_zarr_multiscales(
     from rasterio.enums import Resampling
     from rasterio.warp import reproject
 
-    from ._remote import check_replaceable, is_url, join_url, local_path, split_url, writable
+    from ._remote import is_url, join_url, local_path, split_url, writable
     from .zarr_store import (
         MOSAIC_ATTR,
+        check_target,
         consolidate,
         create_store,
         mosaic_grid,
@@ -199,8 +200,7 @@ def build_zarr_multiscales(
         same = not is_url(src_uri) and target.resolve() == Path(local_path(src_uri)).resolve()
     if same:
         raise ValidationError(f"output {str(output)!r} is the input store: choose another path")
-    if isinstance(target, str):
-        check_replaceable(target, "a tessellum store")
+    check_target(target, "a tessellum store")
     tmp = temp_path(target)
     try:
         root = zarr.open_group(zarr_store(tmp), mode="w", zarr_format=3)

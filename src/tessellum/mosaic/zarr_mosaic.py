@@ -297,15 +297,9 @@ async def build_mosaic_async(
     from ..read.grids import output_grid, reference_source
     from ..read.sources import record_bands
     from ..read.stacks import _stack_nodata
-    from ._remote import (
-        MAX_COPY_BYTES,
-        check_replaceable,
-        is_url,
-        join_url,
-        local_path,
-        writable,
-    )
+    from ._remote import MAX_COPY_BYTES, is_url, join_url, local_path, writable
     from .zarr_store import (
+        check_target,
         consolidate,
         create_store,
         publish,
@@ -336,7 +330,7 @@ async def build_mosaic_async(
     if not isinstance(output_dir, str | os.PathLike):
         raise ValidationError(f"output_dir must be a folder path or URL, got {output_dir!r}")
     remote = is_url(os.fspath(output_dir))
-    if remote:  # before any work: a missing bucket or a foreign prefix fails here
+    if remote:
         out_url = writable(os.fspath(output_dir), "output_dir")
         store: Any = join_url(out_url, f"{name}.zarr")
         table_path: Any = join_url(out_url, f"{name}.parquet")
@@ -345,7 +339,12 @@ async def build_mosaic_async(
                 f"shard_size {shard_size} is larger than {MAX_COPY_BYTES} bytes, the largest "
                 "object S3 copies in one request (a store at a URL is published by copies)"
             )
-        check_replaceable(store, "a mosaic store")
+    else:
+        out_dir = Path(local_path(output_dir))
+        store = (out_dir / f"{name}.zarr").resolve()
+        table_path = out_dir / f"{name}.parquet"
+    # before any work: a foreign folder/prefix (or a missing bucket) fails here
+    check_target(store, "a tessellum store")
     geoms = _aoi_geometries(aoi)
     if not len(geoms):
         raise ValidationError("aoi holds no geometry")
@@ -382,10 +381,7 @@ async def build_mosaic_async(
     shard = shard_shape(grid.shape, chunk_size, shard_size, itemsize)
 
     if not remote:
-        out_dir = Path(local_path(output_dir))
         out_dir.mkdir(parents=True, exist_ok=True)
-        store = (out_dir / f"{name}.zarr").resolve()
-        table_path = out_dir / f"{name}.parquet"
     tmp = temp_path(store)
     try:
         create_store(
@@ -449,7 +445,8 @@ def build_mosaic(collection: Any, aoi: Any, *args: Any, **kwargs: Any) -> Any:
         start_date, end_date: keep records in this inclusive date range (either open).
         bands: band names (each one variable of the store).
         output_dir: folder for ``<name>.zarr`` (the store) and ``<name>.parquet`` (the
-            returned table as GeoParquet); existing ones are replaced atomically. A URL
+            returned table as GeoParquet); existing ones are replaced atomically (a
+            ``<name>.zarr`` that is not a tessellum store is refused). A URL
             (``s3://bucket/dir``, ``gs://``, ``az://``) writes there through
             :mod:`tessellum.store` (its credentials/environment): a reader of the store
             sees the old store, no store or the whole new one, a failure leaves no store,

@@ -34,7 +34,10 @@ import numpy as np
 from ..errors import ValidationError
 from ..geo.grid import Grid
 from ._remote import (
+    OURS,
     ROOT,
+    check_replaceable,
+    is_ours,
     is_url,
     join_url,
     local_path,
@@ -227,6 +230,39 @@ def consolidate(path: str | os.PathLike, group: str | None = None) -> None:
         warnings.simplefilter("ignore", UserWarning)
         with store_errors(os.fspath(path), "writing the store"):
             zarr.consolidate_metadata(zarr_store(path), path=group, zarr_format=3)
+
+
+def is_tessellum_store(path: str | os.PathLike) -> bool:
+    """Whether ``path`` (a folder or URL prefix) holds a store tessellum wrote: a Zarr
+    group whose root attrs carry ``tessellum_mosaic`` or ``tessellum_multiscales``."""
+    text = os.fspath(path)
+    if is_url(text):
+        return is_ours(text)
+    try:
+        meta = json.loads((Path(local_path(text)) / ROOT).read_text())
+    except (OSError, ValueError):
+        return False
+    attrs = meta.get("attributes") if isinstance(meta, dict) else None
+    return (
+        meta.get("node_type") == "group"
+        and isinstance(attrs, dict)
+        and any(k in attrs for k in OURS)
+    )
+
+
+def check_target(target: str | os.PathLike, what: str = "a tessellum store") -> None:
+    """Refuse an output that exists and is not a tessellum store (a user's folder, file
+    or prefix is never replaced); for a URL this also reaches the bucket, so a missing
+    one or a 403 fails here, before any work, as a tessellum error."""
+    text = os.fspath(target)
+    if is_url(text):
+        check_replaceable(text, what)
+        return
+    p = Path(local_path(text))
+    if p.exists() and not is_tessellum_store(p):
+        raise ValidationError(
+            f"output {str(p)!r} exists and is not {what}: choose another path or remove it"
+        )
 
 
 def temp_path(target: str | os.PathLike) -> Any:
