@@ -202,7 +202,7 @@ def test_an_earlier_output_is_replaced_a_users_folder_is_not(tmp_path, speckle):
         ({"vectorize_config": "fast"}, "vectorize_config must be a dict"),
         ({"chunk_multiplier": 0}, "chunk_multiplier"),
         ({"features": ["nope"]}, r"features \['nope'\] not in the mosaic"),
-        ({"output": "s3://bucket/out"}, "only local paths"),
+        ({"output": "https://example.com/out.parquet"}, r"http\(s\) URLs are read-only"),
     ],
 )
 def test_bad_arguments_are_named(tmp_path, kwargs, match):

@@ -133,3 +133,23 @@ async def test_s3_errors(s3_env: str) -> None:
         await read_range_async(store, "cogs/a.tif", n - 5, n + 5)
     with pytest.raises(DataFormatError, match=rf"\[{n + 5}, {n + 15}\)"):
         await read_range_async(store, "cogs/a.tif", n + 5, n + 15)
+
+
+def test_prefix_store_keys_are_relative_to_the_url(s3_env: str) -> None:
+    """open_prefix_store: one cached store per prefix, keys relative to it (what a Zarr
+    store at a URL needs), the same environment as open_store; a signed URL is refused."""
+    import obstore
+
+    from tessellum.errors import ValidationError
+    from tessellum.store import open_prefix_store
+
+    store = open_prefix_store(f"s3://{BUCKET}/cogs/")
+    assert open_prefix_store(f"s3://{BUCKET}/cogs") is store
+    assert bytes(obstore.get(store, "a.tif").bytes()) == BLOB
+    obstore.put(store, "sub/new.bin", b"xyz")
+    bucket_store, _ = open_store(f"s3://{BUCKET}/x")
+    assert bytes(obstore.get(bucket_store, "cogs/sub/new.bin").bytes()) == b"xyz"
+    assert open_prefix_store(f"s3://{BUCKET}/") is bucket_store  # the bucket: no prefix
+    assert type(open_prefix_store("https://example.com/a/b.zarr")).__name__ == "HTTPStore"
+    with pytest.raises(ValidationError, match="signed URL"):
+        open_prefix_store("https://example.com/a/b.zarr?sig=1")

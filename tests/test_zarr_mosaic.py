@@ -337,6 +337,26 @@ def test_failure_leaves_nothing_and_keeps_the_old_store(
     np.testing.assert_array_equal(open_mosaic(good.location[0])["data"].values, before)
 
 
+def test_a_users_folder_at_the_target_is_never_replaced(coll: Any, tmp_path: Path) -> None:
+    """<output_dir>/<name>.zarr (or a multiscales output) that is not a tessellum store
+    is refused before any work and left as it was (it was deleted before)."""
+    user = tmp_path / "out" / "mosaic.zarr"
+    user.mkdir(parents=True)
+    (user / "thesis.txt").write_text("years of work")
+    with pytest.raises(ValidationError, match=r"mosaic\.zarr.*exists and is not a tessellum"):
+        build_mosaic(coll, _aoi(), bands=["data"], output_dir=tmp_path / "out", crs=CRS)
+    assert (user / "thesis.txt").read_text() == "years of work"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["mosaic.zarr"]
+    good = build_mosaic(coll, _aoi(), bands=["data"], output_dir=tmp_path / "ok", crs=CRS)
+    with pytest.raises(ValidationError, match="exists and is not a tessellum"):
+        build_zarr_multiscales(good.location[0], output=user)
+    assert sorted(p.name for p in user.iterdir()) == ["thesis.txt"]
+    # a tessellum store there is replaced, as before
+    again = build_mosaic(coll, _aoi(), bands=["data"], output_dir=tmp_path / "ok", crs=CRS)
+    pyramid = build_zarr_multiscales(again.location[0], levels=1)
+    assert build_zarr_multiscales(again.location[0], levels=1) == pyramid
+
+
 # -- multiscales ----------------------------------------------------------------------------
 
 
@@ -424,6 +444,10 @@ def test_multiscales_bad_arguments(float_store: str, tmp_path: Path) -> None:
         build_zarr_multiscales(tmp_path / "nothing.zarr")
     with pytest.raises(ValidationError, match="input store"):
         build_zarr_multiscales(float_store, output=float_store)
+    # a multiscale store's root holds no band: a named error (a bare KeyError 'y' before)
+    pyramid = build_zarr_multiscales(float_store, output=tmp_path / "pyr.zarr", levels=1)
+    with pytest.raises(ValidationError, match="multiscale store: open a level"):
+        build_zarr_multiscales(pyramid, output=tmp_path / "again.zarr")
     with pytest.raises(ValidationError, match="not a tessellum mosaic"):
         import zarr
 

@@ -318,7 +318,8 @@ async def build_from_gti_async(
     """Async form of :func:`build_from_gti`."""
     from .sources import read_vector_table
 
-    gdf = read_vector_table(index)
+    # the index is read as its tiles are (rewrites, requester pays)
+    gdf = read_vector_table(index, cloud_config=kwargs.get("cloud_config"))
     if query:
         gdf = gdf.query(query)
     if location_column not in gdf.columns:
@@ -336,7 +337,11 @@ async def build_from_gti_async(
         )
         gdf = gdf.drop(gdf.index[missing])
     # GDAL opens a relative location against the index file's folder, not the cwd
-    base = Path(index).resolve().parent if isinstance(index, str | os.PathLike) else None
+    base: Path | str | None = None
+    if isinstance(index, str | os.PathLike):
+        text = os.fspath(index)
+        remote = "://" in text and not text.startswith("file://")
+        base = text.split("?")[0].rsplit("/", 1)[0] if remote else Path(text).resolve().parent
     gdf["__href"] = [_relative_to(_gdal_to_url(h), base) for h in gdf["__href"]]
     if "id" not in gdf.columns:
         gdf["id"] = [Path(str(h).split("?")[0]).stem for h in gdf["__href"]]
@@ -352,9 +357,10 @@ async def build_from_gti_async(
 @same_signature(build_from_gti_async)
 def build_from_gti(index: str | os.PathLike | Any, **kwargs: Any) -> Collection:
     """Build from a GDAL GTI tile index (GeoPackage, GeoParquet, FlatGeobuf or a
-    GeoDataFrame) with a ``location`` column of raster paths/URLs (``/vsicurl/``,
-    ``/vsis3/`` prefixes are understood; relative paths are relative to the index
-    file's folder, as GDAL's GTI driver reads them). ``query`` filters it with ``DataFrame.query``.
+    GeoDataFrame; a path or a URL, read with ``cloud_config`` as the tiles are) with a
+    ``location`` column of raster paths/URLs (``/vsicurl/``, ``/vsis3/`` prefixes are
+    understood; relative paths are relative to the index file's folder, or URL folder,
+    as GDAL's GTI driver reads them). ``query`` filters it with ``DataFrame.query``.
 
     Async form: :func:`build_from_gti_async`.
     """
@@ -370,10 +376,17 @@ _VSI = {
 }
 
 
-def _relative_to(href: str, base: Path | None) -> str:
-    """``href`` joined to ``base`` when it is a relative local path (not a URL)."""
-    if base is None or "://" in href or Path(href).is_absolute():
+def _relative_to(href: str, base: Path | str | None) -> str:
+    """``href`` joined to ``base`` (a folder path, or the URL of a remote index's
+    folder) when it is a relative path (not a URL, not absolute)."""
+    if base is None or "://" in href or href.startswith("/"):
         return href
+    if isinstance(base, str):
+        import posixpath
+
+        scheme, _, rest = base.partition("://")
+        root, _, folder = rest.partition("/")
+        return f"{scheme}://{root}/" + posixpath.normpath(posixpath.join(folder, href)).lstrip("/")
     return str(base / href)
 
 

@@ -269,22 +269,48 @@ async def list_files_async(
     return sorted(str(p) for p in root.rglob(pattern) if p.is_file())
 
 
-def read_vector_table(source: Any):
-    """A GeoDataFrame from a path (GeoPackage, FlatGeobuf, GeoJSON, GeoParquet) or a frame."""
-    import geopandas as gpd
+def read_vector_table(source: Any, *, what: str = "vector table", cloud_config: Any = None):
+    """A GeoDataFrame from a path or URL (GeoPackage, FlatGeobuf, GeoJSON, GeoParquet;
+    ``s3://``, ``http(s)://``... read whole through :mod:`tessellum.store`) or a frame.
+
+    ``what`` names the input in errors (``"aoi"``); ``cloud_config`` (a
+    :class:`~tessellum.store.CloudConfig`) applies to a URL. A missing local file or an
+    unreadable one is a ValidationError; a missing object or a store failure (403, an
+    unreachable endpoint) is the :mod:`tessellum.store` error for it."""
+    import io
+    import tempfile
 
     if hasattr(source, "geometry"):
         return source
     if not isinstance(source, str | os.PathLike):
         raise ValidationError(
-            f"a vector table must be a path or a GeoDataFrame, got {type(source).__name__}"
+            f"a {what} must be a path or a GeoDataFrame, got {type(source).__name__}"
         )
-    p = Path(source)
+    text = os.fspath(source)
+    if "://" in text and not text.startswith("file://"):
+        from ..mosaic._remote import read_object
+
+        data = read_object(text, cloud_config)
+        name = text.split("?")[0].rsplit("/", 1)[-1]
+        if name.lower().endswith((".parquet", ".geoparquet")):
+            return _read_vector(io.BytesIO(data), name, text, what)
+        # GDAL picks drivers (and checks GeoPackages) by the file name's extension
+        with tempfile.TemporaryDirectory(prefix="tessellum-") as tmp:
+            local = Path(tmp) / (name or "table")
+            local.write_bytes(data)
+            return _read_vector(local, name, text, what)
+    p = Path(text[len("file://") :] if text.startswith("file://") else text)
     if not p.is_file():
-        raise ValidationError(f"no such vector table: {str(source)!r}")
+        raise ValidationError(f"no such {what}: {text!r}")
+    return _read_vector(p, p.name, text, what)
+
+
+def _read_vector(data: Any, name: str, text: str, what: str):
+    import geopandas as gpd
+
     try:
-        if p.suffix.lower() in (".parquet", ".geoparquet"):
-            return gpd.read_parquet(p)
-        return gpd.read_file(p)
+        if name.lower().endswith((".parquet", ".geoparquet")):
+            return gpd.read_parquet(data)
+        return gpd.read_file(data)
     except Exception as exc:  # pyogrio/pyarrow errors: name the file
-        raise ValidationError(f"cannot read the vector table {str(p)!r}: {exc}") from exc
+        raise ValidationError(f"cannot read the {what} {text!r}: {exc}") from exc

@@ -21,7 +21,8 @@ import numpy as np
 
 from .._interop import require
 from ..errors import ValidationError
-from ..mosaic.zarr_store import MOSAIC_ATTR, temp_path
+from ..mosaic import _remote
+from ..mosaic.zarr_store import MOSAIC_ATTR, temp_path, zarr_store
 
 
 def require_flow() -> None:
@@ -85,8 +86,9 @@ def read_window(uri: str, band: str, t: int, rows: slice, cols: slice) -> np.nda
     """Raw values of one band's window (no decoding: nodata stays the fill value)."""
     import zarr
 
-    arr = zarr.open_array(store=uri, path=band, mode="r")
-    return np.asarray(arr[t, rows, cols])
+    with _remote.store_errors(uri, "reading the store"):
+        arr = zarr.open_array(store=zarr_store(uri, read_only=True), path=band, mode="r")
+        return np.asarray(arr[t, rows, cols])
 
 
 def chunk_size_of(var: Any) -> tuple[int, int]:
@@ -102,41 +104,63 @@ def blocks(height: int, width: int, by: int, bx: int) -> Iterator[tuple[int, int
             yield r0, min(r0 + by, height), c0, min(c0 + bx, width)
 
 
-def local_output(value: Any, name: str) -> Path:
-    """An output location as a local path (remote stores are not written in v1)."""
+def output_location(value: Any, name: str) -> Path | str:
+    """An output location: an absolute local path, or a writable URL (``s3://``...)."""
     if not isinstance(value, str | os.PathLike):
-        raise ValidationError(f"{name} must be a local path, got {value!r}")
+        raise ValidationError(f"{name} must be a path or URL, got {value!r}")
     text = os.fspath(value)
-    if text.startswith("file://"):
-        text = text[len("file://") :]
-    elif "://" in text:
-        raise ValidationError(f"{name} {value!r}: only local paths can be written in this version")
+    if _remote.is_url(text):
+        return _remote.writable(text, name)
+    text = _remote.local_path(text)
     if not text.strip():
         raise ValidationError(f"{name} must not be empty")
     return Path(text).absolute()
 
 
-def default_output(zarr_uri: str, suffix: str, name: str) -> Path:
-    """``<stem><suffix>`` beside a local input store (``out.zarr`` -> ``out_predictions.zarr``)."""
-    src = local_output(zarr_uri, "zarr_uri") if "://" not in zarr_uri else None
-    if src is None:
-        raise ValidationError(f"{name} is required when zarr_uri {zarr_uri!r} is not local")
+def default_output(zarr_uri: str, suffix: str, name: str) -> Path | str:
+    """``<stem><suffix>`` beside the input store (``out.zarr`` -> ``out_predictions.zarr``;
+    a URL input gets a URL beside it)."""
+    if _remote.is_url(zarr_uri):
+        parent, base = _remote.split_url(zarr_uri)
+        stem = base[: -len(".zarr")] if base.endswith(".zarr") else base
+        return output_location(_remote.join_url(parent, stem + suffix), name)
+    src = Path(_remote.local_path(zarr_uri)).absolute()
     stem = src.name[: -len(".zarr")] if src.name.endswith(".zarr") else src.name
     return src.with_name(stem + suffix)
 
 
-def is_mosaic_store(path: Path) -> bool:
+def same_location(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two store locations (paths or URLs) name the same store."""
+    sa, sb = os.fspath(a), os.fspath(b)
+    if _remote.is_url(sa) or _remote.is_url(sb):
+        return sa.rstrip("/") == sb.rstrip("/")
+    return Path(_remote.local_path(sa)).resolve() == Path(_remote.local_path(sb)).resolve()
+
+
+def is_mosaic_store(path: Path | str) -> bool:
     """Whether ``path`` is a Zarr v3 group carrying the mosaic attr (ours to replace)."""
+    if isinstance(path, str) and _remote.is_url(path):
+        attrs = _remote.root_attrs(path)
+        return attrs is not None and MOSAIC_ATTR in attrs
     try:
-        meta = json.loads((path / "zarr.json").read_text())
+        meta = json.loads((Path(path) / "zarr.json").read_text())
     except (OSError, ValueError):
         return False
     return meta.get("node_type") == "group" and MOSAIC_ATTR in meta.get("attributes", {})
 
 
-def staging(dest: Path, replaceable: Callable[[Path], bool], what: str) -> Path:
+def staging(dest: Path | str, replaceable: Callable[[Any], bool], what: str) -> Path | str:
     """A fresh temp folder beside ``dest``; refuses when ``dest`` exists and is not
-    something this function wrote before (a user's file or folder is never replaced)."""
+    something this function wrote before (a user's file or folder is never replaced).
+    For a URL: a temp prefix in the same bucket (nothing is created; the bucket is
+    checked first, so a missing one or a 403 fails here with a tessellum error)."""
+    if isinstance(dest, str):
+        if _remote.list_keys(dest) and not replaceable(dest):
+            raise ValidationError(
+                f"output {dest!r} holds objects that are not {what}: choose another "
+                "prefix or remove them"
+            )
+        return temp_path(dest)
     if dest.exists() and not replaceable(dest):
         raise ValidationError(
             f"output {str(dest)!r} exists and is not {what}: choose another path or remove it"

@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
-import shutil
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,7 +32,8 @@ import numpy as np
 from .._args import int_arg
 from .._interop import require
 from ..errors import ValidationError
-from ..mosaic.zarr_store import MOSAIC_ATTR, mosaic_grid, open_mosaic, publish
+from ..mosaic._remote import is_url, read_object, store_errors
+from ..mosaic.zarr_store import MOSAIC_ATTR, mosaic_grid, open_mosaic, publish, remove, zarr_store
 from ._common import (
     blocks,
     check_bands,
@@ -41,11 +41,12 @@ from ._common import (
     chunk_size_of,
     default_output,
     is_mosaic_store,
-    local_output,
     nodata_of,
+    output_location,
     read_window,
     require_flow,
     run_tasks,
+    same_location,
     staging,
     store_uri,
     valid_mask,
@@ -97,11 +98,12 @@ def predict_mosaic(
     """Run a model over every pixel of a mosaic and write its predictions as a mosaic.
 
     Args:
-        zarr_uri: the input mosaic store (the layout of ``docs/mosaics.md``), or a
-            one-row mosaic index with a ``location`` column.
-        model: with ``inference_actor="torch"``, a ``torch.nn.Module``, a path to a
-            ``torch.export`` program (``.pt2``) or a TorchScript file, or a callable on
-            tensors; with ``"numpy"``, a callable
+        zarr_uri: the input mosaic store (the layout of ``docs/mosaics.md``): a path or
+            URL (``s3://``, ``http(s)://``), or a one-row mosaic index with a
+            ``location`` column.
+        model: with ``inference_actor="torch"``, a ``torch.nn.Module``, a path or URL
+            (``s3://``, ``http(s)://``) of a ``torch.export`` program (``.pt2``) or a
+            TorchScript file, or a callable on tensors; with ``"numpy"``, a callable
             taking a float32 ``[B, C, H, W]`` array and returning ``[B, L, H, W]``.
         patch_size: the model's input patch size in pixels (square).
         clip_size: pixels dropped from each patch edge before merging
@@ -116,8 +118,11 @@ def predict_mosaic(
         extract_labels: the labels to store (default all).
         chunk_multiplier: a block (one task) is this many output chunks on a side.
         output_chunk_size: the output's chunk size (default the input's).
-        output: the output store path (default ``<input stem>_predictions.zarr`` beside
-            the input); an earlier mosaic there is replaced, anything else is refused.
+        output: the output store path or URL (``s3://bucket/dir/p.zarr``; default
+            ``<input stem>_predictions.zarr`` beside the input); an earlier mosaic there
+            is replaced, anything else is refused. At a URL the store is written under a
+            temporary prefix and copied into place: a reader sees the old store, no
+            store or the whole new one, and a failure leaves no store there.
         client: a ``distributed.Client`` to run the blocks on (default local threads).
 
     Returns:
@@ -161,9 +166,9 @@ def predict_mosaic(
     grid = mosaic_grid(ds)
     in_chunk = chunk_size_of(ds[feats[0]])
     cy, cx = (output_chunk_size, output_chunk_size) if output_chunk_size else in_chunk
-    dest = local_output(output, "output") if output is not None else None
+    dest = output_location(output, "output") if output is not None else None
     dest = dest or default_output(uri, "_predictions.zarr", "output")
-    if "://" not in uri and local_output(uri, "zarr_uri") == dest:
+    if same_location(uri, dest):
         raise ValidationError(f"output {str(dest)!r} is the input store")
 
     params = _Params(
@@ -195,7 +200,7 @@ def predict_mosaic(
         run_tasks(_predict_block, tasks, client, {"model": model_obj, "p": params})
         publish(tmp, dest)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove(tmp)
         raise
     if hasattr(zarr_uri, "columns"):  # an index in, an index out (seed 004's chaining)
         index = zarr_uri.copy()
@@ -256,19 +261,24 @@ def _load_scripted(data: bytes, device: str) -> _Scripted:
 
 
 def _load_model_file(path: str, dev: Any) -> Any:
-    """A model file: a ``torch.export`` program (``.pt2``) or a TorchScript file."""
+    """A model file (local, or a URL read whole through :mod:`tessellum.store`): a
+    ``torch.export`` program (``.pt2``) or a TorchScript file."""
     import torch
 
-    if not Path(path).is_file():
+    if is_url(path):
+        source: Any = io.BytesIO(read_object(path))
+    elif not Path(path).is_file():
         raise ValidationError(f"model {path!r} is not a file")
+    else:
+        source = path
     try:
-        if path.endswith(".pt2"):
-            return torch.export.load(path).module().to(dev)
+        if path.split("?")[0].endswith(".pt2"):
+            return torch.export.load(source).module().to(dev)
         with warnings.catch_warnings():
             # TorchScript is deprecated in torch 2.13, yet .pt TorchScript files are how
             # most trained models still ship: reading one is not the caller's mistake
             warnings.simplefilter("ignore", DeprecationWarning)
-            return torch.jit.load(path, map_location=dev)
+            return torch.jit.load(source, map_location=dev)
     except (RuntimeError, ValueError, OSError) as exc:
         raise ValidationError(
             f"model {path!r} is neither a torch.export program (.pt2) nor TorchScript: {exc}"
@@ -405,9 +415,10 @@ def _predict_block(task: tuple[int, int, int, int, int], *, model: Any, p: _Para
         acc /= count
     out = acc.astype(np.float32)
     out[:, ~valid[r0 - ra : r1 - ra, c0 - ca : c1 - ca]] = np.nan
-    group = zarr.open_group(p.dst, mode="r+")
-    for k, name in enumerate(p.out_names):
-        group[name][t, r0:r1, c0:c1] = out[k]
+    with store_errors(p.dst, "writing the store"):
+        group = zarr.open_group(zarr_store(p.dst), mode="r+")
+        for k, name in enumerate(p.out_names):
+            group[name][t, r0:r1, c0:c1] = out[k]
 
 
 # -- the output store -------------------------------------------------------------------
@@ -447,4 +458,4 @@ def _write_template(
     with warnings.catch_warnings():
         # consolidated metadata is what lets xarray.open_zarr open without a warning
         warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
-        out.to_zarr(path, mode="w", zarr_format=3, compute=False, consolidated=True)
+        out.to_zarr(zarr_store(path), mode="w", zarr_format=3, compute=False, consolidated=True)

@@ -198,14 +198,25 @@ async def build_and_predict_mosaic_recipe_async(
     progress: bool | None = None,
 ) -> Any:
     """Async form of :func:`build_and_predict_mosaic_recipe`."""
-    from ..mosaic.zarr_mosaic import build_mosaic_async
-    from ..mosaic.zarr_store import mosaic_grid, open_mosaic, publish, temp_path
+    from ..mosaic._remote import is_url, join_url, local_path, writable
+    from ..mosaic.zarr_mosaic import build_mosaic_async, write_frame
+    from ..mosaic.zarr_store import mosaic_grid, open_mosaic
     from .predict import predict_mosaic
 
     member = _recipe(model_recipe)
     rec = member.recipe
     if output_dir is None or not isinstance(output_dir, str | os.PathLike):
-        raise ValidationError(f"output_dir must be a local folder path, got {output_dir!r}")
+        raise ValidationError(f"output_dir must be a folder path or URL, got {output_dir!r}")
+    if is_url(os.fspath(output_dir)):
+        base = writable(os.fspath(output_dir), "output_dir")
+
+        def place(name: str) -> Any:
+            return join_url(base, name)
+    else:
+
+        def place(name: str) -> Any:
+            return Path(local_path(output_dir)) / name
+
     if crs is None and rec.crs == "utm":
         crs = _utm_of(aoi)
     unit = _metres_per_unit(crs) if rec.metric else 1.0
@@ -217,7 +228,7 @@ async def build_and_predict_mosaic_recipe_async(
     mosaic = index.location[0]
     xres, yres = mosaic_grid(open_mosaic(mosaic)).resolution
     model = rec.make_model(abs(xres) * unit, abs(yres) * unit)
-    out = Path(output_dir) / f"{member.value}.zarr"
+    out = place(f"{member.value}.zarr")
     pred = await asyncio.to_thread(
         predict_mosaic, index, model, rec.patch_size, rec.clip_size,
         features=[rec.band], labels=list(rec.labels), inference_actor="numpy",
@@ -225,14 +236,7 @@ async def build_and_predict_mosaic_recipe_async(
     )  # fmt: skip
     pred["mosaic_location"] = [str(mosaic)]
     pred["model_recipe"] = [member.value]
-    table = Path(output_dir) / f"{member.value}.parquet"
-    tmp = temp_path(table)
-    try:
-        pred.to_parquet(tmp)
-        publish(tmp, table)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_frame(pred, place(f"{member.value}.parquet"))
     return pred
 
 
@@ -250,9 +254,10 @@ def build_and_predict_mosaic_recipe(aoi: Any, *args: Any, **kwargs: Any) -> Any:
         crs: the mosaic's CRS. None: the recipe's default — the AOI centroid's UTM zone
             for ``SLOPE`` (which refuses a geographic CRS), the dataset's native CRS for
             ``WATER_MASK``.
-        output_dir: folder for ``<recipe>_mosaic.zarr`` (+ ``.parquet``, the mosaic's
-            index), ``<recipe>.zarr`` (the predictions) and ``<recipe>.parquet`` (the
-            returned table as GeoParquet); earlier ones are replaced atomically.
+        output_dir: folder path or URL (``s3://bucket/dir``) for
+            ``<recipe>_mosaic.zarr`` (+ ``.parquet``, the mosaic's index),
+            ``<recipe>.zarr`` (the predictions) and ``<recipe>.parquet`` (the returned
+            table as GeoParquet); earlier ones are replaced atomically.
         resolution: the mosaic's pixel size in ``crs`` units (default: native).
         chunk_size: the mosaic's chunk side in pixels.
         client: a ``distributed.Client`` running the build's shards and the model's blocks.

@@ -30,15 +30,16 @@ import numpy as np
 
 from .._args import int_arg, number_arg
 from ..errors import ValidationError
-from ..mosaic.zarr_store import mosaic_grid, open_mosaic, publish
+from ..mosaic import _remote
+from ..mosaic.zarr_store import mosaic_grid, open_mosaic, publish, remove
 from ._common import (
     blocks,
     check_bands,
     check_client,
     chunk_size_of,
     default_output,
-    local_output,
     nodata_of,
+    output_location,
     read_window,
     require_flow,
     run_tasks,
@@ -83,9 +84,9 @@ def vectorize_mosaic(
     """Polygonize thresholded mosaic bands into a GeoParquet directory.
 
     Args:
-        zarr_uri: the mosaic store (the layout of ``docs/mosaics.md``), e.g. the output
-            of :func:`~tessellum.flow.predict_mosaic`, or a one-row mosaic index with a
-            ``location`` column.
+        zarr_uri: the mosaic store (the layout of ``docs/mosaics.md``; a path or URL),
+            e.g. the output of :func:`~tessellum.flow.predict_mosaic`, or a one-row
+            mosaic index with a ``location`` column.
         features: bands to vectorize, each separately.
         threshold: pixels with ``value >= threshold`` are foreground.
         vectorize_method: "polygonize" (the only method of this version).
@@ -97,12 +98,16 @@ def vectorize_mosaic(
         crs: the output geometries' CRS; None keeps the mosaic's.
         output: the output directory (default ``<input stem>_vectors.parquet`` beside
             the input); an earlier output there is replaced, anything else is refused.
+            A URL (``s3://bucket/v.parquet``) gets one GeoParquet object instead: the
+            tasks write their parts under a temporary prefix, which are joined in
+            memory here and written with one PUT (readers see the old object or the
+            new one), then deleted.
         client: a ``distributed.Client`` to run the blocks on (default local threads).
 
     Returns:
         The output directory (GeoParquet parts with columns ``feature``, ``time``,
-        ``area`` in the mosaic CRS's units, ``geometry``), or None when no pixel is
-        foreground (then nothing is written).
+        ``area`` in the mosaic CRS's units, ``geometry``) or URL (one GeoParquet
+        object), or None when no pixel is foreground (then nothing is written).
 
     Raises:
         ValidationError: a bad argument, named.
@@ -124,11 +129,15 @@ def vectorize_mosaic(
     ds = open_mosaic(uri)
     feats = check_bands(ds, features, "features", uri)
     grid = mosaic_grid(ds)
-    dest = local_output(output, "output") if output is not None else None
+    dest = output_location(output, "output") if output is not None else None
     dest = dest or default_output(uri, "_vectors.parquet", "output")
     times = ds["time"].values.astype("datetime64[ns]")
 
-    tmp = staging(dest, _is_vector_dir, "a vectorize output")
+    if isinstance(dest, str):
+        _check_vector_object(dest)
+        tmp: Any = _remote.temp_url(dest)  # the parts, joined into one object at the end
+    else:
+        tmp = staging(dest, _is_vector_dir, "a vectorize output")
     try:
         params = _Params(
             src=uri,
@@ -150,12 +159,14 @@ def vectorize_mosaic(
                     tasks.append((f, nod, t, times[t], *b))
         results = run_tasks(_vectorize_block, tasks, client, {"p": params})
         _merge_seams(tasks, results, params)
+        if isinstance(dest, str):
+            return _publish_object(tmp, dest)
         if not any(tmp.iterdir()):
             shutil.rmtree(tmp, ignore_errors=True)
             return None
         publish(tmp, dest)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove(tmp)
         raise
     return str(dest)
 
@@ -182,6 +193,62 @@ def _is_vector_dir(path: Any) -> bool:
     return path.is_dir() and all(
         e.is_file() and e.name.endswith(".parquet") for e in path.iterdir()
     )
+
+
+_VECTOR_COLUMNS = {"feature", "time", "area", "geometry"}
+
+
+def _check_vector_object(url: str) -> None:
+    """Refuse a URL output that holds anything but an earlier output (one GeoParquet
+    object with this function's columns): a prefix of objects, or another file. Only
+    the object's footer is read."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    from ..store import object_size, open_store, read_range
+
+    if _remote.list_keys(url + "/"):
+        raise ValidationError(f"output {url!r} is a prefix holding objects: choose an object URL")
+    if not _remote.object_exists(url):
+        return
+    store, path = open_store(url)
+    size = object_size(store, path)
+    ok = False
+    if size >= 12:
+        tail = bytes(read_range(store, path, size - 8, size))
+        n = int.from_bytes(tail[:4], "little")
+        if tail[4:] == b"PAR1" and 0 < n <= size - 12:
+            footer = bytes(read_range(store, path, size - 8 - n, size - 8))
+            try:
+                names = set(pq.read_schema(io.BytesIO(b"PAR1" + footer + tail)).names)
+                ok = names >= _VECTOR_COLUMNS
+            except Exception:  # pyarrow's errors for a file that is not Parquet
+                ok = False
+    if not ok:
+        raise ValidationError(
+            f"output {url!r} exists and is not a vectorize output: choose another URL or remove it"
+        )
+
+
+def _publish_object(tmp: str, dest: str) -> str | None:
+    """Join the GeoParquet parts under the prefix ``tmp`` into one object at ``dest``
+    (one PUT), then delete them; None (nothing written) when there is no part."""
+    import io
+
+    import geopandas as gpd
+    import pandas as pd
+
+    from ..mosaic.zarr_mosaic import write_frame
+
+    urls = _remote.list_urls(tmp)
+    if not urls:
+        return None
+    frames = [gpd.read_parquet(io.BytesIO(_remote.read_object(u))) for u in sorted(urls)]
+    joined = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=frames[0].crs)
+    write_frame(joined, dest)
+    _remote.remove_prefix(tmp)
+    return dest
 
 
 def _vectorize_block(task: tuple, *, p: _Params) -> tuple[np.ndarray, np.ndarray]:
@@ -311,5 +378,12 @@ def _write_part(geoms: np.ndarray, feature: str, when: Any, p: _Params, name: st
         crs=p.crs or p.src_crs,
     )
     # unique names: band names may hold any character, so they are not part of it
-    path = Path(p.dst) / f"part-{name}-{uuid.uuid4().hex[:12]}.parquet"
-    gdf.to_parquet(path, index=False)
+    part = f"part-{name}-{uuid.uuid4().hex[:12]}.parquet"
+    if _remote.is_url(p.dst):
+        import io
+
+        buf = io.BytesIO()
+        gdf.to_parquet(buf, index=False)
+        _remote.put_object(_remote.join_url(p.dst, part), buf.getvalue())
+        return
+    gdf.to_parquet(Path(p.dst) / part, index=False)

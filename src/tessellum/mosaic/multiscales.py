@@ -122,9 +122,12 @@ def build_zarr_multiscales(
     """Build a multiscale copy of a mosaic store (seed 004's ``build_zarr_multiscales``).
 
     Args:
-        zarr_uri: a mosaic store (as :func:`build_mosaic` writes).
-        output: the new store's path (default: ``<input stem>.multiscales.zarr`` beside
-            the input); an existing one is replaced atomically.
+        zarr_uri: a mosaic store (as :func:`build_mosaic` writes): a path or URL.
+        output: the new store's path or URL (default: ``<input stem>.multiscales.zarr``
+            beside the input); an existing one is replaced atomically (anything but a
+            tessellum store there is refused). At a URL
+            (``s3://``...) it is published as :func:`build_mosaic` publishes: readers see
+            the old store, no store or the whole new one.
         levels: downsampled levels to add (default: halve until the image fits one chunk).
         resampling: kernel for float bands ("average" by default; "nearest", "mode",
             "min", "max", "med", "bilinear", ...). Integer bands are categorical: they use
@@ -142,8 +145,10 @@ def build_zarr_multiscales(
     from rasterio.enums import Resampling
     from rasterio.warp import reproject
 
+    from ._remote import is_url, join_url, local_path, split_url, writable
     from .zarr_store import (
         MOSAIC_ATTR,
+        check_target,
         consolidate,
         create_store,
         mosaic_grid,
@@ -153,6 +158,7 @@ def build_zarr_multiscales(
         shard_shape,
         temp_path,
         write_region,
+        zarr_store,
     )
 
     ds = open_mosaic(zarr_uri)
@@ -160,7 +166,8 @@ def build_zarr_multiscales(
     names = [v for v in ds.data_vars if ds[v].dims == ("time", "y", "x")]
     if not names:
         raise ValidationError(f"{str(zarr_uri)!r} holds no (time, y, x) band")
-    src = zarr.open_group(str(zarr_uri), mode="r", zarr_format=3)
+    src_uri = os.fspath(zarr_uri)
+    src = zarr.open_group(zarr_store(src_uri, read_only=True), mode="r", zarr_format=3)
     specs = []
     for v in names:
         a = src[v]
@@ -173,17 +180,30 @@ def build_zarr_multiscales(
     grids = _level_grids(grid, chunk, levels)
     times = ds["time"].values
     skip_xy = "x" not in ds.coords
-    in_path = Path(str(zarr_uri).rstrip("/"))
-    target = (
-        Path(output)
-        if output is not None
-        else in_path.with_name(f"{in_path.stem}.multiscales.zarr")
-    )
-    if target.resolve() == in_path.resolve():
+    target: Any
+    if is_url(src_uri):
+        parent, base = split_url(src_uri)
+        stem = base[: -len(".zarr")] if base.endswith(".zarr") else base
+    else:
+        in_path = Path(local_path(src_uri).rstrip("/"))
+        parent, stem = str(in_path.parent), in_path.stem
+    asked = os.fspath(output) if output is not None else None
+    if (asked is not None and is_url(asked)) or (asked is None and is_url(src_uri)):
+        target = writable(asked or join_url(parent, f"{stem}.multiscales.zarr"), "output")
+        same = target == src_uri.rstrip("/")
+    else:
+        target = (
+            Path(local_path(asked))
+            if asked is not None
+            else Path(parent, f"{stem}.multiscales.zarr")
+        )
+        same = not is_url(src_uri) and target.resolve() == Path(local_path(src_uri)).resolve()
+    if same:
         raise ValidationError(f"output {str(output)!r} is the input store: choose another path")
+    check_target(target, "a tessellum store")
     tmp = temp_path(target)
     try:
-        root = zarr.open_group(str(tmp), mode="w", zarr_format=3)
+        root = zarr.open_group(zarr_store(tmp), mode="w", zarr_format=3)
         itemsize = max(s.dtype.itemsize for s in specs)
         for k, g in enumerate(grids):
             blk = shard_shape(g.shape, chunk, shard[0] * shard[1] * itemsize, itemsize)
@@ -192,9 +212,9 @@ def build_zarr_multiscales(
                 group=str(k), attrs={"level": k},
             )  # fmt: skip
             for s in specs:
-                dst_arr = zarr.open_array(str(tmp), path=f"{k}/{s.name}", mode="r")
+                dst_arr = zarr.open_array(zarr_store(tmp), path=f"{k}/{s.name}", mode="r")
                 prev = src[s.name] if k == 0 else zarr.open_array(
-                    str(tmp), path=f"{k - 1}/{s.name}", mode="r"
+                    zarr_store(tmp), path=f"{k - 1}/{s.name}", mode="r"
                 )  # fmt: skip
                 for t in range(len(times)):
                     for r, c, h, w in _blocks(g.shape, blk):
@@ -219,16 +239,18 @@ def build_zarr_multiscales(
                         write_region(tmp, f"{k}/{s.name}", t, r, c, out)
                 if k == 0 and histogram:
                     hist = _histogram(dst_arr, s, len(times), g.shape, blk)
-                    zarr.open_array(str(tmp), path=f"0/{s.name}", mode="r+").attrs["histogram"] = (
-                        hist
-                    )
+                    zarr.open_array(zarr_store(tmp), path=f"0/{s.name}", mode="r+").attrs[
+                        "histogram"
+                    ] = hist
         root.attrs.update({
-            "multiscales": [_multiscales_attr(in_path.stem, grids, methods)],
+            "multiscales": [_multiscales_attr(stem, grids, methods)],
             "crs": grid.crs,
             "transform": [float(v) for v in tuple(grid.transform)[:6]],
             "tessellum_multiscales": 1,
             MOSAIC_ATTR + "_source": str(zarr_uri),
         })  # fmt: skip
+        for k in range(len(grids)):  # each level opens alone, over http(s) too
+            consolidate(tmp, group=str(k))
         consolidate(tmp)
         publish(tmp, target)
     except BaseException:

@@ -67,23 +67,13 @@ def _check_nodata(nodata: Any, dtype: np.dtype, band: str) -> Any:
 
 
 def _aoi_geometries(aoi: Any) -> Any:
-    """The AOI as :class:`Geometries`: anything ``coerce_geometries`` takes, or a path
-    GeoPandas reads (GeoParquet by suffix, else ``read_file``)."""
+    """The AOI as :class:`Geometries`: anything ``coerce_geometries`` takes, or a path or
+    URL of a vector file (GeoParquet by suffix, else what GeoPandas reads)."""
+    from ..collection.sources import read_vector_table
     from ..geo.geometry import coerce_geometries
 
     if isinstance(aoi, str | os.PathLike) and not isinstance(aoi, bytes):
-        import geopandas as gpd
-
-        p = str(aoi)
-        if "://" not in p and not Path(p).exists():
-            raise ValidationError(f"aoi file {p!r} does not exist")
-        try:
-            gdf = (
-                gpd.read_parquet(p) if p.endswith((".parquet", ".geoparquet")) else gpd.read_file(p)
-            )
-        except Exception as exc:  # any reader failure: a bad aoi
-            raise ValidationError(f"aoi {p!r} cannot be read: {exc}") from exc
-        return coerce_geometries(gdf, name="aoi")
+        return coerce_geometries(read_vector_table(aoi, what="aoi"), name="aoi")
     return coerce_geometries(aoi, name="aoi")
 
 
@@ -267,7 +257,7 @@ async def _dataset_collection(
     return coll, entry.nodata
 
 
-def _result_frame(store: Path, grid: Grid, extra: dict[str, Any]) -> Any:
+def _result_frame(store: Any, grid: Grid, extra: dict[str, Any]) -> Any:
     import geopandas as gpd
 
     from .zarr_store import footprint_lonlat
@@ -307,7 +297,9 @@ async def build_mosaic_async(
     from ..read.grids import output_grid, reference_source
     from ..read.sources import record_bands
     from ..read.stacks import _stack_nodata
+    from ._remote import MAX_COPY_BYTES, is_url, join_url, local_path, writable
     from .zarr_store import (
+        check_target,
         consolidate,
         create_store,
         publish,
@@ -335,6 +327,24 @@ async def build_mosaic_async(
             crs = crs_to_code(crs)
         except Exception as exc:  # pyproj's many error types
             raise ValidationError(f"crs {crs!r} is not a coordinate reference system") from exc
+    if not isinstance(output_dir, str | os.PathLike):
+        raise ValidationError(f"output_dir must be a folder path or URL, got {output_dir!r}")
+    remote = is_url(os.fspath(output_dir))
+    if remote:
+        out_url = writable(os.fspath(output_dir), "output_dir")
+        store: Any = join_url(out_url, f"{name}.zarr")
+        table_path: Any = join_url(out_url, f"{name}.parquet")
+        if shard_size > MAX_COPY_BYTES:
+            raise ValidationError(
+                f"shard_size {shard_size} is larger than {MAX_COPY_BYTES} bytes, the largest "
+                "object S3 copies in one request (a store at a URL is published by copies)"
+            )
+    else:
+        out_dir = Path(local_path(output_dir))
+        store = (out_dir / f"{name}.zarr").resolve()
+        table_path = out_dir / f"{name}.parquet"
+    # before any work: a foreign folder/prefix (or a missing bucket) fails here
+    check_target(store, "a tessellum store")
     geoms = _aoi_geometries(aoi)
     if not len(geoms):
         raise ValidationError("aoi holds no geometry")
@@ -370,10 +380,8 @@ async def build_mosaic_async(
     itemsize = max(s.dtype.itemsize for s in specs)
     shard = shard_shape(grid.shape, chunk_size, shard_size, itemsize)
 
-    out_dir = Path(output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    store = (out_dir / f"{name}.zarr").resolve()
-    table_path = out_dir / f"{name}.parquet"
+    if not remote:
+        out_dir.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(store)
     try:
         create_store(
@@ -396,14 +404,30 @@ async def build_mosaic_async(
         "crs": str(grid.crs),
         "n_time": len(times),
     })  # fmt: skip
-    tmp_table = temp_path(table_path)
-    try:
-        frame.to_parquet(tmp_table)
-        publish(tmp_table, table_path)
-    except BaseException:
-        remove(tmp_table)
-        raise
+    write_frame(frame, table_path)
     return frame
+
+
+def write_frame(frame: Any, target: Any) -> None:
+    """Write a GeoDataFrame as GeoParquet at a local path (atomically: a temporary file
+    renamed into place) or a URL (one PUT: readers see the old object or the new one)."""
+    from ._remote import is_url, put_object
+    from .zarr_store import publish, remove, temp_path
+
+    if is_url(os.fspath(target)):
+        import io
+
+        buf = io.BytesIO()
+        frame.to_parquet(buf)
+        put_object(os.fspath(target), buf.getvalue())
+        return
+    tmp = temp_path(target)
+    try:
+        frame.to_parquet(tmp)
+        publish(tmp, target)
+    except BaseException:
+        remove(tmp)
+        raise
 
 
 @same_signature(build_mosaic_async)
@@ -416,11 +440,18 @@ def build_mosaic(collection: Any, aoi: Any, *args: Any, **kwargs: Any) -> Any:
             over the AOI and dates are found with its STAC API, as raster mode finds
             them (one STAC collection per dataset; ``bands`` = its one variable).
         aoi: anything :func:`tessellum.geo.geometry.coerce_geometries` takes (shapely,
-            GeoJSON, GeoDataFrame, bbox tuple in lon/lat) or a path GeoPandas reads.
+            GeoJSON, GeoDataFrame, bbox tuple in lon/lat) or a path or URL (``s3://``,
+            ``http(s)://``) of a file GeoPandas reads (GeoParquet, GeoPackage, GeoJSON).
         start_date, end_date: keep records in this inclusive date range (either open).
         bands: band names (each one variable of the store).
         output_dir: folder for ``<name>.zarr`` (the store) and ``<name>.parquet`` (the
-            returned table as GeoParquet); existing ones are replaced atomically.
+            returned table as GeoParquet); existing ones are replaced atomically (a
+            ``<name>.zarr`` that is not a tessellum store is refused). A URL
+            (``s3://bucket/dir``, ``gs://``, ``az://``) writes there through
+            :mod:`tessellum.store` (its credentials/environment): a reader of the store
+            sees the old store, no store or the whole new one, a failure leaves no store,
+            and a prefix holding anything but a tessellum store is refused (``shard_size``
+            at most 5 GB there: S3 copies objects up to that size).
         crs: output CRS (default EPSG:3857; None: the records' most common CRS).
         resolution: pixel size in ``crs`` units (default: the records' native one).
         chunk_size: chunk side in pixels; shard_size: bytes per shard (and per task).
@@ -437,7 +468,7 @@ def build_mosaic(collection: Any, aoi: Any, *args: Any, **kwargs: Any) -> Any:
         name: the store's file name stem.
 
     Returns:
-        A GeoDataFrame with one row: ``location`` (the store's path), the mosaic's
+        A GeoDataFrame with one row: ``location`` (the store's path or URL), the mosaic's
         footprint in EPSG:4326 as geometry, and the request's dates, bands, crs and
         number of time slices.
     """

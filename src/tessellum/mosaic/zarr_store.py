@@ -10,10 +10,16 @@ it); Dataset attrs ``crs``, ``transform`` (rasterio Affine order a b c d e f) an
 
 Writes are atomic: a store is built under a temporary name beside its target and renamed
 into place (:func:`publish`), so a failure never leaves a half-written store.
+
+Every function takes a local path or an object-store URL (``s3://bucket/dir/a.zarr``;
+``http(s)://`` for reading): URLs are opened through :mod:`tessellum.store` (its
+environment and credentials conventions) as a ``zarr.storage.ObjectStore`` rooted at
+the store's prefix, and published by server-side copies (:mod:`._remote`).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -27,6 +33,20 @@ import numpy as np
 
 from ..errors import ValidationError
 from ..geo.grid import Grid
+from ._remote import (
+    OURS,
+    ROOT,
+    check_replaceable,
+    is_ours,
+    is_url,
+    join_url,
+    local_path,
+    publish_prefix,
+    remove_prefix,
+    store_errors,
+    temp_url,
+    zarr_store,
+)
 
 MOSAIC_ATTR = "tessellum_mosaic"
 
@@ -37,15 +57,36 @@ def open_mosaic(path: str | os.PathLike, group: str | None = None) -> Any:
 
     Bands keep their stored dtype (``mask_and_scale=False``: an integer band is not
     turned into float with NaN); ``attrs["nodata"]`` on each band says which value is
-    no data. A ``ValidationError`` when ``path`` is not a tessellum mosaic.
+    no data. A ``ValidationError`` when ``path`` is not a tessellum mosaic; for a URL,
+    a missing store is a :class:`~tessellum.errors.NotFoundError` and a store failure
+    (403, unreachable endpoint) the :mod:`tessellum.store` error for it.
     """
     import xarray as xr
 
-    p = str(path)
-    if "://" not in p and not Path(p).exists():
+    p = os.fspath(path)
+    p = p if is_url(p) else local_path(p)
+    consolidated: bool | None = False
+    if is_url(p):
+        from ._remote import read_object
+
+        # the group must be there (a named NotFoundError, not zarr's own); its
+        # consolidated metadata is used: an http(s) server cannot list a store
+        meta_url = join_url(p, f"{group.strip('/')}/{ROOT}" if group else ROOT)
+        try:
+            meta = json.loads(read_object(meta_url))
+        except ValueError as exc:
+            raise ValidationError(f"{p!r} is not a Zarr v3 mosaic store: {exc}") from exc
+        if not isinstance(meta, dict):
+            raise ValidationError(f"{p!r} is not a Zarr v3 mosaic store (bad {meta_url})")
+        consolidated = bool(meta.get("consolidated_metadata"))
+    elif not Path(p).exists():
         raise ValidationError(f"mosaic store {p!r} does not exist")
     try:
-        ds = xr.open_zarr(p, group=group, consolidated=False, mask_and_scale=False, zarr_format=3)
+        with store_errors(p, "reading the store"):
+            ds = xr.open_zarr(
+                zarr_store(p, read_only=True), group=group, consolidated=consolidated,
+                mask_and_scale=False, zarr_format=3,
+            )  # fmt: skip
     except (FileNotFoundError, KeyError, ValueError) as exc:
         raise ValidationError(f"{p!r} is not a Zarr v3 mosaic store: {exc}") from exc
     if "transform" not in ds.attrs or "crs" not in ds.attrs:
@@ -64,6 +105,9 @@ def mosaic_grid(ds: Any) -> Grid:
         crs = crs_to_code(ds.attrs["crs"])
     except (KeyError, TypeError, ValueError) as exc:
         raise ValidationError(f"not a tessellum mosaic: bad crs/transform attrs ({exc})") from exc
+    if "y" not in ds.sizes or "x" not in ds.sizes:
+        hint = " (a multiscale store: open a level, group='0')" if "multiscales" in ds.attrs else ""
+        raise ValidationError(f"not a tessellum mosaic: no y/x dimensions{hint}")
     return Grid(int(ds.sizes["y"]), int(ds.sizes["x"]), t, crs)
 
 
@@ -154,10 +198,11 @@ def create_store(
     )
     # NaT times: keep the ns unit explicit so an all-NaT axis round-trips
     encoding["time"] = {"units": "nanoseconds since 1970-01-01", "dtype": "int64"}
-    ds.to_zarr(
-        str(path), group=group, mode="w", compute=False, encoding=encoding, zarr_format=3,
-        consolidated=False,
-    )  # fmt: skip
+    with store_errors(os.fspath(path), "writing the store"):
+        ds.to_zarr(
+            zarr_store(path), group=group, mode="w", compute=False, encoding=encoding,
+            zarr_format=3, consolidated=False,
+        )  # fmt: skip
 
 
 def write_region(
@@ -167,32 +212,77 @@ def write_region(
     write whole shards (or the image's edge part of one): two writers never share one."""
     import zarr
 
-    arr = zarr.open_array(str(path), path=band, mode="r+", zarr_format=3)
-    arr[t, row : row + data.shape[0], col : col + data.shape[1]] = data
+    with store_errors(os.fspath(path), "writing the store"):
+        arr = zarr.open_array(zarr_store(path), path=band, mode="r+", zarr_format=3)
+        arr[t, row : row + data.shape[0], col : col + data.shape[1]] = data
 
 
-def consolidate(path: str | os.PathLike) -> None:
-    """Write consolidated metadata once a store is complete, so a plain
-    ``xarray.open_zarr(path)`` opens it without its fallback warning (zarr warns that
-    consolidated metadata is not yet part of the v3 spec: expected, silenced)."""
+def consolidate(path: str | os.PathLike, group: str | None = None) -> None:
+    """Write consolidated metadata once a store (or its ``group``) is complete, so a plain
+    ``xarray.open_zarr(path)`` opens it without its fallback warning, and a store served
+    over http(s) (which cannot be listed) opens at all (zarr warns that consolidated
+    metadata is not yet part of the v3 spec: expected, silenced)."""
     import warnings
 
     import zarr
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        zarr.consolidate_metadata(str(path), zarr_format=3)
+        with store_errors(os.fspath(path), "writing the store"):
+            zarr.consolidate_metadata(zarr_store(path), path=group, zarr_format=3)
 
 
-def temp_path(target: str | os.PathLike) -> Path:
-    """A fresh temporary name beside ``target`` (same folder, so renaming is atomic)."""
+def is_tessellum_store(path: str | os.PathLike) -> bool:
+    """Whether ``path`` (a folder or URL prefix) holds a store tessellum wrote: a Zarr
+    group whose root attrs carry ``tessellum_mosaic`` or ``tessellum_multiscales``."""
+    text = os.fspath(path)
+    if is_url(text):
+        return is_ours(text)
+    try:
+        meta = json.loads((Path(local_path(text)) / ROOT).read_text())
+    except (OSError, ValueError):
+        return False
+    attrs = meta.get("attributes") if isinstance(meta, dict) else None
+    return (
+        meta.get("node_type") == "group"
+        and isinstance(attrs, dict)
+        and any(k in attrs for k in OURS)
+    )
+
+
+def check_target(target: str | os.PathLike, what: str = "a tessellum store") -> None:
+    """Refuse an output that exists and is not a tessellum store (a user's folder, file
+    or prefix is never replaced); for a URL this also reaches the bucket, so a missing
+    one or a 403 fails here, before any work, as a tessellum error."""
+    text = os.fspath(target)
+    if is_url(text):
+        check_replaceable(text, what)
+        return
+    p = Path(local_path(text))
+    if p.exists() and not is_tessellum_store(p):
+        raise ValidationError(
+            f"output {str(p)!r} exists and is not {what}: choose another path or remove it"
+        )
+
+
+def temp_path(target: str | os.PathLike) -> Any:
+    """A fresh temporary name beside ``target`` (same folder, so renaming is atomic; for a
+    URL, a prefix in the same bucket, so publishing copies server-side)."""
+    if is_url(os.fspath(target)):
+        return temp_url(os.fspath(target))
     t = Path(target)
     return t.with_name(f".{t.name}.tmp-{uuid.uuid4().hex[:12]}")
 
 
 def publish(tmp: str | os.PathLike, target: str | os.PathLike) -> None:
     """Move a finished ``tmp`` file or store onto ``target``, replacing an old one; the
-    old one is moved aside first and removed only once the new one is in place."""
+    old one is moved aside first and removed only once the new one is in place.
+
+    For URLs (stores only): :func:`._remote.publish_prefix` — a reader sees the old
+    store, no store, or the whole new one; a failure leaves no store at ``target``."""
+    if is_url(os.fspath(target)):
+        publish_prefix(os.fspath(tmp), os.fspath(target))
+        return
     tmp, target = Path(tmp), Path(target)
     old = None
     if target.exists():
@@ -209,7 +299,10 @@ def publish(tmp: str | os.PathLike, target: str | os.PathLike) -> None:
 
 
 def remove(path: str | os.PathLike) -> None:
-    """Remove a store (folder) or file if present."""
+    """Remove a store (folder) or file if present (for a URL: every object under it)."""
+    if is_url(os.fspath(path)):
+        remove_prefix(os.fspath(path))
+        return
     p = Path(path)
     if p.is_dir():
         shutil.rmtree(p, ignore_errors=True)

@@ -13,7 +13,7 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -33,6 +33,7 @@ __all__ = [
     "clear_store_cache",
     "describe_url",
     "https_to_s3",
+    "open_prefix_store",
     "open_store",
     "open_store_async",
     "resolve_url",
@@ -120,29 +121,56 @@ class StoreSpec:
     """Store-specific keyword arguments (``S3Config`` etc.), sorted."""
     client_options: tuple[tuple[str, Any], ...] = ()
     """obstore ``ClientConfig``, sorted."""
+    prefix: str = ""
+    """Key prefix the store is rooted at (``""``: the bucket/host root); see
+    :func:`open_prefix_store`."""
 
     def build(self) -> Any:
         """Create a new obstore store (uncached; :func:`open_store` caches)."""
         config = dict(self.config)
         client = dict(self.client_options)
+        if self.prefix:
+            # a prefix store is called by zarr directly, with no RetryPolicy around it:
+            # obstore's own retries (settings.retries) handle 5xx, 429 and resets
+            retry = _prefix_retry()
+            if self.scheme in ("http", "https"):
+                return HTTPStore(
+                    f"{self.root.rstrip('/')}/{quote(self.prefix)}",
+                    client_options=client,
+                    retry_config=retry,
+                )
+            if self.scheme == "file":
+                return LocalStore(prefix=self.prefix)
+            config["prefix"] = self.prefix
+        else:
+            retry = _NO_RETRY
         if self.scheme == "file":
             return LocalStore()
         if self.scheme == "memory":
+            if self.prefix:
+                raise ValidationError("memory:// stores cannot be rooted at a prefix")
             return MemoryStore()
         if self.scheme in ("http", "https"):
-            return HTTPStore(self.root, client_options=client, retry_config=_NO_RETRY)
+            return HTTPStore(self.root, client_options=client, retry_config=retry)
         if self.scheme == "s3":
-            return S3Store(self.root, client_options=client, retry_config=_NO_RETRY, **config)
+            return S3Store(self.root, client_options=client, retry_config=retry, **config)
         if self.scheme == "gs":
-            return GCSStore(self.root, client_options=client, retry_config=_NO_RETRY, **config)
+            return GCSStore(self.root, client_options=client, retry_config=retry, **config)
         if self.scheme in _AZURE:
             return AzureStore.from_url(
                 f"{self.scheme}://{self.root}",
                 client_options=client,
-                retry_config=_NO_RETRY,
+                retry_config=retry,
                 **config,
             )
         raise ValidationError(f"unsupported store scheme {self.scheme!r}")
+
+
+def _prefix_retry() -> dict[str, Any]:
+    """obstore's retry config for prefix stores: ``settings.retries`` retries."""
+    from ..config import get_settings
+
+    return {"max_retries": get_settings().retries, "retry_timeout": timedelta(minutes=3)}
 
 
 def _freeze(mapping: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
@@ -361,20 +389,55 @@ def open_store(
         :class:`~tessellum.errors.ConfigurationError`.
     """
     spec, path = resolve_url(url, cloud_config=cloud_config, options=options)
+    return _cached_store(spec), path
+
+
+def open_prefix_store(
+    url: str | os.PathLike[str],
+    *,
+    cloud_config: CloudConfig | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> Any:
+    """The (cached) obstore store rooted at the folder/prefix ``url`` names.
+
+    The same URL resolution as :func:`open_store` (environment, ``cloud_config``), but
+    keys are relative to ``url``: what a Zarr store at ``s3://bucket/dir/a.zarr`` needs
+    (a library given a bucket-level store writes parent metadata up to the bucket root).
+    Unlike :func:`open_store`'s stores, these retry transient failures themselves
+    (``settings.retries`` times, obstore's backoff): their callers (zarr) do not.
+    """
+    spec, path = resolve_url(url, cloud_config=cloud_config, options=options)
+    path = path.rstrip("/") if spec.scheme == "file" else path.strip("/")
+    if spec.scheme in ("http", "https") and "?" in spec.root:  # a signed URL
+        raise ValidationError(f"a signed URL cannot be opened as a store prefix: {url!r}")
+    if path:
+        spec = replace(spec, prefix=path)
+    return _cached_store(spec)
+
+
+def _cached_store(spec: StoreSpec) -> Any:
+    """The cached store of ``spec`` (built on first use)."""
     if _forked():
-        return _forked_store(spec), path
+        if spec.prefix:
+            from ..errors import ConfigurationError
+
+            raise ConfigurationError(
+                f"{spec.scheme}:// stores rooted at a prefix are not available after "
+                "fork(): start worker processes with 'spawn' or 'forkserver'"
+            )
+        return _forked_store(spec)
     with _cache_lock:
         store = _cache.get(spec)
         if store is not None:
             _cache.move_to_end(spec)
-            return store, path
+            return store
     retain_freed_heap()  # response buffers reused without page faults (once per process)
     store = spec.build()  # outside the lock: building may read files or the environment
     with _cache_lock:
         store = _cache.setdefault(spec, store)
         while len(_cache) > _CACHE_SIZE:
             _cache.popitem(last=False)
-    return store, path
+    return store
 
 
 async def open_store_async(
