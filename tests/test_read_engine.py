@@ -906,3 +906,41 @@ def test_a_file_rewritten_and_indexed_again_is_read_anew(tmp_path):
     write(2)
     again = _coll([path])
     assert np.unique(again.read_window(bounds=bounds, bands=["data"])).tolist() == [2]
+
+
+@pytest.mark.parametrize("resampling", ["average", "max", "mode"])
+def test_coarsened_mosaic_seams_take_no_pixel_from_the_neighbour_tile(tmp_path, resampling):
+    """A coarse target pixel whose edge meets a tile's edge: float noise made GDAL's area
+    kernels see a ~1e-13 px overlap with the tile beyond the seam and give the pixel that
+    tile's edge values (first valid wins, so they replaced the right ones). Two
+    Copernicus-style tiles (half-pixel offset), the right one first in priority."""
+    import asyncio
+
+    from tessellum.geo.grid import Grid
+    from tessellum.read.engine import Target, read_targets_async
+
+    res, half = 1 / 1200, 1 / 2400
+    rng = np.random.default_rng(0)
+    data = rng.integers(1, 5000, (1, 120, 240)).astype("float32")
+    paths = []
+    for k in range(2):  # tiles of 0.1 degree: left (k=0) and right (k=1)
+        p, _ = write_cog(
+            tmp_path / f"t{k}.tif", dtype="float32", shape=(120, 120), crs="EPSG:4326",
+            transform=from_origin(10.0 + 0.1 * k - half, 47.0 + half, res, res),
+            nodata=-32767.0, data=data[:, :, 120 * k : 120 * (k + 1)], overviews=(),
+        )  # fmt: skip
+        paths.append(p)
+    left, right = (_band_source(p) for p in paths)
+    grid = Grid(60, 120, from_origin(10.0 - half, 47.0 + half, 2 * res, 2 * res), "EPSG:4326")
+    ((got, ok),) = asyncio.run(
+        read_targets_async([Target(grid, [right, left], resampling=resampling)])
+    )
+    want = np.full(grid.shape, -32767.0, dtype="float32")
+    reproject(
+        data[0], want, src_transform=from_origin(10.0 - half, 47.0 + half, res, res),
+        src_crs="EPSG:4326", dst_transform=grid.transform, dst_crs="EPSG:4326",
+        resampling=Resampling[resampling],
+    )  # fmt: skip
+    assert ok.all()
+    np.testing.assert_array_equal(got[:, 59], want[:, 59])  # the left tile's last pixels
+    np.testing.assert_array_equal(got, want)

@@ -446,6 +446,7 @@ def _assemble(t: Target, decoded: dict, o: _Output) -> tuple[np.ndarray, np.ndar
             if not direct:
                 win = lgrid.window(rd.window[0], rd.window[1], *rd.shape)
                 buf, valid = _warp(buf, valid, win, t.grid, t.resampling, src_fill)
+                _clear_slivers(valid, lgrid, t.grid)
             if have is None:
                 have = _no_valid_pixels(t)
             take = valid & ~have
@@ -514,6 +515,32 @@ def _warp(
     if work.dtype != arr.dtype:
         out = np.where(ok, out, 0).astype(arr.dtype)
     return out, ok
+
+
+def _clear_slivers(valid: np.ndarray, src: Grid, dst: Grid, eps: float = 1e-6) -> None:
+    """Clear (in place) the ``dst`` pixels that overlap the source raster by less than
+    ``eps`` of a pixel.
+
+    Where a target pixel's edge meets the raster's edge (a coarsened grid anchored on a
+    tile's origin, at a tile seam), float noise in the two transforms leaves a ~1e-13 px
+    overlap, and GDAL's area kernels (``average``, ``mode``, ``max``...) give that pixel
+    the full value of the raster's edge pixels; as the first valid pixel wins, it
+    replaced the neighbour tile's right value. Only grids of one CRS and axis-aligned
+    pixels can share an edge exactly, so others are left alone.
+    """
+    if not (src.is_axis_aligned and dst.is_axis_aligned) or src.crs != dst.crs:
+        return
+    left, bottom, right, top = src.bounds
+    t = dst.transform
+    c0, c1 = sorted(((left - t.c) / t.a, (right - t.c) / t.a))
+    r0, r1 = sorted(((top - t.f) / t.e, (bottom - t.f) / t.e))
+    cols, rows = np.arange(dst.width), np.arange(dst.height)
+    col_out = (cols + 1 <= c0 + eps) | (cols >= c1 - eps)
+    row_out = (rows + 1 <= r0 + eps) | (rows >= r1 - eps)
+    if col_out.any():
+        valid[:, col_out] = False
+    if row_out.any():
+        valid[row_out, :] = False
 
 
 def _unused_value(values: np.ndarray, dtype: np.dtype, prefer: Any) -> Any:
