@@ -130,6 +130,37 @@ async def test_nodata_never_leaks_and_coverage(aw):
     assert r.value is None and r.coverage_fraction == 0 and r.quality == QualityFlag.missing
 
 
+async def test_points_on_tile_corners_take_that_tile_pixel(aw, tmp_path):
+    """A point exactly on a pixel edge is in the pixel right of / below it (GDAL's and
+    rasterio's floor). Points at the corner of every tile of a Copernicus-style dataset
+    (pixel edges half a pixel off the degree lattice), from the tile's own transform:
+    the read grid's origin is a float sum, so a point's column came out as 0.99999...
+    of the pixel before; at the dataset's top-left corner that pixel is outside every
+    tile and the point was ``missing`` ("the point's pixel is nodata")."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from tessellum.collection import build_from_files_async
+
+    res, n = 1 / 1200, 60
+    rng = np.random.default_rng(4)
+    pts, want = [], []
+    for r in range(2):
+        for c in range(2):
+            t = from_origin(10.0 + c * n * res - res / 2, 47.0 - r * n * res + res / 2, res, res)
+            data = rng.uniform(100, 900, (n, n)).astype("float32")
+            with rasterio.open(
+                tmp_path / f"t{r}{c}.tif", "w", driver="GTiff", width=n, height=n, count=1,
+                dtype="float32", crs="EPSG:4326", transform=t, nodata=-32767.0,
+            ) as ds:  # fmt: skip
+                ds.write(data, 1)
+            pts.append(Point(t.c, t.f))
+            want.append(float(data[0, 0]))
+    coll = await build_from_files_async(tmp_path, name="corners", band="elevation")
+    resp = await batch_extract(pts, [DEM], engine=engine_for(aw, **{DEM: coll}))
+    assert [item.results[0].value for item in resp.items] == want
+
+
 async def test_points_nearest_and_bilinear(aw):
     import rasterio
 
