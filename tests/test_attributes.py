@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pytest
+import rasterio
 import shapely
 from shapely.geometry import Point, box, mapping
 
@@ -116,6 +117,61 @@ async def test_categorical_matches_exactextract(aw, agg):
                 assert res.value[code] == pytest.approx(frac, abs=1e-5)
             assert sum(res.value.values()) == pytest.approx(1.0)
             assert set(res.class_names) == set(want)
+
+
+async def test_scale_and_offset_give_values_in_units(aw, tmp_path):
+    """A catalog entry's ``scale`` / ``offset`` (stored value -> units) were declared but
+    never applied: statistics came back as stored values labelled in ``units`` and the
+    valid range (in units) was checked against them. exactextract on the stored values,
+    scaled: mean/median/min/max ``x s + o``, std ``x |s|``, sum ``x s + o x coverage``."""
+    scale, offset = -0.25, 1000.0  # a negative scale swaps min and max
+    entry = aw.catalog.get(DEM).model_copy(
+        update={"scale": scale, "offset": offset, "valid_range": (550.0, 1000.0)}
+    )
+    eng = AttributeEngine(
+        catalog=aw.catalog.register(entry, replace=True),
+        cache=NullResultCache(),
+        collections=StaticCollectionSource(aw.collections),
+    )
+    polys = random_polygons(30, seed=11)
+    ref = _reference(aw.dem_full, polys, [*_DEM_OPS.values(), "count"])
+    for agg, op in _DEM_OPS.items():
+        resp = await batch_extract(polys, [DEM], aggregation=agg, engine=eng)
+        for item, expected in zip(resp.items, ref, strict=True):
+            raw = expected[op.split("(")[0]]
+            if raw is None or math.isnan(raw):
+                continue
+            want = {
+                "mean": raw * scale + offset, "median": raw * scale + offset,
+                "std": raw * abs(scale), "sum": raw * scale + offset * expected["count"],
+                "min": expected["max"] * scale + offset, "max": expected["min"] * scale + offset,
+            }[agg]  # fmt: skip
+            res = item.results[0]
+            assert res.value == pytest.approx(want, rel=2e-5, abs=1e-3), (agg, res.value, want)
+            if agg == "mean":
+                assert res.quality in (QualityFlag.good, QualityFlag.partial), res.qc_notes
+    pt = Point(X0 + 10.5 * RES, Y0 - 20.5 * RES)
+    with rasterio.open(aw.dem_full) as ds:
+        stored = float(ds.read(1)[20, 10])
+    r = (await extract(pt, [DEM], engine=eng)).results[0]
+    assert r.value == pytest.approx(stored * scale + offset)
+    # an undeclared fill is still found (and named as stored) among the scaled values
+    from tessellum.collection import build_from_files_async
+
+    filled = tmp_path / "filled"
+    filled.mkdir()
+    for p in aw.dem_tiles:
+        with rasterio.open(p) as src:
+            prof, a = src.profile, src.read(1)
+        a[0, 0] = -9999.0
+        with rasterio.open(filled / p.name, "w", **prof) as dst:
+            dst.write(a, 1)
+    eng.collections = StaticCollectionSource(
+        {DEM: await build_from_files_async(filled, name="filled", band="elevation")}
+    )
+    r = (await extract(box(X0, Y0 - 0.05, X0 + 0.05, Y0), [DEM], engine=eng)).results[0]
+    assert r.quality == QualityFlag.suspect
+    assert "pixels equal to common fill values [-9999.0] (not declared nodata)" in r.qc_notes
 
 
 async def test_nodata_never_leaks_and_coverage(aw):

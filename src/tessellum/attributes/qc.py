@@ -156,6 +156,21 @@ def suspect_pixels(
     return False
 
 
+def is_scaled(entry: Any) -> bool:
+    """Whether the entry declares a scale or offset from stored values to its units
+    (never applied to class codes)."""
+    return not entry.is_categorical and (entry.scale != 1.0 or entry.offset != 0.0)
+
+
+def physical_values(data: np.ndarray, entry: Any) -> np.ndarray:
+    """Stored values in the entry's units: ``data * scale + offset`` (float64) when the
+    entry declares them (statistics, their valid range and points are in units), else
+    ``data`` itself."""
+    if not is_scaled(entry):
+        return data
+    return data.astype(np.float64) * entry.scale + entry.offset
+
+
 def _candidates(config: QCConfig, entry: Any, nodata: Any, dtype: np.dtype) -> np.ndarray | None:
     categorical = bool(entry.is_categorical)
     try:
@@ -165,14 +180,17 @@ def _candidates(config: QCConfig, entry: Any, nodata: Any, dtype: np.dtype) -> n
 
 
 def _fill_hits(values: np.ndarray, entry: Any, nodata: Any, config: QCConfig) -> list[float]:
-    candidates = _candidates(config, entry, nodata, values.dtype)
-    if candidates is None:
+    """The common fill values (as stored) that ``values`` hold."""
+    scaled = is_scaled(entry)  # values are in units: look for the stored fills, scaled
+    stored = _candidates(config, entry, nodata, np.dtype(entry.dtype) if scaled else values.dtype)
+    if stored is None:
         return []
+    candidates = physical_values(stored, entry)
     one = candidates.size == 1
     found = values == candidates[0] if one else np.isin(values, candidates)
     if not found.any():
         return []
-    return sorted({float(x) for x in np.unique(values[found])})
+    return sorted({float(x) for x in stored[np.isin(candidates, values[found])]})
 
 
 @lru_cache(maxsize=256)
