@@ -944,3 +944,45 @@ def test_coarsened_mosaic_seams_take_no_pixel_from_the_neighbour_tile(tmp_path, 
     assert ok.all()
     np.testing.assert_array_equal(got[:, 59], want[:, 59])  # the left tile's last pixels
     np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize(
+    ("resampling", "factor"), [("bilinear", 3), ("cubic", 3), ("cubic", 4), ("lanczos", 4)]
+)
+def test_downsampling_kernels_do_not_depend_on_the_tiling(tmp_path, resampling, factor):
+    """GDAL widens its bilinear/cubic/lanczos kernels by the downsampling factor, which
+    it guessed per warp from the target's size over the source window clipped to the
+    source: a tile warped onto a target spanning several tiles got a wrong factor on
+    every pixel (and windows padded by 3 px cut wider kernels short). Four tiles of one
+    raster against the raster warped whole, away from the seams (there each tile's
+    kernel stops at its edge and the first valid tile wins, as with rasterio.merge)."""
+    import asyncio
+
+    from tessellum.geo.grid import Grid
+    from tessellum.read.engine import Target, read_targets_async
+
+    res, f = 1 / 1200, factor
+    rng = np.random.default_rng(1)
+    data = rng.normal(0, 5, (240, 480)) + np.linspace(0, 100, 480)[None, :]
+    data = data.astype("float32")
+    sources = []
+    for k in range(4):
+        p, _ = write_cog(
+            tmp_path / f"t{k}.tif", dtype="float32", shape=(240, 120), crs="EPSG:4326",
+            transform=from_origin(10 + 0.1 * k, 47, res, res), nodata=-32767.0,
+            data=np.ascontiguousarray(data[None, :, 120 * k : 120 * (k + 1)]), overviews=(),
+        )  # fmt: skip
+        sources.append(_band_source(p))
+    grid = Grid(240 // f - 2, 480 // f - 2, from_origin(10 + f * res, 47 - f * res, f * res, f * res),
+                "EPSG:4326")  # fmt: skip
+    ((got, ok),) = asyncio.run(read_targets_async([Target(grid, sources, resampling=resampling)]))
+    want = np.full(grid.shape, -32767.0, dtype="float32")
+    reproject(
+        data, want, src_transform=from_origin(10, 47, res, res), src_crs="EPSG:4326",
+        dst_transform=grid.transform, dst_crs="EPSG:4326", resampling=Resampling[resampling],
+    )  # fmt: skip
+    seams = [(120 * k - f) / f for k in (1, 2, 3)]  # target columns of the tile edges
+    cols = np.arange(grid.width)
+    away = np.all([np.abs(cols + 0.5 - s) > 5 for s in seams], axis=0)
+    assert ok.all()
+    np.testing.assert_allclose(got[:, away], want[:, away], atol=1e-3)
