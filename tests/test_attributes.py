@@ -694,6 +694,32 @@ def test_suspect_pixels_finds_what_quality_flag_would_flag(dtype):
     assert not suspect_pixels(data, valid, cat, None, cfg)
 
 
+@pytest.mark.parametrize(
+    ("dtype", "suspect"),
+    [("int16", False), ("float32", False), ("int32", False), ("uint16", False), ("uint8", True)],
+)
+def test_255_is_a_fill_only_in_uint8_data(aw, dtype, suspect):
+    """255 (and 65535) are fills as the largest value of uint8 (uint16): in an int16 DEM
+    (nasadem, alos_dem) 255 m is an elevation, and every result over terrain spanning
+    it was flagged ``suspect`` ("pixels equal to common fill values [255.0]")."""
+    from tessellum.attributes import QCConfig
+    from tessellum.attributes.qc import quality_flag, suspect_pixels
+
+    entry = aw.catalog.get("nasadem:elevation").model_copy(update={"dtype": dtype})
+    data = np.arange(200, 300, dtype=dtype).reshape(10, 10)  # holds 255
+    valid = np.ones(data.shape, dtype=bool)
+    cfg = QCConfig()
+    assert suspect_pixels(data, valid, entry, None, cfg) is suspect
+    flag, notes = quality_flag(
+        value=250.0, coverage=1.0, values=data.ravel(), method=AggregationMethod.mean,
+        entry=entry, nodata=None, config=cfg,
+    )  # fmt: skip
+    assert (flag == QualityFlag.suspect) is suspect, notes
+    if dtype == "uint16":  # its own largest value still is a fill
+        data[0, 0] = 65535
+        assert suspect_pixels(data, valid, entry, None, cfg)
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_one_pass_zonal_random_polygons(seed, zonal_path):
     """Random polygons (with holes, across the grid edge, sub-pixel) on a random raster
