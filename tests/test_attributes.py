@@ -332,6 +332,44 @@ async def test_qc_flags_and_consistency(aw):
     assert r.quality == QualityFlag.partial
 
 
+async def test_a_record_that_cannot_be_read_degrades_the_results_under_it(aw, tmp_path):
+    """A record whose header fails, with a footprint (a STAC item's geometry): results
+    under it are ``degraded`` (or ``missing`` when nothing else covers them), with a note
+    saying a record could not be read. Where no readable record covers the geometry the
+    note said "no record covers the geometry", beside "a record ... could not be read"."""
+    from tessellum.collection import build_from_records_async
+    from tessellum.collection.records import AssetRef, Record
+
+    broken = tmp_path / "broken.tif"
+    broken.write_bytes(aw.dem_tiles[0].read_bytes()[:300])  # a truncated COG
+    east = box(X0 + 240 * RES, Y0 - 120 * RES, X0 + 360 * RES, Y0)  # beside the world
+    records = [
+        Record(id=p.stem, assets={"elevation": AssetRef(str(p), "elevation")})
+        for p in aw.dem_tiles
+    ] + [Record(id="broken", assets={"elevation": AssetRef(str(broken), "elevation")},
+                geometry=east)]  # fmt: skip
+    coll = await build_from_records_async(records, name="degraded")
+    assert coll.errors().num_rows == 1
+    eng = engine_for(aw, **{DEM: coll})
+    inside = box(X0 + 250 * RES, Y0 - 60 * RES, X0 + 280 * RES, Y0 - 30 * RES)
+    straddle = box(X0 + 200 * RES, Y0 - 60 * RES, X0 + 260 * RES, Y0 - 30 * RES)
+    clear = box(X0 + 20 * RES, Y0 - 200 * RES, X0 + 50 * RES, Y0 - 170 * RES)
+    resp = await batch_extract(
+        [inside, straddle, Point(X0 + 250.5 * RES, Y0 - 30.5 * RES), clear], [DEM], engine=eng
+    )
+    (a,), (b,), (c,), (d,) = (item.results for item in resp.items)
+    unreadable = "a record under the geometry could not be read"
+    assert a.quality == QualityFlag.missing and a.value is None
+    assert unreadable in a.qc_notes and not any("no record covers" in n for n in a.qc_notes)
+    assert b.quality == QualityFlag.degraded and b.value is not None and unreadable in b.qc_notes
+    assert c.quality == QualityFlag.missing
+    assert c.qc_notes[0] == "no readable record covers the point" and unreadable in c.qc_notes
+    one = (await extract(inside, [DEM], engine=eng)).results[0]  # alone: its own read
+    assert one.quality == QualityFlag.missing
+    assert one.qc_notes[0] == "no readable record covers the geometry"
+    assert d.quality == QualityFlag.good and d.qc_notes == []
+
+
 async def test_valid_range_suspect(aw):
     cat = aw.catalog.register(
         aw.catalog.get(DEM).model_copy(update={"valid_range": (0.0, 100.0)}), replace=True

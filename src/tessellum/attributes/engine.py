@@ -790,7 +790,7 @@ def _reduce_all(
                 pixel_count=outcome.pixel_count,
                 provenance=prov,
                 class_names=_class_names(entry, outcome.value),
-                qc_notes=[*outcome.notes, *notes],
+                qc_notes=[*_outcome_notes(outcome.notes, bool(degraded_at[i])), *notes],
             )
         )
     return out
@@ -896,6 +896,14 @@ def _reduce_one(
         )
     merged = live[0].merge(live[1:], extra_invalid=missing_area)
     return zonal_polygon(merged, job.aggregation), used, grid
+
+
+def _outcome_notes(notes: list[str], degraded: bool) -> list[str]:
+    """The outcome's notes; under a record whose header failed, "no record covers" is
+    "no readable record covers" (a record does, it could not be read)."""
+    if not degraded:
+        return notes
+    return [n.replace("no record covers", "no readable record covers") for n in notes]
 
 
 def _area_m2(geom: Any, crs: Any) -> float:
