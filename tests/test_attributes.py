@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pytest
+import rasterio
 import shapely
 from shapely.geometry import Point, box, mapping
 
@@ -118,6 +119,61 @@ async def test_categorical_matches_exactextract(aw, agg):
             assert set(res.class_names) == set(want)
 
 
+async def test_scale_and_offset_give_values_in_units(aw, tmp_path):
+    """A catalog entry's ``scale`` / ``offset`` (stored value -> units) were declared but
+    never applied: statistics came back as stored values labelled in ``units`` and the
+    valid range (in units) was checked against them. exactextract on the stored values,
+    scaled: mean/median/min/max ``x s + o``, std ``x |s|``, sum ``x s + o x coverage``."""
+    scale, offset = -0.25, 1000.0  # a negative scale swaps min and max
+    entry = aw.catalog.get(DEM).model_copy(
+        update={"scale": scale, "offset": offset, "valid_range": (550.0, 1000.0)}
+    )
+    eng = AttributeEngine(
+        catalog=aw.catalog.register(entry, replace=True),
+        cache=NullResultCache(),
+        collections=StaticCollectionSource(aw.collections),
+    )
+    polys = random_polygons(30, seed=11)
+    ref = _reference(aw.dem_full, polys, [*_DEM_OPS.values(), "count"])
+    for agg, op in _DEM_OPS.items():
+        resp = await batch_extract(polys, [DEM], aggregation=agg, engine=eng)
+        for item, expected in zip(resp.items, ref, strict=True):
+            raw = expected[op.split("(")[0]]
+            if raw is None or math.isnan(raw):
+                continue
+            want = {
+                "mean": raw * scale + offset, "median": raw * scale + offset,
+                "std": raw * abs(scale), "sum": raw * scale + offset * expected["count"],
+                "min": expected["max"] * scale + offset, "max": expected["min"] * scale + offset,
+            }[agg]  # fmt: skip
+            res = item.results[0]
+            assert res.value == pytest.approx(want, rel=2e-5, abs=1e-3), (agg, res.value, want)
+            if agg == "mean":
+                assert res.quality in (QualityFlag.good, QualityFlag.partial), res.qc_notes
+    pt = Point(X0 + 10.5 * RES, Y0 - 20.5 * RES)
+    with rasterio.open(aw.dem_full) as ds:
+        stored = float(ds.read(1)[20, 10])
+    r = (await extract(pt, [DEM], engine=eng)).results[0]
+    assert r.value == pytest.approx(stored * scale + offset)
+    # an undeclared fill is still found (and named as stored) among the scaled values
+    from tessellum.collection import build_from_files_async
+
+    filled = tmp_path / "filled"
+    filled.mkdir()
+    for p in aw.dem_tiles:
+        with rasterio.open(p) as src:
+            prof, a = src.profile, src.read(1)
+        a[0, 0] = -9999.0
+        with rasterio.open(filled / p.name, "w", **prof) as dst:
+            dst.write(a, 1)
+    eng.collections = StaticCollectionSource(
+        {DEM: await build_from_files_async(filled, name="filled", band="elevation")}
+    )
+    r = (await extract(box(X0, Y0 - 0.05, X0 + 0.05, Y0), [DEM], engine=eng)).results[0]
+    assert r.quality == QualityFlag.suspect
+    assert "pixels equal to common fill values [-9999.0] (not declared nodata)" in r.qc_notes
+
+
 async def test_nodata_never_leaks_and_coverage(aw):
     # a box exactly over half of the (100:130, 40:70) nodata hole
     hole = box(X0 + 40 * RES, Y0 - 130 * RES, X0 + 100 * RES, Y0 - 100 * RES)
@@ -128,6 +184,37 @@ async def test_nodata_never_leaks_and_coverage(aw):
     inside = box(X0 + 45 * RES, Y0 - 125 * RES, X0 + 65 * RES, Y0 - 105 * RES)
     r = (await extract(inside, [DEM], engine=engine_for(aw))).results[0]
     assert r.value is None and r.coverage_fraction == 0 and r.quality == QualityFlag.missing
+
+
+async def test_points_on_tile_corners_take_that_tile_pixel(aw, tmp_path):
+    """A point exactly on a pixel edge is in the pixel right of / below it (GDAL's and
+    rasterio's floor). Points at the corner of every tile of a Copernicus-style dataset
+    (pixel edges half a pixel off the degree lattice), from the tile's own transform:
+    the read grid's origin is a float sum, so a point's column came out as 0.99999...
+    of the pixel before; at the dataset's top-left corner that pixel is outside every
+    tile and the point was ``missing`` ("the point's pixel is nodata")."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from tessellum.collection import build_from_files_async
+
+    res, n = 1 / 1200, 60
+    rng = np.random.default_rng(4)
+    pts, want = [], []
+    for r in range(2):
+        for c in range(2):
+            t = from_origin(10.0 + c * n * res - res / 2, 47.0 - r * n * res + res / 2, res, res)
+            data = rng.uniform(100, 900, (n, n)).astype("float32")
+            with rasterio.open(
+                tmp_path / f"t{r}{c}.tif", "w", driver="GTiff", width=n, height=n, count=1,
+                dtype="float32", crs="EPSG:4326", transform=t, nodata=-32767.0,
+            ) as ds:  # fmt: skip
+                ds.write(data, 1)
+            pts.append(Point(t.c, t.f))
+            want.append(float(data[0, 0]))
+    coll = await build_from_files_async(tmp_path, name="corners", band="elevation")
+    resp = await batch_extract(pts, [DEM], engine=engine_for(aw, **{DEM: coll}))
+    assert [item.results[0].value for item in resp.items] == want
 
 
 async def test_points_nearest_and_bilinear(aw):
@@ -243,6 +330,44 @@ async def test_qc_flags_and_consistency(aw):
     assert r.quality == QualityFlag.missing and 0.4 < r.coverage_fraction < 0.6
     r = (await extract(edge, [DEM], engine=engine_for(aw))).results[0]
     assert r.quality == QualityFlag.partial
+
+
+async def test_a_record_that_cannot_be_read_degrades_the_results_under_it(aw, tmp_path):
+    """A record whose header fails, with a footprint (a STAC item's geometry): results
+    under it are ``degraded`` (or ``missing`` when nothing else covers them), with a note
+    saying a record could not be read. Where no readable record covers the geometry the
+    note said "no record covers the geometry", beside "a record ... could not be read"."""
+    from tessellum.collection import build_from_records_async
+    from tessellum.collection.records import AssetRef, Record
+
+    broken = tmp_path / "broken.tif"
+    broken.write_bytes(aw.dem_tiles[0].read_bytes()[:300])  # a truncated COG
+    east = box(X0 + 240 * RES, Y0 - 120 * RES, X0 + 360 * RES, Y0)  # beside the world
+    records = [
+        Record(id=p.stem, assets={"elevation": AssetRef(str(p), "elevation")})
+        for p in aw.dem_tiles
+    ] + [Record(id="broken", assets={"elevation": AssetRef(str(broken), "elevation")},
+                geometry=east)]  # fmt: skip
+    coll = await build_from_records_async(records, name="degraded")
+    assert coll.errors().num_rows == 1
+    eng = engine_for(aw, **{DEM: coll})
+    inside = box(X0 + 250 * RES, Y0 - 60 * RES, X0 + 280 * RES, Y0 - 30 * RES)
+    straddle = box(X0 + 200 * RES, Y0 - 60 * RES, X0 + 260 * RES, Y0 - 30 * RES)
+    clear = box(X0 + 20 * RES, Y0 - 200 * RES, X0 + 50 * RES, Y0 - 170 * RES)
+    resp = await batch_extract(
+        [inside, straddle, Point(X0 + 250.5 * RES, Y0 - 30.5 * RES), clear], [DEM], engine=eng
+    )
+    (a,), (b,), (c,), (d,) = (item.results for item in resp.items)
+    unreadable = "a record under the geometry could not be read"
+    assert a.quality == QualityFlag.missing and a.value is None
+    assert unreadable in a.qc_notes and not any("no record covers" in n for n in a.qc_notes)
+    assert b.quality == QualityFlag.degraded and b.value is not None and unreadable in b.qc_notes
+    assert c.quality == QualityFlag.missing
+    assert c.qc_notes[0] == "no readable record covers the point" and unreadable in c.qc_notes
+    one = (await extract(inside, [DEM], engine=eng)).results[0]  # alone: its own read
+    assert one.quality == QualityFlag.missing
+    assert one.qc_notes[0] == "no readable record covers the geometry"
+    assert d.quality == QualityFlag.good and d.qc_notes == []
 
 
 async def test_valid_range_suspect(aw):
@@ -605,6 +730,32 @@ def test_suspect_pixels_finds_what_quality_flag_would_flag(dtype):
     assert not suspect_pixels(data, valid, cont, None, cfg)
     valid[5, 6] = False
     assert not suspect_pixels(data, valid, cat, None, cfg)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "suspect"),
+    [("int16", False), ("float32", False), ("int32", False), ("uint16", False), ("uint8", True)],
+)
+def test_255_is_a_fill_only_in_uint8_data(aw, dtype, suspect):
+    """255 (and 65535) are fills as the largest value of uint8 (uint16): in an int16 DEM
+    (nasadem, alos_dem) 255 m is an elevation, and every result over terrain spanning
+    it was flagged ``suspect`` ("pixels equal to common fill values [255.0]")."""
+    from tessellum.attributes import QCConfig
+    from tessellum.attributes.qc import quality_flag, suspect_pixels
+
+    entry = aw.catalog.get("nasadem:elevation").model_copy(update={"dtype": dtype})
+    data = np.arange(200, 300, dtype=dtype).reshape(10, 10)  # holds 255
+    valid = np.ones(data.shape, dtype=bool)
+    cfg = QCConfig()
+    assert suspect_pixels(data, valid, entry, None, cfg) is suspect
+    flag, notes = quality_flag(
+        value=250.0, coverage=1.0, values=data.ravel(), method=AggregationMethod.mean,
+        entry=entry, nodata=None, config=cfg,
+    )  # fmt: skip
+    assert (flag == QualityFlag.suspect) is suspect, notes
+    if dtype == "uint16":  # its own largest value still is a fill
+        data[0, 0] = 65535
+        assert suspect_pixels(data, valid, entry, None, cfg)
 
 
 @pytest.mark.parametrize("seed", range(4))

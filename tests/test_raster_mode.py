@@ -222,6 +222,23 @@ def test_output_is_a_valid_cog_with_overviews(stac, tmp_path):
         assert ds.units == ("m",) and ds.descriptions == ("elevation",)
 
 
+def test_scale_and_offset_are_declared_on_the_band(stac, dem_paths, tmp_path):
+    """Pixels stay as stored; a catalog entry's scale/offset (stored -> units) go on the
+    band, so readers that apply them (rasterio's ``scales``, xarray's mask_and_scale) get
+    units. The band's unit was claimed for stored values (no scale written)."""
+    entry = default_catalog().get(DEM).model_copy(update={"scale": 0.5, "offset": -100.0})
+    cat = default_catalog().register(entry, replace=True)
+    res = extract_raster_sync(DEM, SEAM_BBOX, tmp_path, catalog=cat)
+    arr, _, _ = _read(res.path)
+    ref, _ = _merge(dem_paths, res)
+    np.testing.assert_array_equal(arr, ref)
+    with rasterio.open(res.path) as ds:
+        assert (ds.scales, ds.offsets) == ((0.5,), (-100.0,))
+    plain = extract_raster_sync(DEM, SEAM_BBOX, tmp_path, filename="plain.tif")
+    with rasterio.open(plain.path) as ds:
+        assert (ds.scales, ds.offsets) == ((1.0,), (0.0,))
+
+
 async def test_async_api_and_existing_file_replaced(stac, tmp_path):
     target = tmp_path / "copernicus_dem_elevation.tif"
     target.write_bytes(b"old")

@@ -906,3 +906,83 @@ def test_a_file_rewritten_and_indexed_again_is_read_anew(tmp_path):
     write(2)
     again = _coll([path])
     assert np.unique(again.read_window(bounds=bounds, bands=["data"])).tolist() == [2]
+
+
+@pytest.mark.parametrize("resampling", ["average", "max", "mode"])
+def test_coarsened_mosaic_seams_take_no_pixel_from_the_neighbour_tile(tmp_path, resampling):
+    """A coarse target pixel whose edge meets a tile's edge: float noise made GDAL's area
+    kernels see a ~1e-13 px overlap with the tile beyond the seam and give the pixel that
+    tile's edge values (first valid wins, so they replaced the right ones). Two
+    Copernicus-style tiles (half-pixel offset), the right one first in priority."""
+    import asyncio
+
+    from tessellum.geo.grid import Grid
+    from tessellum.read.engine import Target, read_targets_async
+
+    res, half = 1 / 1200, 1 / 2400
+    rng = np.random.default_rng(0)
+    data = rng.integers(1, 5000, (1, 120, 240)).astype("float32")
+    paths = []
+    for k in range(2):  # tiles of 0.1 degree: left (k=0) and right (k=1)
+        p, _ = write_cog(
+            tmp_path / f"t{k}.tif", dtype="float32", shape=(120, 120), crs="EPSG:4326",
+            transform=from_origin(10.0 + 0.1 * k - half, 47.0 + half, res, res),
+            nodata=-32767.0, data=data[:, :, 120 * k : 120 * (k + 1)], overviews=(),
+        )  # fmt: skip
+        paths.append(p)
+    left, right = (_band_source(p) for p in paths)
+    grid = Grid(60, 120, from_origin(10.0 - half, 47.0 + half, 2 * res, 2 * res), "EPSG:4326")
+    ((got, ok),) = asyncio.run(
+        read_targets_async([Target(grid, [right, left], resampling=resampling)])
+    )
+    want = np.full(grid.shape, -32767.0, dtype="float32")
+    reproject(
+        data[0], want, src_transform=from_origin(10.0 - half, 47.0 + half, res, res),
+        src_crs="EPSG:4326", dst_transform=grid.transform, dst_crs="EPSG:4326",
+        resampling=Resampling[resampling],
+    )  # fmt: skip
+    assert ok.all()
+    np.testing.assert_array_equal(got[:, 59], want[:, 59])  # the left tile's last pixels
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize(
+    ("resampling", "factor"), [("bilinear", 3), ("cubic", 3), ("cubic", 4), ("lanczos", 4)]
+)
+def test_downsampling_kernels_do_not_depend_on_the_tiling(tmp_path, resampling, factor):
+    """GDAL widens its bilinear/cubic/lanczos kernels by the downsampling factor, which
+    it guessed per warp from the target's size over the source window clipped to the
+    source: a tile warped onto a target spanning several tiles got a wrong factor on
+    every pixel (and windows padded by 3 px cut wider kernels short). Four tiles of one
+    raster against the raster warped whole, away from the seams (there each tile's
+    kernel stops at its edge and the first valid tile wins, as with rasterio.merge)."""
+    import asyncio
+
+    from tessellum.geo.grid import Grid
+    from tessellum.read.engine import Target, read_targets_async
+
+    res, f = 1 / 1200, factor
+    rng = np.random.default_rng(1)
+    data = rng.normal(0, 5, (240, 480)) + np.linspace(0, 100, 480)[None, :]
+    data = data.astype("float32")
+    sources = []
+    for k in range(4):
+        p, _ = write_cog(
+            tmp_path / f"t{k}.tif", dtype="float32", shape=(240, 120), crs="EPSG:4326",
+            transform=from_origin(10 + 0.1 * k, 47, res, res), nodata=-32767.0,
+            data=np.ascontiguousarray(data[None, :, 120 * k : 120 * (k + 1)]), overviews=(),
+        )  # fmt: skip
+        sources.append(_band_source(p))
+    grid = Grid(240 // f - 2, 480 // f - 2, from_origin(10 + f * res, 47 - f * res, f * res, f * res),
+                "EPSG:4326")  # fmt: skip
+    ((got, ok),) = asyncio.run(read_targets_async([Target(grid, sources, resampling=resampling)]))
+    want = np.full(grid.shape, -32767.0, dtype="float32")
+    reproject(
+        data, want, src_transform=from_origin(10, 47, res, res), src_crs="EPSG:4326",
+        dst_transform=grid.transform, dst_crs="EPSG:4326", resampling=Resampling[resampling],
+    )  # fmt: skip
+    seams = [(120 * k - f) / f for k in (1, 2, 3)]  # target columns of the tile edges
+    cols = np.arange(grid.width)
+    away = np.all([np.abs(cols + 0.5 - s) > 5 for s in seams], axis=0)
+    assert ok.all()
+    np.testing.assert_allclose(got[:, away], want[:, away], atol=1e-3)

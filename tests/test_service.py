@@ -142,6 +142,31 @@ def test_validation_errors(http):
 
 
 @pytest.mark.parametrize(
+    ("route", "key", "field"),
+    [("/api/v1/extract", "geometry", "geometry"),
+     ("/api/v1/extract/batch", "geometries", "geometries[0]")],
+)  # fmt: skip
+def test_422_messages_are_worded_as_in_process(http, aw, route, key, field):
+    """A geometry is GeoJSON or a box: the 422 listed pydantic's complaint for each form,
+    named by its internals ("geometry.function-after[_parse(), GeoJSONGeometry].type:
+    Field required; ... BoundingBox]: min_lat must be < max_lat"). It now says what the
+    in-process call says: the problem of the form the geometry was written in."""
+    from tessellum.attributes import extract_sync
+    from tessellum.errors import ValidationError
+
+    bad = {"min_lon": 10.0, "min_lat": 46.95, "max_lon": 10.1, "max_lat": 46.9}
+    geometry = bad if key == "geometry" else [bad]
+    err = _envelope(
+        http.post(route, json={key: geometry, "dataset_ids": [DEM]}), 422, "validation_error"
+    )
+    assert err["message"] == f"{field}: min_lat must be < max_lat (got {bad!r})"
+    if key == "geometry":
+        with pytest.raises(ValidationError) as ei:
+            extract_sync(geometry, [DEM], engine=_engine(aw))
+        assert str(ei.value) == f"invalid extract request: {err['message']}"
+
+
+@pytest.mark.parametrize(
     ("geometry", "crs"),
     [
         ({"type": "Polygon", "coordinates": [[[0, 0], [1e300, 0], [1e300, 1e300], [0, 0]]]}, None),

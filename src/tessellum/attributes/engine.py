@@ -34,7 +34,7 @@ from .models import (
     BatchAttributeResponse,
     BoundingBox,
 )
-from .qc import QCConfig, consistency_warnings, quality_flag
+from .qc import QCConfig, consistency_warnings, physical_values, quality_flag
 from .sources import CollectionSource, StacCollectionSource
 from .zonal import ZonalOutcome, method_note, zonal_point, zonal_polygon
 
@@ -768,7 +768,7 @@ def _reduce_all(
             _, st, outcome = pieces[0]
             used, grid = st.record_ids, st.grid
         else:
-            outcome, used, grid = _reduce_one(g, pieces, band, job)
+            outcome, used, grid = _reduce_one(g, pieces, entry, job)
         nodata = next((st.nodata[band] for _, st, _ in pieces if st.grid is not None), entry.nodata)
         flag, notes = quality_flag(
             value=outcome.value, coverage=outcome.coverage_fraction, values=outcome.values,
@@ -790,7 +790,7 @@ def _reduce_all(
                 pixel_count=outcome.pixel_count,
                 provenance=prov,
                 class_names=_class_names(entry, outcome.value),
-                qc_notes=[*outcome.notes, *notes],
+                qc_notes=[*_outcome_notes(outcome.notes, bool(degraded_at[i])), *notes],
             )
         )
     return out
@@ -838,6 +838,7 @@ def _zonal_jobs(
         data, valid = _mosaic(st, band)
         if suspect_pixels(data, valid, entry, st.nodata[band], qc):
             continue
+        data = physical_values(data, entry)
         geoms = _reproject_many([parts[m].read_geom for m in todo], job.crs, st.grid.crs)
         out.append(_ZonalJob(todo, geoms, data, valid, st.grid, _is_lonlat(st.grid.crs)))
     return out
@@ -846,11 +847,12 @@ def _zonal_jobs(
 def _reduce_one(
     geom: Any,
     pieces: Sequence[tuple[_Part, Any, Any]],
-    band: str,
+    entry: Any,
     job: Job,
 ) -> tuple[ZonalOutcome, list[str], Any]:
     from .zonal import pixel_coverage_samples
 
+    band = entry.variable
     used: list[str] = []
     grid = None
     if geom.geom_type == "Point":
@@ -858,6 +860,7 @@ def _reduce_one(
         if st.grid is None or st.data[band] is None:
             return ZonalOutcome(None, 0.0, 0, notes=["no record covers the point"]), used, None
         data, valid = _mosaic(st, band)
+        data = physical_values(data, entry)
         used = list(st.record_ids)
         pt = _reproject(geom, job.crs, st.grid.crs)
         return (
@@ -872,6 +875,7 @@ def _reduce_one(
             samples.append(None)
             continue
         data, valid = _mosaic(st, band)
+        data = physical_values(data, entry)
         grid = st.grid
         used += [r for r in st.record_ids if r not in used]
         g = _reproject(part.read_geom, job.crs, st.grid.crs)
@@ -892,6 +896,14 @@ def _reduce_one(
         )
     merged = live[0].merge(live[1:], extra_invalid=missing_area)
     return zonal_polygon(merged, job.aggregation), used, grid
+
+
+def _outcome_notes(notes: list[str], degraded: bool) -> list[str]:
+    """The outcome's notes; under a record whose header failed, "no record covers" is
+    "no readable record covers" (a record does, it could not be read)."""
+    if not degraded:
+        return notes
+    return [n.replace("no record covers", "no readable record covers") for n in notes]
 
 
 def _area_m2(geom: Any, crs: Any) -> float:

@@ -7,6 +7,7 @@ by the HTTP service (``POST /api/v1/extract``) and by :class:`tessellum.client.C
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Any, Literal, TypeVar
 
@@ -425,15 +426,20 @@ _GEOMETRY_FORMS = (
 
 def request_error(exc: pydantic.ValidationError, data: Any, what: str) -> ValidationError:
     """A :class:`ValidationError` from pydantic's, one ``field: problem (got value)``
-    per bad field.
+    per bad field (see :func:`error_summary`)."""
+    return ValidationError(f"invalid {what}: {error_summary(exc.errors(), data) or exc}")
+
+
+def error_summary(errors: Sequence[Mapping[str, Any]], data: Any) -> str:
+    """pydantic's ``errors()`` as ``field: problem (got value)``, one per bad field.
 
     A geometry may be GeoJSON or a bounding box; pydantic reports the failure of each
     form ("type: Field required" for a bad box). Only the form the input was written
     in is reported (``data`` is the validated input, to look it up), or a list of
-    the accepted forms when it is neither.
+    the accepted forms when it is neither. The service words its 422s the same way.
     """
     problems: dict[str, str] = {}  # field path -> first problem found there
-    for err in exc.errors():
+    for err in errors:
         loc = list(err["loc"])
         got = err.get("input")
         form = next((p for p in loc if isinstance(p, str) and "[" in p), None)
@@ -455,8 +461,7 @@ def request_error(exc: pydantic.ValidationError, data: Any, what: str) -> Valida
         field = _path(loc)
         msg = str(err["msg"]).removeprefix("Value error, ")
         problems.setdefault(field, f"{field + ': ' if field else ''}{msg} (got {_short(got)})")
-    text = "; ".join(problems.values()) or str(exc)
-    return ValidationError(f"invalid {what}: {text}")
+    return "; ".join(problems.values())
 
 
 def _path(loc: list[Any]) -> str:

@@ -63,7 +63,8 @@ class QCConfig:
     partial_below: float = 0.8
     """Valid coverage below this (and at least ``missing_below``) is ``partial``."""
     fill_values: tuple[float, ...] = DEFAULT_FILL_VALUES
-    """Suspect fill values; 255 is not checked on categorical data (it may be a class)."""
+    """Suspect fill values; 255 only in uint8 and 65535 only in uint16 data (the largest
+    value of the type), and 255 not in categorical data (it may be a class)."""
     consistency_rel_tol: float = 0.25
     """Same-variable results differing by more than this fraction are inconsistent..."""
     consistency_abs_tol: float = 50.0
@@ -156,6 +157,22 @@ def suspect_pixels(
     return False
 
 
+def is_scaled(entry: Any) -> bool:
+    """Whether the entry declares a scale or offset from stored values to its units
+    (never applied to class codes)."""
+    scale, offset = getattr(entry, "scale", 1.0), getattr(entry, "offset", 0.0)
+    return not entry.is_categorical and (scale != 1.0 or offset != 0.0)
+
+
+def physical_values(data: np.ndarray, entry: Any) -> np.ndarray:
+    """Stored values in the entry's units: ``data * scale + offset`` (float64) when the
+    entry declares them (statistics, their valid range and points are in units), else
+    ``data`` itself."""
+    if not is_scaled(entry):
+        return data
+    return data.astype(np.float64) * entry.scale + entry.offset
+
+
 def _candidates(config: QCConfig, entry: Any, nodata: Any, dtype: np.dtype) -> np.ndarray | None:
     categorical = bool(entry.is_categorical)
     try:
@@ -165,14 +182,22 @@ def _candidates(config: QCConfig, entry: Any, nodata: Any, dtype: np.dtype) -> n
 
 
 def _fill_hits(values: np.ndarray, entry: Any, nodata: Any, config: QCConfig) -> list[float]:
-    candidates = _candidates(config, entry, nodata, values.dtype)
-    if candidates is None:
+    """The common fill values (as stored) that ``values`` hold."""
+    scaled = is_scaled(entry)  # values are in units: look for the stored fills, scaled
+    stored = _candidates(config, entry, nodata, np.dtype(entry.dtype) if scaled else values.dtype)
+    if stored is None:
         return []
+    candidates = physical_values(stored, entry)
     one = candidates.size == 1
     found = values == candidates[0] if one else np.isin(values, candidates)
     if not found.any():
         return []
-    return sorted({float(x) for x in np.unique(values[found])})
+    return sorted({float(x) for x in stored[np.isin(candidates, values[found])]})
+
+
+# The largest value of an unsigned type fills that type only: elsewhere it is data
+# (255 m is an ordinary elevation in an int16 DEM, and 65535 in an int32 count).
+_TYPE_MAX_FILLS = {255.0: np.dtype("uint8"), 65535.0: np.dtype("uint16")}
 
 
 @lru_cache(maxsize=256)
@@ -186,6 +211,7 @@ def _fill_candidates(
         if not (categorical and v == 255.0)
         and not (nodata is not None and _same(v, nodata))
         and _representable(v, dtype)
+        and _TYPE_MAX_FILLS.get(v, dtype) == dtype
     ]
     if not candidates:
         return None

@@ -49,6 +49,7 @@ __all__ = [
 EARTH_RADIUS_M = 6_371_008.8
 """Mean Earth radius used for cell areas on geographic grids."""
 
+_EDGE_EPS = 1e-9  # pixel fraction: float noise of a grid origin, far below any real offset
 _NUMERIC_ONLY = {AggregationMethod.mean, AggregationMethod.std, AggregationMethod.sum}
 
 
@@ -605,7 +606,9 @@ def zonal_point(
                 if method not in (AggregationMethod.mean, AggregationMethod.median):
                     out.value = aggregate(np.array([value]), np.ones(1), np.ones(1), method)
                 return out
-    r, c = math.floor(row_f), math.floor(col_f)
+    # a point on a pixel edge is in the pixel right of / below it (GDAL's floor); the
+    # grid's origin is a float sum, so allow its noise (as Grid.snap_bounds does)
+    r, c = math.floor(row_f + _EDGE_EPS), math.floor(col_f + _EDGE_EPS)
     r, c = min(max(r, 0), h - 1), min(max(c, 0), w - 1)
     if not valid[r, c]:
         return ZonalOutcome(None, 0.0, 0, notes=["the point's pixel is nodata"])

@@ -56,6 +56,9 @@ class OutputSpec:
     """Dataset-level metadata (license, provenance ...), written as GDAL metadata."""
     band_description: str = ""
     units: str = ""
+    scale: float = 1.0
+    """Band scale and offset (GDAL metadata): stored value x scale + offset is in units."""
+    offset: float = 0.0
 
 
 def rasterio_crs(crs: str) -> Any:
@@ -143,6 +146,8 @@ class CogWriter:
             self._ds.set_band_description(1, s.band_description)
         if s.units:
             self._ds.set_band_unit(1, s.units)
+        if s.scale != 1.0 or s.offset != 0.0:
+            self._ds.scales, self._ds.offsets = (s.scale,), (s.offset,)
 
     def write_rows(self, array: np.ndarray, row_off: int) -> None:
         """Write a full-width strip of rows starting at ``row_off``."""

@@ -197,6 +197,9 @@ def output_spec(
         tags=tags,
         band_description=entry.variable,
         units=entry.units,
+        # the pixels stay as stored; the band says how to get to units (classes: never)
+        scale=1.0 if entry.is_categorical else entry.scale,
+        offset=0.0 if entry.is_categorical else entry.offset,
     )
 
 

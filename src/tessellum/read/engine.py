@@ -8,6 +8,7 @@ unless asked). Sources fill a target in priority order: the first valid pixel wi
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -205,13 +206,21 @@ def _resolution_in_source(src: BandSource, dst: Grid) -> float:
     return min((b[2] - b[0]) / dst.width, (b[3] - b[1]) / dst.height)
 
 
+# Source pixels each side of a kernel's centre at scale 1 (GDAL's warp kernels).
+_KERNEL_RADIUS = {"bilinear": 1, "cubic": 2, "cubic_spline": 2, "lanczos": 3}
+
+
 def plan_target(t: Target) -> None:
     """Fill ``t.reads``: per source, the level, the window to read and paste/warp mode."""
     t.reads.clear()
     pad = {"nearest": 1, "mode": 1, "average": 1}.get(t.resampling, 3)
+    radius = _KERNEL_RADIUS.get(t.resampling)
     for src in t.sources:
-        level, mask_from = src.read_level(_resolution_in_source(src, t.grid))
+        target_res = _resolution_in_source(src, t.grid)
+        level, mask_from = src.read_level(target_res)
         lgrid = src.level_grid(level)
+        if radius is not None:  # GDAL widens its kernels by the downsampling factor
+            pad = max(3, math.ceil(radius * target_res / min(lgrid.resolution)) + 1)
         direct = lgrid.same_pixels(t.grid)
         if direct:
             r0, c0 = lgrid.offset_of(t.grid)
@@ -446,6 +455,7 @@ def _assemble(t: Target, decoded: dict, o: _Output) -> tuple[np.ndarray, np.ndar
             if not direct:
                 win = lgrid.window(rd.window[0], rd.window[1], *rd.shape)
                 buf, valid = _warp(buf, valid, win, t.grid, t.resampling, src_fill)
+                _clear_slivers(valid, lgrid, t.grid)
             if have is None:
                 have = _no_valid_pixels(t)
             take = valid & ~have
@@ -506,6 +516,7 @@ def _warp(
         dst_transform=dst.transform, dst_crs=dst_crs, dst_nodata=nodata,
         resampling=Resampling[resampling],
         init_dest_nodata=True,
+        **_kernel_scale(src, dst),
     )  # fmt: skip
     if out.dtype.kind == "f" and (nodata is None or is_nan(nodata)):
         ok = ~np.isnan(out)
@@ -514,6 +525,66 @@ def _warp(
     if work.dtype != arr.dtype:
         out = np.where(ok, out, 0).astype(arr.dtype)
     return out, ok
+
+
+def _kernel_scale(src: Grid, dst: Grid) -> dict[str, float]:
+    """GDAL's ``XSCALE`` / ``YSCALE`` warp options: target pixels per source pixel.
+
+    GDAL scales its kernels (bilinear, cubic, lanczos...) by this ratio when it
+    downsamples, and otherwise guesses it per chunk from the chunk's target size over
+    the source window it needs, clipped to the source. A tile warped onto a target grid
+    larger than itself (a strip over many tiles) gave a wrong ratio and a wrong kernel
+    on every pixel, so the output depended on how the data was tiled.
+    """
+    if src.crs == dst.crs:
+        dx, dy = dst.resolution
+    else:
+        try:
+            b = transform_bounds(dst.bounds, dst.crs, src.crs)
+        except ValidationError:
+            return {}
+        dx, dy = (b[2] - b[0]) / dst.width, (b[3] - b[1]) / dst.height
+    sx, sy = src.resolution
+    if not (dx > 0 and dy > 0 and math.isfinite(dx) and math.isfinite(dy)):
+        return {}
+    return {"XSCALE": _gdal_scale(sx / dx), "YSCALE": _gdal_scale(sy / dy)}
+
+
+def _gdal_scale(scale: float) -> float:
+    """A downsampling ratio within 0.05 of 1/n made exactly 1/n, as GDAL makes the
+    ratio it computes itself (its lanczos kernel differs by whole units between 1/3 and
+    the float 0.33333333333333337)."""
+    if scale < 1.0:
+        n = int(1.0 / scale + 0.5)
+        if n > 0 and abs(1.0 / scale - n) < 0.05:
+            return 1.0 / n
+    return scale
+
+
+def _clear_slivers(valid: np.ndarray, src: Grid, dst: Grid, eps: float = 1e-6) -> None:
+    """Clear (in place) the ``dst`` pixels that overlap the source raster by less than
+    ``eps`` of a pixel.
+
+    Where a target pixel's edge meets the raster's edge (a coarsened grid anchored on a
+    tile's origin, at a tile seam), float noise in the two transforms leaves a ~1e-13 px
+    overlap, and GDAL's area kernels (``average``, ``mode``, ``max``...) give that pixel
+    the full value of the raster's edge pixels; as the first valid pixel wins, it
+    replaced the neighbour tile's right value. Only grids of one CRS and axis-aligned
+    pixels can share an edge exactly, so others are left alone.
+    """
+    if not (src.is_axis_aligned and dst.is_axis_aligned) or src.crs != dst.crs:
+        return
+    left, bottom, right, top = src.bounds
+    t = dst.transform
+    c0, c1 = sorted(((left - t.c) / t.a, (right - t.c) / t.a))
+    r0, r1 = sorted(((top - t.f) / t.e, (bottom - t.f) / t.e))
+    cols, rows = np.arange(dst.width), np.arange(dst.height)
+    col_out = (cols + 1 <= c0 + eps) | (cols >= c1 - eps)
+    row_out = (rows + 1 <= r0 + eps) | (rows >= r1 - eps)
+    if col_out.any():
+        valid[:, col_out] = False
+    if row_out.any():
+        valid[row_out, :] = False
 
 
 def _unused_value(values: np.ndarray, dtype: np.dtype, prefer: Any) -> Any:

@@ -179,6 +179,30 @@ async def _not_json(request: Request, errors: list[dict]) -> str | None:
     return "the request body is empty: expected a JSON object" if empty else None
 
 
+def _message(exc: Any) -> str:
+    """The 422 message, worded as in-process requests word it (one ``field: problem
+    (got value)`` per field; of a geometry's two forms, only the one it was written in)."""
+    from ..attributes.models import error_summary
+
+    body_errors = [
+        {**e, "loc": tuple(e.get("loc", ()))[1:]}
+        for e in exc.errors()[:50]
+        if tuple(e.get("loc", ()))[:1] == ("body",)
+    ]
+    try:
+        text = error_summary(body_errors, getattr(exc, "body", None))
+    except Exception:  # a summary must never turn a 422 into a 500
+        text = ""
+    if text:
+        return text
+    errors = _clean_errors(exc.errors())
+    text = "; ".join(
+        f"{'.'.join(e['loc'][1:]) or 'body'}: {e['msg'].removeprefix('Value error, ')}"
+        for e in errors[:5]
+    )
+    return text or "invalid request"
+
+
 def add_exception_handlers(
     app: FastAPI, status_codes: dict[type[BaseException], int] | None = None
 ) -> None:
@@ -199,11 +223,7 @@ def add_exception_handlers(
         if not_json is not None:  # a body that is no JSON text is malformed, not invalid
             return _respond(request, 400, "bad_request", not_json)
         errors = _clean_errors(exc.errors())  # type: ignore[attr-defined]
-        message = "; ".join(
-            f"{'.'.join(e['loc'][1:]) or 'body'}: {e['msg'].removeprefix('Value error, ')}"
-            for e in errors[:5]
-        )
-        return _respond(request, 422, "validation_error", message or "invalid request", errors)
+        return _respond(request, 422, "validation_error", _message(exc), errors)
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
