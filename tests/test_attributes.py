@@ -29,7 +29,7 @@ from tessellum.attributes import (
     extract_sync,
 )
 from tessellum.attributes.zonal import weighted_quantile
-from tessellum.errors import DatasetNotFoundError, UpstreamError
+from tessellum.errors import DatasetNotFoundError, TessellumWarning, UpstreamError
 
 DEM = "copernicus_dem:elevation"
 LC = "esa_worldcover:land_cover"
@@ -348,7 +348,8 @@ async def test_a_record_that_cannot_be_read_degrades_the_results_under_it(aw, tm
         for p in aw.dem_tiles
     ] + [Record(id="broken", assets={"elevation": AssetRef(str(broken), "elevation")},
                 geometry=east)]  # fmt: skip
-    coll = await build_from_records_async(records, name="degraded")
+    with pytest.warns(TessellumWarning, match="1 of 5 band assets failed"):
+        coll = await build_from_records_async(records, name="degraded")
     assert coll.errors().num_rows == 1
     eng = engine_for(aw, **{DEM: coll})
     inside = box(X0 + 250 * RES, Y0 - 60 * RES, X0 + 280 * RES, Y0 - 30 * RES)
