@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import functools
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -199,6 +200,144 @@ def test_static_catalog_refuses_query(world: Any) -> None:
             name="x", stac_api=str(world.static_catalog), collection="naip",
             static_catalog=True, query={"gsd": {"lt": 1}}, progress=False,
         )  # fmt: skip
+
+
+def _pystac_catalog(root: Any) -> Any:
+    """A nested pystac catalog (catalog -> catalog -> collection) with relative hrefs:
+    a dated item, an item with only a start/end interval, one at 23:10 on Jan 31st, one
+    dated Feb 5th whose interval starts in January, one with a 3D bbox and one split at
+    the antimeridian (EPSG:3832, across 180)."""
+    import datetime as dt
+
+    import pystac
+    from rasterio.transform import from_origin
+
+    from _cogfactory import write_cog
+
+    utc = dt.UTC
+    ext = pystac.Extent(
+        pystac.SpatialExtent([[-180, -90, 180, 90]]), pystac.TemporalExtent([[None, None]])
+    )
+    coll = pystac.Collection("C", "test collection", extent=ext)
+
+    def add(name: str, bbox: list[float], geom: Any, crs: str, origin: tuple, res: float,
+            when: Any = None, **props: Any) -> None:  # fmt: skip
+        path, _ = write_cog(
+            root / "data" / f"{name}.tif", shape=(64, 64), blocksize=16, overviews=(),
+            crs=crs, transform=from_origin(*origin, res, res),
+        )  # fmt: skip
+        item = pystac.Item(name, shapely.geometry.mapping(geom), bbox, when, {}, **props)
+        item.add_asset("data", pystac.Asset(str(path), media_type=pystac.MediaType.COG))
+        coll.add_item(item)
+
+    def t(*args: int) -> dt.datetime:
+        return dt.datetime(*args, tzinfo=utc)
+
+    geo = "EPSG:4326"
+    (root / "data").mkdir()
+    add("dated", [10, 49.36, 10.64, 50], shapely.box(10, 49.36, 10.64, 50), geo, (10, 50),
+        0.01, t(2024, 1, 15, 12))  # fmt: skip
+    add("interval", [11, 49.36, 11.64, 50], shapely.box(11, 49.36, 11.64, 50), geo, (11, 50),
+        0.01, start_datetime=t(2023, 12, 20), end_datetime=t(2024, 1, 10))  # fmt: skip
+    add("late", [12, 49.36, 12.64, 50], shapely.box(12, 49.36, 12.64, 50), geo, (12, 50),
+        0.01, t(2024, 1, 31, 23, 10))  # fmt: skip
+    add("feb", [13, 49.36, 13.64, 50], shapely.box(13, 49.36, 13.64, 50), geo, (13, 50),
+        0.01, t(2024, 2, 5), start_datetime=t(2024, 1, 25), end_datetime=t(2024, 2, 10))  # fmt: skip
+    add("3d", [20, 49.36, 0, 20.64, 50, 500], shapely.box(20, 49.36, 20.64, 50), geo, (20, 50),
+        0.01, t(2024, 1, 2))  # fmt: skip
+    parts = [shapely.box(179.55, 0.1, 180, 0.9), shapely.box(-180, 0.1, -179.55, 0.9)]
+    add("am", [179.55, 0.1, -179.55, 0.9], shapely.MultiPolygon(parts), "EPSG:3832",
+        (-50000, 100000), 1000, t(2024, 1, 3))  # fmt: skip
+    cat = pystac.Catalog("root", "root")
+    sub = pystac.Catalog("sub", "sub")
+    cat.add_child(sub)
+    sub.add_child(coll)
+    cat.normalize_hrefs(str(root))
+    cat.make_all_asset_hrefs_relative()
+    cat.save(pystac.CatalogType.SELF_CONTAINED)
+    return cat
+
+
+@pytest.fixture(scope="module")
+def pystac_catalog(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    return _pystac_catalog(tmp_path_factory.mktemp("pystac-catalog"))
+
+
+_SEARCHES = [
+    ((-10, -10, 30, 60), ("2024-01-01", "2024-01-31")),
+    (None, ("2024-01-05", None)),
+    (None, (None, "2023-12-31")),
+    (None, ("2024-02-01", "2024-02-01")),
+    ((20.1, 49.5, 20.2, 49.6), None),  # inside the 3D bbox
+    ((-179.9, 0.2, -179.7, 0.4), ("2024-01-03", "2024-01-03")),
+    ((179.6, 0.2, 179.7, 0.4), None),
+    ((11.7, 49.4, 11.8, 49.5), None),  # between two items
+]
+
+
+def test_static_catalog_walk_matches_a_stac_api_search(pystac_catalog: Any) -> None:
+    """The static walk keeps the items a STAC API search of the same items returns:
+    start/end intervals that overlap the range, 3D bboxes, antimeridian items."""
+    static = str(pystac_catalog.get_self_href())
+    items = []
+    for item in pystac_catalog.get_items(recursive=True):
+        d = item.clone()
+        d.make_asset_hrefs_absolute()
+        items.append({**d.to_dict(), "links": []})
+    coll_dict = {**next(pystac_catalog.get_all_collections()).to_dict(), "links": []}
+    api = _start(RustacServer([coll_dict], items))
+    try:
+        for bbox, dates in _SEARCHES:
+            kw = dict(name="x", collection="C", bbox=bbox, date_range=dates, progress=False)
+            walked = build_from_stac(stac_api=static, static_catalog=True, **kw)
+            searched = build_from_stac(stac_api=api.url, **kw)
+            assert _ids(walked) == _ids(searched), (bbox, dates)
+            assert not len(walked.errors())
+    finally:
+        api.stop()
+    jan = build_from_stac(
+        name="x", stac_api=static, collection="C", date_range=("2024-01-01", "2024-01-31"),
+        static_catalog=True, progress=False,
+    )  # fmt: skip
+    assert _ids(jan) == ["3d", "am", "dated", "feb", "interval", "late"]
+
+
+def test_static_item_collection_and_single_item(pystac_catalog: Any, tmp_path: Any) -> None:
+    """An item collection file (a FeatureCollection, relative hrefs resolved against it)
+    and a single item file are static roots too, as a catalog is."""
+    import json
+
+    data = Path(static_root(pystac_catalog)) / "data"
+    features = []
+    for item in pystac_catalog.get_items(recursive=True):
+        d = {**item.to_dict(transform_hrefs=False), "links": []}  # no self link: hrefs are
+        d["assets"]["data"]["href"] = f"data/{item.id}.tif"  # relative to the file
+        features.append(d)
+    path = tmp_path / "nested" / "items.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    (tmp_path / "nested" / "data").symlink_to(data)
+    coll = build_from_stac(
+        name="x", stac_api=str(path), collection="C", static_catalog=True,
+        date_range=("2024-01-01", "2024-01-31"), progress=False,
+    )  # fmt: skip
+    assert _ids(coll) == ["3d", "am", "dated", "feb", "interval", "late"]
+    assert not len(coll.errors())
+    hrefs = [a[0][1]["href"] for a in coll.table.column("assets").to_pylist()]
+    assert all(h.startswith(str(tmp_path / "nested" / "data")) for h in hrefs)
+    one = build_from_stac(
+        name="x", stac_api=_item_file(pystac_catalog, "dated"), collection="C",
+        static_catalog=True, progress=False,
+    )  # fmt: skip
+    assert _ids(one) == ["dated"] and not len(one.errors())
+
+
+def static_root(catalog: Any) -> str:
+    return str(Path(catalog.get_self_href()).parent)
+
+
+def _item_file(catalog: Any, item_id: str) -> str:
+    return next(i for i in catalog.get_items(recursive=True) if i.id == item_id).get_self_href()
 
 
 # -- date ranges ------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import datetime as dt
 import functools
 import threading
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from ..errors import ProtocolError, TessellumWarning, ValidationError
@@ -156,28 +156,63 @@ def walk_static_catalog(
     bbox: BBox | None = None,
     date_range: tuple[dt.datetime, dt.datetime] | None = None,
 ) -> Iterator[tuple[dict[str, Any], str]]:
-    """Items of a static catalog (no /search), filtered client-side; yields
-    ``(item_dict, item_self_href)`` so relative asset hrefs can be resolved."""
+    """Items of a static catalog (no /search), filtered client-side as a STAC API search
+    filters them; yields ``(item_dict, item_self_href)`` so relative asset hrefs can be
+    resolved. ``root`` is a catalog, a collection, an item collection
+    (``FeatureCollection``) or one item."""
+    for item in _static_items(root):
+        if collection and item.collection_id != collection:
+            continue
+        box = _bbox_2d(item.bbox) if item.bbox is not None else None
+        if bbox is not None and box is not None and not bbox_intersects(box, bbox.as_tuple()):
+            continue
+        if date_range is not None and not _overlaps(item, date_range):
+            continue
+        yield item.to_dict(transform_hrefs=False), item.get_self_href() or root
+
+
+def _static_items(root: str) -> Iterator[Any]:
+    """The items under a static STAC file, read with pystac.
+
+    Raises:
+        ProtocolError: naming ``root`` when it cannot be read or holds no items.
+    """
     import pystac
 
     try:
-        cat = pystac.read_file(root)
+        data = pystac.StacIO.default().read_json(root)
+        if data.get("type") == "FeatureCollection":
+            yield from pystac.ItemCollection.from_dict(data, preserve_dict=False)
+            return
+        obj = pystac.read_dict(data, href=root)
     except Exception as exc:
         raise ProtocolError(f"cannot read static STAC catalog {root}: {exc}", url=root) from exc
-    for item in cat.get_items(recursive=True):
-        if collection and item.collection_id != collection:
-            continue
-        if (
-            bbox is not None
-            and item.bbox is not None
-            and not bbox_intersects(item.bbox, bbox.as_tuple())
-        ):
-            continue
-        if date_range is not None:
-            when = item.datetime or item.common_metadata.start_datetime
-            if when is None or not (date_range[0] <= parse_datetime(when) <= date_range[1]):
-                continue
-        yield item.to_dict(transform_hrefs=False), item.get_self_href() or root
+    if isinstance(obj, pystac.Item):
+        yield obj
+    elif isinstance(obj, pystac.Catalog):  # collections are catalogs too
+        yield from obj.get_items(recursive=True)
+    else:
+        raise ProtocolError(
+            f"static STAC catalog {root}: a {type(obj).__name__} holds no items", url=root
+        )
+
+
+def _bbox_2d(bbox: Sequence[float]) -> tuple[float, float, float, float]:
+    """(west, south, east, north) of a STAC bbox, 2D or 3D (with min/max elevation)."""
+    if len(bbox) == 6:
+        return bbox[0], bbox[1], bbox[3], bbox[4]
+    return bbox[0], bbox[1], bbox[2], bbox[3]
+
+
+def _overlaps(item: Any, date_range: tuple[dt.datetime, dt.datetime]) -> bool:
+    """Whether the item's time (its start_datetime..end_datetime interval, else its
+    datetime) meets ``date_range``, as a STAC API datetime search matches it."""
+    meta = item.common_metadata
+    start = meta.start_datetime or item.datetime
+    end = meta.end_datetime or item.datetime or start
+    if start is None:
+        return False
+    return parse_datetime(start) <= date_range[1] and parse_datetime(end) >= date_range[0]
 
 
 def stac_records(
