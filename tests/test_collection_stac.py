@@ -234,7 +234,7 @@ def _pystac_catalog(root: Any) -> Any:
         return dt.datetime(*args, tzinfo=utc)
 
     geo = "EPSG:4326"
-    (root / "data").mkdir()
+    (root / "data").mkdir(parents=True)
     add("dated", [10, 49.36, 10.64, 50], shapely.box(10, 49.36, 10.64, 50), geo, (10, 50),
         0.01, t(2024, 1, 15, 12))  # fmt: skip
     add("interval", [11, 49.36, 11.64, 50], shapely.box(11, 49.36, 11.64, 50), geo, (11, 50),
@@ -330,6 +330,57 @@ def test_static_item_collection_and_single_item(pystac_catalog: Any, tmp_path: A
         static_catalog=True, progress=False,
     )  # fmt: skip
     assert _ids(one) == ["dated"] and not len(one.errors())
+
+
+def test_static_catalog_over_http_resolves_hrefs_as_pystac(tmp_path: Any) -> None:
+    """Asset hrefs of a static catalog read over HTTP resolve as pystac resolves them:
+    a path-absolute href (``/data/x.tif``) is on the catalog's host, not a local path."""
+    import pystac
+
+    from tessellum.testing.servers import HttpServer
+
+    cat = _pystac_catalog(tmp_path / "site" / "stac")
+    for item in cat.get_items(recursive=True):  # "/stac/data/<id>.tif", from the host root
+        item.assets["data"].href = f"/stac/data/{item.id}.tif"
+    cat.save(pystac.CatalogType.SELF_CONTAINED)
+    with HttpServer(tmp_path / "site") as http:
+        root = f"{http.url}/stac/catalog.json"
+        coll = build_from_stac(
+            name="x", stac_api=root, collection="C", static_catalog=True, progress=False
+        )
+        expected = {
+            i.id: i.assets["data"].get_absolute_href()
+            for i in pystac.read_file(root).get_items(recursive=True)
+        }
+    assert not len(coll.errors())
+    got = {
+        r["id"]: r["assets"][0][1]["href"] for r in coll.table.select(["id", "assets"]).to_pylist()
+    }
+    assert got == expected
+    assert all(h.startswith(f"{http.url}/stac/data/") for h in got.values())
+
+
+@pytest.mark.parametrize(
+    ("href", "base"),
+    [
+        ("/data/x.tif", "http://h:1/stac/a/item.json"),
+        ("../d/x.tif", "https://h/stac/a/item.json"),
+        ("x.tif", "s3://bucket/k/item.json"),
+        ("../../x.tif", "s3://bucket/k/item.json"),
+        ("./x%20y.tif?sig=1", "gs://b/k/item.json"),
+        ("x.tif", "file:///tmp/a/item.json"),
+        ("../x.tif", "/tmp/a/b/item.json"),
+        ("s3://other/x.tif", "http://h/a/item.json"),
+    ],
+)
+def test_relative_asset_hrefs_resolve_as_pystac(href: str, base: str) -> None:
+    from pystac.utils import make_absolute_href
+
+    from tessellum.collection.records import record_from_stac_item
+
+    item = {"id": "i", "properties": {}, "assets": {"data": {"href": href, "type": "image/tiff"}}}
+    record = record_from_stac_item(item, base_href=base)
+    assert record.assets["data"].href == make_absolute_href(href, base)
 
 
 def static_root(catalog: Any) -> str:

@@ -129,12 +129,19 @@ def _is_scalar(v: Any) -> bool:
 
 
 def _resolve_href(href: str, base: str) -> str:
+    """``href`` as read from the STAC file at ``base`` (RFC 3986, as pystac resolves it):
+    against a URL of any scheme (``http``, ``s3`` ...) a path-absolute href
+    (``/data/x.tif``) keeps the URL's host; against a local file it is a local path."""
     from urllib.parse import urljoin
 
-    if "://" in href or href.startswith("/"):
+    if "://" in href:
         return href
     if "://" in base:
-        return urljoin(base, href)
+        # urljoin resolves relative references for the schemes it knows only
+        scheme, rest = base.split("://", 1)
+        return f"{scheme}://{urljoin(f'http://{rest}', href).removeprefix('http://')}"
+    if href.startswith("/"):
+        return href
     import os.path
     from pathlib import Path
 
