@@ -355,6 +355,40 @@ def test_gti_relative_locations_are_relative_to_the_index(
     assert (expected == 7).all()
 
 
+def test_gti_layer_metadata_location_field_and_filter_as_gdal(tmp_path: Path) -> None:
+    """The index layer's LOCATION_FIELD and FILTER metadata items are applied as GDAL's
+    GTI driver applies them (the build failed: no 'location' column, and would have
+    indexed the rows FILTER leaves out)."""
+    import numpy as np
+    import rasterio
+    from rasterio.transform import from_origin
+
+    (tmp_path / "tiles").mkdir()
+    boxes = []
+    for i in range(3):
+        x0 = 500000 + 80 * i
+        with rasterio.open(tmp_path / "tiles" / f"t{i}.tif", "w", driver="GTiff", width=8,
+                           height=8, count=1, dtype="uint8", crs="EPSG:32612",
+                           transform=from_origin(x0, 4650000, 10, 10)) as ds:  # fmt: skip
+            ds.write(np.full((1, 8, 8), i + 1, "uint8"))
+        boxes.append(shapely.box(x0, 4649920, x0 + 80, 4650000))
+    index = tmp_path / "index.gti.gpkg"
+    gpd.GeoDataFrame(
+        {"path": [f"tiles/t{i}.tif" for i in range(3)], "location": ["nowhere.tif"] * 3,
+         "quality": [5, 1, 4]},
+        geometry=boxes, crs="EPSG:32612",
+    ).to_file(index, driver="GPKG", metadata={"LOCATION_FIELD": "path", "FILTER": "quality >= 3"})  # fmt: skip
+    bounds = (500000, 4649920, 500240, 4650000)
+    with rasterio.open(index) as gti:  # GDAL's reading of the same index
+        expected = gti.read(1, window=gti.window(*bounds))
+    coll = build_from_gti(index, name="gti", progress=False)
+    assert sorted(coll.table.column("id").to_pylist()) == ["t0", "t2"]
+    assert not len(coll.errors())
+    got = coll.read_window(bounds=bounds, bands=["data"])
+    np.testing.assert_array_equal(np.nan_to_num(got[0]).astype("uint8"), expected)
+    assert set(np.unique(expected)) == {0, 1, 3}
+
+
 # -- band maps ---------------------------------------------------------------------------------
 
 

@@ -316,10 +316,17 @@ async def build_from_gti_async(
     **kwargs: Any,
 ) -> Collection:
     """Async form of :func:`build_from_gti`."""
-    from .sources import read_vector_table
+    from .sources import gti_layer_metadata, read_vector_table
 
+    # the index's own GTI items, as GDAL's GTI driver applies them: its FILTER (an OGR
+    # SQL clause) and, unless the caller names another column, its LOCATION_FIELD
+    meta = gti_layer_metadata(index)
+    if location_column == "location" and meta.get("LOCATION_FIELD"):
+        location_column = meta["LOCATION_FIELD"]
     # the index is read as its tiles are (rewrites, requester pays)
-    gdf = read_vector_table(index, cloud_config=kwargs.get("cloud_config"))
+    gdf = read_vector_table(
+        index, where=meta.get("FILTER") or None, cloud_config=kwargs.get("cloud_config")
+    )
     if query:
         gdf = gdf.query(query)
     if location_column not in gdf.columns:
@@ -360,7 +367,10 @@ def build_from_gti(index: str | os.PathLike | Any, **kwargs: Any) -> Collection:
     GeoDataFrame; a path or a URL, read with ``cloud_config`` as the tiles are) with a
     ``location`` column of raster paths/URLs (``/vsicurl/``, ``/vsis3/`` prefixes are
     understood; relative paths are relative to the index file's folder, or URL folder,
-    as GDAL's GTI driver reads them). ``query`` filters it with ``DataFrame.query``.
+    as GDAL's GTI driver reads them). The index layer's GTI metadata items apply as
+    GDAL applies them: ``FILTER`` (OGR SQL) selects rows and ``LOCATION_FIELD`` names the
+    location column unless ``location_column`` names another one. ``query`` filters it
+    further with ``DataFrame.query``.
 
     Async form: :func:`build_from_gti_async`.
     """

@@ -269,14 +269,17 @@ async def list_files_async(
     return sorted(str(p) for p in root.rglob(pattern) if p.is_file())
 
 
-def read_vector_table(source: Any, *, what: str = "vector table", cloud_config: Any = None):
+def read_vector_table(
+    source: Any, *, what: str = "vector table", cloud_config: Any = None, where: str | None = None
+):
     """A GeoDataFrame from a path or URL (GeoPackage, FlatGeobuf, GeoJSON, GeoParquet;
     ``s3://``, ``http(s)://``... read whole through :mod:`tessellum.store`) or a frame.
 
     ``what`` names the input in errors (``"aoi"``); ``cloud_config`` (a
     :class:`~tessellum.store.CloudConfig`) applies to a URL. A missing local file or an
     unreadable one is a ValidationError; a missing object or a store failure (403, an
-    unreachable endpoint) is the :mod:`tessellum.store` error for it."""
+    unreachable endpoint) is the :mod:`tessellum.store` error for it. ``where`` is an OGR
+    SQL attribute filter (formats GDAL reads)."""
     import io
     import tempfile
 
@@ -293,24 +296,43 @@ def read_vector_table(source: Any, *, what: str = "vector table", cloud_config: 
         data = read_object(text, cloud_config)
         name = text.split("?")[0].rsplit("/", 1)[-1]
         if name.lower().endswith((".parquet", ".geoparquet")):
-            return _read_vector(io.BytesIO(data), name, text, what)
+            return _read_vector(io.BytesIO(data), name, text, what, where)
         # GDAL picks drivers (and checks GeoPackages) by the file name's extension
         with tempfile.TemporaryDirectory(prefix="tessellum-") as tmp:
             local = Path(tmp) / (name or "table")
             local.write_bytes(data)
-            return _read_vector(local, name, text, what)
+            return _read_vector(local, name, text, what, where)
     p = Path(text[len("file://") :] if text.startswith("file://") else text)
     if not p.is_file():
         raise ValidationError(f"no such {what}: {text!r}")
-    return _read_vector(p, p.name, text, what)
+    return _read_vector(p, p.name, text, what, where)
 
 
-def _read_vector(data: Any, name: str, text: str, what: str):
+def _read_vector(data: Any, name: str, text: str, what: str, where: str | None = None):
     import geopandas as gpd
 
     try:
         if name.lower().endswith((".parquet", ".geoparquet")):
             return gpd.read_parquet(data)
-        return gpd.read_file(data)
+        return gpd.read_file(data, where=where) if where else gpd.read_file(data)
     except Exception as exc:  # pyogrio/pyarrow errors: name the file
-        raise ValidationError(f"cannot read the {what} {text!r}: {exc}") from exc
+        extra = f" with FILTER {where!r}" if where else ""
+        raise ValidationError(f"cannot read the {what} {text!r}{extra}: {exc}") from exc
+
+
+def gti_layer_metadata(source: Any) -> dict[str, str]:
+    """The GDAL GTI metadata items of a tile index file's layer (``LOCATION_FIELD``,
+    ``FILTER``, ``SORT_FIELD``, ``RESX`` ...), as GDAL's GTI driver reads them; empty
+    for a frame, a GeoParquet file or a file without layer metadata."""
+    if not isinstance(source, str | os.PathLike):
+        return {}
+    p = Path(source)
+    if not p.is_file() or p.suffix.lower() in (".parquet", ".geoparquet"):
+        return {}
+    import pyogrio
+
+    try:
+        meta = pyogrio.read_info(p).get("layer_metadata") or {}
+    except Exception:  # unreadable here: read_vector_table names the file
+        return {}
+    return {str(k).upper(): str(v) for k, v in meta.items()}
