@@ -569,6 +569,50 @@ def test_file_ids_are_distinct_for_distinct_files(tmp_path: Path) -> None:
     assert layers.shape[0] == 5
 
 
+def test_file_ids_over_http_and_s3_are_the_names_on_disk(
+    s3: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files with spaces, unicode, '%', '#', '?' ... get the same ids from a local
+    folder, from nginx URLs (percent-encoded: the ids were too, 'with%20space') and from
+    an S3 prefix (a '?' in a key is part of the name: 'q?mark' was 'q'); URLs that differ
+    only in their query string get distinct ids (they were one id)."""
+    import urllib.parse
+
+    import numpy as np
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from tessellum.testing.servers import HttpServer
+
+    names = ["with space", "ünïcødé", "per%20cent", "hash#1", "q?mark", "plus+sign", "a&b"]
+    for k, name in enumerate(names):
+        with rasterio.open(tmp_path / f"{name}.tif", "w", driver="GTiff", width=8, height=8,
+                           count=1, dtype="uint8", crs="EPSG:32612",
+                           transform=from_origin(500000, 4650000, 10, 10)) as ds:  # fmt: skip
+            ds.write(np.full((1, 8, 8), k + 1, "uint8"))
+    local = build_from_files(tmp_path, name="odd", progress=False)
+    assert sorted(local.table.column("id").to_pylist()) == sorted(names)
+    with HttpServer(tmp_path) as http:
+        urls = [f"{http.url}/{urllib.parse.quote(n)}.tif" for n in names]
+        remote = build_from_files(urls, name="odd", progress=False)
+        signed = build_from_files(
+            [f"{urls[0]}?sig=1", f"{urls[0]}?sig=2"], name="odd", progress=False
+        )
+    assert sorted(remote.table.column("id").to_pylist()) == sorted(names)
+    assert not len(remote.errors())
+    assert len(set(signed.table.column("id").to_pylist())) == 2
+    s3.upload_dir(tmp_path, bucket="world", prefix="odd names/")
+    for k, v in s3.env.items():
+        monkeypatch.setenv(k, v)
+    clear_store_cache()
+    try:
+        listed = build_from_files("s3://world/odd names/", name="odd", progress=False)
+    finally:
+        clear_store_cache()
+    assert sorted(listed.table.column("id").to_pylist()) == sorted(names)
+    assert not len(listed.errors())
+
+
 def test_an_empty_file_is_a_truncated_header_over_http_as_on_disk(tmp_path: Path) -> None:
     """A 0-byte file is reported as a truncated header whether read from disk or from
     nginx (over HTTP the error said the server did not support Range requests)."""

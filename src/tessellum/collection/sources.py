@@ -200,12 +200,20 @@ def records_from_hrefs(hrefs: Sequence[str], *, band: str, collection: str | Non
 
 def unique_ids(hrefs: Sequence[str]) -> list[str]:
     """Short distinct ids for distinct files: the stem, then the fewest parent folders
-    that tell files apart. A URL's query string is not part of its name; a local path
-    keeps every character (``s?a.tif`` is a file name)."""
+    that tell files apart. An http(s) URL's query string is not part of its name and its
+    path is percent-decoded (``with%20space.tif`` is ``with space``, as on disk); an
+    object store key (``s3://b/scene?v=2.tif``) or a local path keeps every character.
+    Files whose names still coincide (``x.tif?sig=1``, ``x.tif?sig=2``) are named by
+    their whole href."""
+    from urllib.parse import unquote
+
     parts = []
     for h in hrefs:
-        path = h.split("?")[0] if "://" in h and not h.startswith("file://") else h
-        p = PurePosixPath(path.split("://", 1)[-1])
+        scheme, sep, rest = h.partition("://")
+        path = rest if sep else h
+        if sep and scheme.lower() in ("http", "https"):
+            path = unquote(rest.split("?")[0].split("#")[0])
+        p = PurePosixPath(path)
         parts.append((*p.parent.parts, p.stem))
     depth = [1] * len(parts)
     while True:
@@ -221,7 +229,7 @@ def unique_ids(hrefs: Sequence[str]) -> list[str]:
                         depth[i] += 1
                         grown = True
         if not grown:
-            return ids
+            return [hrefs[i] if len(seen[rid]) > 1 else rid for i, rid in enumerate(ids)]
 
 
 async def list_files_async(
