@@ -544,6 +544,34 @@ def test_projected_geodataframe_footprints_are_stored_in_lonlat(tmp_path: Path) 
         build_from_table(str(tmp_path / "missing.parquet"), name="x", progress=False)
 
 
+def test_projected_geoparquet_footprints_are_stored_in_lonlat(tmp_path: Path) -> None:
+    """A GeoParquet file (or the Arrow table read from it) in a projected CRS gives the
+    footprints the same GeoDataFrame gives (they were kept in metres and every bbox
+    filter missed them); footprints in metres without a CRS are an error naming the row."""
+    import numpy as np
+    import pyarrow.parquet as pq
+    from rasterio.transform import from_origin
+    from shapely.geometry import box
+
+    from _cogfactory import write_cog
+    from tessellum.collection import build_from_table
+
+    path, _ = write_cog(tmp_path / "a.tif", shape=(100, 100), crs="EPSG:32612",
+                        transform=from_origin(500000, 4600000, 40, 40),
+                        data=np.ones((1, 100, 100), "uint16"))  # fmt: skip
+    gdf = gpd.GeoDataFrame({"href": [str(path)], "id": ["a"]},
+                           geometry=[box(500000, 4596000, 504000, 4600000)], crs="EPSG:32612")  # fmt: skip
+    gdf.to_parquet(tmp_path / "records.parquet")
+    expected = gdf.to_crs("OGC:CRS84").geometry.iloc[0]
+    for source in (tmp_path / "records.parquet", pq.read_table(tmp_path / "records.parquet")):
+        coll = build_from_table(source, name="proj", progress=False)
+        got = shapely.from_wkb(coll.table.column("geometry")[0].as_py())
+        assert got.equals_exact(expected, tolerance=1e-9), source
+        assert len(coll.subset(bbox=(-112, 41, -110, 42))) == 1
+    with pytest.raises(ValidationError, match=r"row 'a'.*not lon/lat"):
+        build_from_table(gdf.set_crs(None, allow_override=True), name="x", progress=False)
+
+
 def test_file_ids_are_distinct_for_distinct_files(tmp_path: Path) -> None:
     """Files of one name in folders of one name get ids with as many folders as it takes
     (``2023/01/scene`` and ``2024/01/scene`` were both ``01/scene``, and group_by="id"

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ..errors import ValidationError
+from ..errors import TessellumError, ValidationError
 from .dates import parse_datetime
 from .records import AssetRef, Record
 
@@ -23,10 +23,10 @@ def to_arrow(table: Any):
         if p.suffix.lower() in (".parquet", ".geoparquet") or p.is_dir():
             import pyarrow.parquet as pq
 
-            return pq.read_table(p)
+            return _geoparquet_to_lonlat(pq.read_table(p))
         return to_arrow(read_vector_table(p))
     if isinstance(table, pa.Table):
-        return table
+        return _geoparquet_to_lonlat(table)
     if hasattr(table, "geometry") and hasattr(table, "to_wkb"):  # GeoDataFrame
         if table.crs is not None and table.crs.to_string() not in ("OGC:CRS84", "EPSG:4326"):
             table = table.to_crs("OGC:CRS84")  # footprints are stored in lon/lat
@@ -40,6 +40,52 @@ def to_arrow(table: Any):
     if hasattr(table, "__arrow_c_stream__"):
         return pa.table(table)
     raise ValidationError(f"cannot read a record table from {type(table).__name__}")
+
+
+def _geoparquet_to_lonlat(table: Any) -> Any:
+    """``table`` with its WKB geometry columns in lon/lat: a column whose GeoParquet
+    ``geo`` metadata gives another CRS (a GeoParquet file in UTM) is transformed, as a
+    GeoDataFrame in that CRS is (footprints are stored in OGC:CRS84)."""
+    import json
+
+    import numpy as np
+    import pyarrow as pa
+    import shapely
+
+    from ..geo.crs import CRS84, crs_epsg, to_crs, transformer
+
+    raw = (table.schema.metadata or {}).get(b"geo")
+    try:
+        geo = json.loads(raw) if raw else {}
+        columns = geo.get("columns") or {}
+    except (ValueError, AttributeError):
+        return table
+    changed = False
+    for name, spec in columns.items():
+        # no "crs" key means OGC:CRS84, a null one an unknown CRS (left as it is)
+        if name not in table.column_names or not isinstance(spec, dict):
+            continue
+        crs = spec.get("crs")
+        if crs is None or str(spec.get("encoding", "WKB")).upper() != "WKB":
+            continue
+        try:
+            if to_crs(crs).equals(to_crs(CRS84)) or crs_epsg(crs) == 4326:
+                continue
+            t = transformer(crs, CRS84)
+        except TessellumError as exc:
+            raise ValidationError(f"GeoParquet column {name!r}: {exc}") from None
+        geoms = shapely.from_wkb(table.column(name).to_numpy(zero_copy_only=False))
+        xs, ys = t.transform(*shapely.get_coordinates(geoms).T)
+        lonlat = shapely.set_coordinates(geoms.copy(), np.column_stack([xs, ys]))
+        column = pa.array(shapely.to_wkb(lonlat), pa.binary())
+        table = table.set_column(table.column_names.index(name), name, column)
+        # the metadata now says CRS84 (no "crs" key), so a second read does not transform
+        spec.pop("crs"), spec.pop("bbox", None)
+        changed = True
+    if changed:
+        meta = {**table.schema.metadata, b"geo": json.dumps(geo).encode()}
+        table = table.replace_schema_metadata(meta)
+    return table
 
 
 # the builders' default column names: used when the table has them, else ignored
@@ -142,6 +188,7 @@ def records_from_table(
                 raise ValidationError(
                     f"row {rid!r}: {geometry_column!r} must be WKB, WKT or a geometry, got {g!r}"
                 )
+            _check_lonlat(geom, rid, geometry_column)
         when = row.get(datetime_column) if datetime_column else None
         out.append(
             Record(
@@ -158,6 +205,22 @@ def records_from_table(
             )
         )
     return out
+
+
+def _check_lonlat(geom: Any, rid: str, column: str) -> None:
+    """Footprints are lon/lat degrees: a table in another CRS without saying so (a
+    GeoDataFrame without .crs, WKB in metres) is an error, not footprints in the wrong
+    place."""
+    if geom.is_empty:
+        return
+    w, s, e, n = geom.bounds
+    tol = 1e-9
+    if not (-180 - tol <= w and e <= 180 + tol and -90 - tol <= s and n <= 90 + tol):
+        raise ValidationError(
+            f"row {rid!r}: {column!r} bounds ({w:g}, {s:g}, {e:g}, {n:g}) are not lon/lat "
+            "degrees; give footprints in OGC:CRS84, or a GeoDataFrame / GeoParquet file "
+            "that states its CRS"
+        )
 
 
 def _consumed(
