@@ -106,6 +106,61 @@ def test_subset_bbox_and_geometries_in_any_crs(s2: Collection) -> None:
     assert not len(s2.subset(bbox=(0, 0, 1, 1)))
 
 
+_AOI_CASES = {  # CRS: (AOI centre range in that CRS, footprint lon range, lat range)
+    "EPSG:3413": ((-3e6, -3e6, 3e6, 3e6), (-180, 180), (40, 88)),  # north polar
+    "EPSG:3031": ((-3e6, -3e6, 3e6, 3e6), (-180, 180), (-90, -52)),  # south polar
+    "EPSG:32612": ((2e5, 3e6, 8e5, 6e6), (-117, -105), (25, 53)),
+    "EPSG:3832": ((-2e6, -2e6, 2e6, 2e6), (150, 210), (-20, 18)),  # across 180
+}
+
+
+@pytest.mark.parametrize("crs", sorted(_AOI_CASES))
+def test_subset_geometries_in_another_crs_as_intersected_there(crs: str, tmp_path: Path) -> None:
+    """subset(geometries=...) in a projected CRS keeps the records whose footprints meet
+    the geometries in that CRS (reference: footprints densified and transformed there).
+    The geometries' vertices alone were transformed: a box around a pole became a band
+    that misses it, and straight UTM edges missed footprints beside them."""
+    from pyproj import Transformer
+    from rasterio.transform import from_origin
+
+    from _cogfactory import write_cog
+    from tessellum.collection import build_from_table
+
+    href, _ = write_cog(tmp_path / "a.tif", shape=(16, 16), blocksize=16, overviews=(),
+                        crs="EPSG:4326", transform=from_origin(0, 1, 0.01, 0.01))  # fmt: skip
+    (x0, y0, x1, y1), lons, lats = _AOI_CASES[crs]
+    rng = np.random.default_rng(3)
+    footprints = []
+    for _ in range(150):
+        lon, lat = rng.uniform(*lons), rng.uniform(lats[0], lats[1] - 2)
+        lon = (lon + 180) % 360 - 180
+        east = min(lon + rng.uniform(0.1, 3), 180)
+        footprints.append(shapely.box(lon, lat, east, lat + rng.uniform(0.1, 2)))
+    table = pa.table({"id": [f"r{i}" for i in range(len(footprints))], "href": [str(href)] * len(footprints),
+                      "geometry": shapely.to_wkb(footprints)})  # fmt: skip
+    coll = build_from_table(table, name="fp", progress=False)
+    to_crs = Transformer.from_crs("OGC:CRS84", crs, always_xy=True)
+    there = [
+        shapely.transform(shapely.segmentize(g, 0.02), lambda xy: np.column_stack(
+            to_crs.transform(xy[:, 0], xy[:, 1])))
+        for g in footprints
+    ]  # fmt: skip
+    hits = 0
+    for _ in range(12):
+        cx, cy, half = rng.uniform(x0, x1), rng.uniform(y0, y1), rng.uniform(1e4, (x1 - x0) / 2)
+        aoi = shapely.box(max(cx - half, x0), max(cy - half, y0), min(cx + half, x1),
+                          min(cy + half, y1))  # fmt: skip
+        expected = sorted(f"r{i}" for i, g in enumerate(there) if g.intersects(aoi))
+        got = _ids(coll.subset(geometries=gpd.GeoSeries([aoi], crs=crs)))
+        assert got == expected, aoi.bounds
+        hits += len(expected)
+        for record in coll.where(
+            pc.field("id").isin(pa.array(expected, pa.string()))
+        ).iterate_rasters():
+            assert record.intersects(gpd.GeoSeries([aoi], crs=crs)), (record.id, aoi.bounds)
+    assert hits > 20  # the AOIs do select records
+
+
 @pytest.mark.parametrize("keys", [("west", "south", "east", "north"),
                                   ("min_lon", "min_lat", "max_lon", "max_lat"),
                                   ("minx", "miny", "maxx", "maxy"),

@@ -63,15 +63,10 @@ def geometry_mask(table: pa.Table, geoms, crs) -> pa.Array:
     import numpy as np
     import shapely
 
-    from ..geo.crs import CRS84, to_crs, transformer
-    from ..geo.geometry import lonlat_bbox
+    from ..geo.geometry import geometries_to_lonlat, lonlat_bbox
 
-    if not to_crs(crs).equals(to_crs(CRS84)):
-        t = transformer(crs, CRS84)
-        geoms = shapely.transform(
-            np.asarray(geoms, dtype=object),
-            lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1])),
-        )
+    # densified, closed to a pole, split at ±180: the ground the geometries cover
+    geoms = geometries_to_lonlat(geoms, crs)
     union = shapely.union_all(geoms)
     w, s, e, n = lonlat_bbox(union)
     pre = bbox_mask(table, BBox(w, s, e, n)).to_numpy(zero_copy_only=False)
