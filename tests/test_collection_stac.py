@@ -302,6 +302,26 @@ def test_static_catalog_walk_matches_a_stac_api_search(pystac_catalog: Any) -> N
     assert _ids(jan) == ["3d", "am", "dated", "feb", "interval", "late"]
 
 
+def test_subset_dates_match_items_as_the_search_did(pystac_catalog: Any) -> None:
+    """Collection.subset(date_range=...) keeps an item whose start/end interval meets the
+    range, as the STAC search did (it tested the start alone: a build for January,
+    subset to January, lost the item whose interval began in December)."""
+    static = str(pystac_catalog.get_self_href())
+    everything = build_from_stac(
+        name="x", stac_api=static, collection="C", static_catalog=True, progress=False
+    )
+    for dates in [("2024-01-01", "2024-01-31"), ("2024-01-05", None), ("2024-02-01", "2024-02-01"),
+                  (None, "2023-12-31"), ("2024-01-11", "2024-01-20")]:  # fmt: skip
+        searched = build_from_stac(
+            name="x", stac_api=static, collection="C", static_catalog=True, date_range=dates,
+            progress=False,
+        )  # fmt: skip
+        assert _ids(everything.subset(date_range=dates)) == _ids(searched), dates
+        assert _ids(searched.subset(date_range=dates)) == _ids(searched), dates
+    schema = everything.table.schema
+    assert str(schema.field("start_datetime").type) == "timestamp[us, tz=UTC]"
+
+
 def test_static_item_collection_and_single_item(pystac_catalog: Any, tmp_path: Any) -> None:
     """An item collection file (a FeatureCollection, relative hrefs resolved against it)
     and a single item file are static roots too, as a catalog is."""

@@ -49,12 +49,23 @@ def lon_extent(xmin: Any, xmax: Any) -> tuple[float, float]:
 
 
 def date_mask(table: pa.Table, start: Any, end: Any) -> pa.Array:
-    """Rows with ``start <= datetime <= end`` (bounds are aware datetimes)."""
+    """Rows with ``start <= datetime <= end`` (bounds are aware datetimes); a row with a
+    ``start_datetime``/``end_datetime`` interval (a STAC item's) when the interval meets
+    ``[start, end]``, as a STAC API search matches it."""
     col = table.column("datetime")
     m = pc.and_(
         pc.greater_equal(col, pa.scalar(start, col.type)),
         pc.less_equal(col, pa.scalar(end, col.type)),
     )
+    names = table.column_names
+    if "start_datetime" in names and "end_datetime" in names:
+        lo, hi = table.column("start_datetime"), table.column("end_datetime")
+        if pa.types.is_timestamp(lo.type) and pa.types.is_timestamp(hi.type):
+            meets = pc.and_(
+                pc.less_equal(lo, pa.scalar(end, lo.type)),
+                pc.greater_equal(hi, pa.scalar(start, hi.type)),
+            )
+            m = pc.if_else(pc.and_(pc.is_valid(lo), pc.is_valid(hi)), meets, m)
     return pc.fill_null(m, False)
 
 

@@ -110,6 +110,11 @@ def record_from_stac_item(
             a["href"] = _resolve_href(a["href"], base_href)
     geom = item.get("geometry")
     flat = {k: v for k, v in props.items() if k not in _SKIP_PROPS and _is_scalar(v)}
+    if props.get("start_datetime") and props.get("end_datetime"):
+        # the item's interval, kept (as UTC timestamps) so that date filters on the
+        # collection match it as the STAC search did
+        for key in ("start_datetime", "end_datetime"):
+            flat[key] = parse_datetime(props[key], name=f"item {item['id']} {key}")
     code = props.get("proj:code") or (
         f"EPSG:{props['proj:epsg']}" if props.get("proj:epsg") else None
     )
