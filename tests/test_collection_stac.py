@@ -403,6 +403,25 @@ def test_relative_asset_hrefs_resolve_as_pystac(href: str, base: str) -> None:
     assert record.assets["data"].href == make_absolute_href(href, base)
 
 
+def test_unknown_collection_is_named_not_an_empty_build(served: Any, pystac_catalog: Any) -> None:
+    """A collection id the API (or the static catalog) does not have is a ValidationError
+    naming it and the ones there are (the build was silently empty); a search that
+    matches nothing in a known collection is still an empty collection."""
+    with pytest.raises(ValidationError, match=r"'sentinel-2'.*not found.*sentinel-2-l2a"):
+        build_from_stac(name="x", stac_api=served.stac_url, collection="sentinel-2",
+                        progress=False)  # fmt: skip
+    empty = build_from_stac(name="x", stac_api=served.stac_url, collection="sentinel-2-l2a",
+                            bbox=(0, 0, 1, 1), progress=False)  # fmt: skip
+    assert len(empty) == 0
+    static = str(pystac_catalog.get_self_href())
+    with pytest.raises(ValidationError, match=r"'c'.*\['C'\]"):
+        build_from_stac(name="x", stac_api=static, collection="c", static_catalog=True,
+                        progress=False)  # fmt: skip
+    none_match = build_from_stac(name="x", stac_api=static, collection="C", bbox=(0, 0, 1, 1),
+                                 static_catalog=True, progress=False)  # fmt: skip
+    assert len(none_match) == 0
+
+
 def static_root(catalog: Any) -> str:
     return str(Path(catalog.get_self_href()).parent)
 

@@ -42,15 +42,43 @@ def search_items(
     )  # fmt: skip
     client, cached = _open_api(stac_api)
     try:
-        return search(client)
+        items = search(client)
     except ProtocolError:
         if not cached:
             raise
-    # the landing page read earlier may be stale (the API moved or restarted): once more
-    # with a fresh one
-    _forget_api(stac_api)
-    client, _ = _open_api(stac_api)
-    return search(client)
+        # the landing page read earlier may be stale (the API moved or restarted): once
+        # more with a fresh one
+        _forget_api(stac_api)
+        client, _ = _open_api(stac_api)
+        items = search(client)
+    if not items:
+        _check_collection_exists(client, stac_api, collection)
+    return items
+
+
+def _check_collection_exists(client: Any, stac_api: str, collection: str) -> None:
+    """Raise ``ValidationError`` naming ``collection`` and the API's collections when the
+    API does not have it (a search of an unknown collection is just empty: a typo would
+    give an empty collection). Asked only after an empty search; when the API cannot
+    say, nothing is raised."""
+    from pystac_client.exceptions import APIError
+
+    try:
+        found = client.get_collection(collection)
+    except APIError as exc:
+        if getattr(exc, "status_code", None) != 404:
+            return
+        found = None
+    except Exception:  # the check is a courtesy: an API that cannot answer it is fine
+        return
+    if found is not None:
+        return
+    try:
+        known = sorted(c.id for c in client.get_collections())
+    except Exception:
+        known = []
+    listed = f"; it has {known}" if known else ""
+    raise ValidationError(f"collection {collection!r} not found at STAC API {stac_api}{listed}")
 
 
 def _search(
@@ -155,12 +183,16 @@ def walk_static_catalog(
     *,
     bbox: BBox | None = None,
     date_range: tuple[dt.datetime, dt.datetime] | None = None,
+    seen: set[str | None] | None = None,
 ) -> Iterator[tuple[dict[str, Any], str]]:
     """Items of a static catalog (no /search), filtered client-side as a STAC API search
     filters them; yields ``(item_dict, item_self_href)`` so relative asset hrefs can be
     resolved. ``root`` is a catalog, a collection, an item collection
-    (``FeatureCollection``) or one item."""
+    (``FeatureCollection``) or one item. ``seen`` collects the collection ids of every
+    item walked."""
     for item in _static_items(root):
+        if seen is not None:
+            seen.add(item.collection_id)
         if collection and item.collection_id != collection:
             continue
         box = _bbox_2d(item.bbox) if item.bbox is not None else None
@@ -238,7 +270,14 @@ def stac_records(
             raise ValidationError(
                 "query/filter need a STAC API; a static catalog is filtered by bbox/date_range only"
             )
-        pairs = list(walk_static_catalog(stac_api, collection, bbox=box, date_range=rng))
+        seen: set[str | None] = set()
+        pairs = list(walk_static_catalog(stac_api, collection, bbox=box, date_range=rng, seen=seen))
+        if collection and collection not in seen:
+            known = sorted(c for c in seen if c)
+            raise ValidationError(
+                f"collection {collection!r}: no item of the static catalog {stac_api} is "
+                f"in it (its items are in {known})"
+            )
         if max_items is not None:
             pairs = pairs[:max_items]
     else:
