@@ -448,6 +448,29 @@ def test_date_range_end_is_inclusive_of_the_whole_day(served: Any) -> None:
     assert _ids(feb) == ["S2A_11TQG_20240201_0_L2A"]
 
 
+@pytest.mark.parametrize(
+    ("dates", "interval"),
+    [
+        (("..", "2024-01-31"), "../2024-01-31T23:59:59.999999Z"),
+        (("2024-01-20", ".."), "2024-01-20T00:00:00Z/.."),
+        (("", "2024-01-05"), "../2024-01-05T23:59:59.999999Z"),
+    ],
+)
+def test_open_date_range_sides_as_in_stac(served: Any, dates: tuple, interval: str) -> None:
+    """'..' (or '') is an open side of date_range, as in a STAC datetime interval and the
+    CLI's --dates (it was refused: cannot parse '..'); the build keeps what pystac-client's
+    search of the same interval returns."""
+    from pystac_client import Client
+
+    coll = build_from_stac(name="s2", stac_api=served.stac_url, collection="sentinel-2-l2a",
+                           date_range=dates, progress=False)  # fmt: skip
+    search = Client.open(served.stac_url).search(
+        collections=["sentinel-2-l2a"], datetime=interval, method="POST"
+    )
+    expected = sorted(i.id for i in search.items())
+    assert _ids(coll) == expected and len(expected) > 0
+
+
 # -- cache ------------------------------------------------------------------------------------
 
 
