@@ -422,6 +422,41 @@ def test_unknown_collection_is_named_not_an_empty_build(served: Any, pystac_cata
     assert len(none_match) == 0
 
 
+def test_unsplit_antimeridian_items_are_split(pystac_catalog: Any, tmp_path: Any) -> None:
+    """Items across ±180 written unsplit (longitudes past 180, or a ring jumping from
+    179.55 to -179.55 under a bbox whose west > east) get the footprint of the item
+    split as RFC 7946 asks: their bbox is the item's and both sides find them (the first
+    was found east only, the second was a band around the globe found at 0°E)."""
+    import json
+
+    href = str(Path(static_root(pystac_catalog)) / "data" / "am.tif")
+    rings = {
+        "past-180": [[179.55, 0.1], [180.45, 0.1], [180.45, 0.9], [179.55, 0.9], [179.55, 0.1]],
+        "jumping": [[179.55, 0.1], [-179.55, 0.1], [-179.55, 0.9], [179.55, 0.9], [179.55, 0.1]],
+    }
+    features = [
+        {"type": "Feature", "stac_version": "1.1.0", "id": name, "collection": "C",
+         "geometry": {"type": "Polygon", "coordinates": [ring]},
+         "bbox": [179.55, 0.1, -179.55, 0.9], "links": [],
+         "properties": {"datetime": "2024-01-03T00:00:00Z"},
+         "assets": {"data": {"href": href, "type": "image/tiff; application=geotiff"}}}
+        for name, ring in rings.items()
+    ]  # fmt: skip
+    path = tmp_path / "items.json"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    coll = build_from_stac(name="x", stac_api=str(path), collection="C", static_catalog=True,
+                           progress=False)  # fmt: skip
+    assert not len(coll.errors())
+    for row in coll.table.select(["bbox"]).to_pylist():
+        assert tuple(row["bbox"].values()) == pytest.approx((179.55, 0.1, -179.55, 0.9))
+    for box in [(-179.9, 0.2, -179.7, 0.4), (179.6, 0.2, 179.7, 0.4)]:
+        assert _ids(coll.subset(bbox=box)) == ["jumping", "past-180"], box
+        assert _ids(coll.subset(geometries=shapely.box(*box))) == ["jumping", "past-180"], box
+    assert not len(coll.subset(bbox=(0, 0, 1, 1)))
+    for fp in shapely.from_wkb(coll.table.column("geometry").to_pylist()):
+        assert fp.bounds[0] >= -180 and fp.bounds[2] <= 180
+
+
 def static_root(catalog: Any) -> str:
     return str(Path(catalog.get_self_href()).parent)
 

@@ -100,7 +100,6 @@ def record_from_stac_item(
     base_href: str | None = None,
 ) -> Record:
     """A record from a STAC Item dict (relative asset hrefs resolved against ``base_href``)."""
-    import shapely.geometry
 
     props = dict(item.get("properties") or {})
     when = props.get("datetime") or props.get("start_datetime")
@@ -123,10 +122,42 @@ def record_from_stac_item(
         assets=resolve_bands(assets, band_map, band_index_map, item_id=str(item["id"])),
         datetime=parse_datetime(when, name=f"item {item['id']} datetime") if when else None,
         collection=item.get("collection"),
-        geometry=shapely.geometry.shape(geom) if geom else None,
+        geometry=_item_footprint(geom, item.get("bbox")) if geom else None,
         properties=flat,
         proj_code=code,
     )
+
+
+def _item_footprint(geometry: Mapping[str, Any], bbox: Any) -> Any:
+    """A STAC item's geometry as a CRS84 footprint split at ±180: an item across the
+    antimeridian written unsplit (longitudes past 180, or a ring jumping from 179 to
+    -179 with a bbox whose west > east) is split as RFC 7946 asks, so that it is found
+    on both sides (and not read as a band around the globe)."""
+    import numpy as np
+    import shapely
+    import shapely.geometry
+
+    from ..geo.geometry import lonlat_ring_to_polygon
+
+    g = shapely.geometry.shape(geometry)
+    if g.geom_type not in ("Polygon", "MultiPolygon") or g.is_empty:
+        return g
+    w, _, e, _ = g.bounds
+    beyond = w < -180 or e > 180
+    crosses = isinstance(bbox, list | tuple) and len(bbox) in (4, 6)
+    crosses = crosses and bbox[0] > bbox[len(bbox) // 2]
+    if not (beyond or crosses):
+        return g
+    parts = []
+    for part in shapely.get_parts(g):
+        lon, lat = np.asarray(part.exterior.coords)[:-1, :2].T
+        pw, _, pe, _ = part.bounds
+        jumps = np.abs(np.diff(np.concatenate([lon, lon[:1]]))) > 180
+        if pw >= -180 and pe <= 180 and not jumps.any():  # a part already on one side
+            parts.append(part)
+        else:
+            parts.extend(shapely.get_parts(lonlat_ring_to_polygon(lon, lat)))
+    return parts[0] if len(parts) == 1 else shapely.MultiPolygon(parts)
 
 
 def _is_scalar(v: Any) -> bool:
