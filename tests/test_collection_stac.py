@@ -457,6 +457,31 @@ def test_unsplit_antimeridian_items_are_split(pystac_catalog: Any, tmp_path: Any
         assert fp.bounds[0] >= -180 and fp.bounds[2] <= 180
 
 
+def test_max_items_caps_an_antimeridian_search(pystac_catalog: Any) -> None:
+    """A bbox across ±180 is searched as two boxes: max_items caps the items of both
+    together (each box had its own cap: twice as many items)."""
+    base = next(i for i in pystac_catalog.get_items(recursive=True) if i.id == "am")
+    items = []
+    for n in range(6):
+        d = base.clone()
+        d.make_asset_hrefs_absolute()
+        item = {**d.to_dict(), "id": f"am-{n}", "links": []}
+        lon = 179.6 if n % 2 else -179.6  # three on each side
+        item["geometry"] = shapely.geometry.mapping(shapely.box(lon, 0.2, lon + 0.1, 0.3))
+        item["bbox"] = [lon, 0.2, lon + 0.1, 0.3]
+        items.append(item)
+    coll_dict = {**next(pystac_catalog.get_all_collections()).to_dict(), "links": []}
+    api = _start(RustacServer([coll_dict], items))
+    try:
+        kw = dict(name="x", stac_api=api.url, collection="C", bbox=(179, 0, -179, 1),
+                  progress=False)  # fmt: skip
+        assert len(build_from_stac(**kw)) == 6
+        for cap in (1, 2, 4):
+            assert len(build_from_stac(max_items=cap, **kw)) == cap
+    finally:
+        api.stop()
+
+
 def static_root(catalog: Any) -> str:
     return str(Path(catalog.get_self_href()).parent)
 

@@ -100,11 +100,14 @@ def _search(
     boxes = bbox.split() if bbox is not None else [None]
     seen: dict[str, dict[str, Any]] = {}
     for box in boxes:
+        left = None if max_items is None else max_items - len(seen)
+        if left is not None and left <= 0:  # max_items counts the items of both boxes
+            break
         kwargs: dict[str, Any] = {
             "collections": [collection],
             "method": "POST",
             "limit": page_size,
-            "max_items": max_items,
+            "max_items": left,
         }
         if box is not None:
             kwargs["bbox"] = list(box.as_tuple())
