@@ -482,6 +482,30 @@ def test_max_items_caps_an_antimeridian_search(pystac_catalog: Any) -> None:
         api.stop()
 
 
+def test_items_without_a_geotiff_asset_are_named(pystac_catalog: Any, tmp_path: Any) -> None:
+    """Items none of whose assets says GeoTIFF (a JPEG 2000, an extension-less URL
+    without a media type) give records without bands: a warning names them and the
+    assets (the build was silently bandless); band_map reads such an asset."""
+    import json
+    import shutil
+
+    from tessellum.errors import TessellumWarning
+
+    src = Path(static_root(pystac_catalog)) / "data" / "dated.tif"
+    shutil.copy(src, tmp_path / "scene")  # a GeoTIFF whose name does not say so
+    item = {"type": "Feature", "stac_version": "1.1.0", "id": "s1", "collection": "C",
+            "geometry": None, "links": [], "properties": {"datetime": "2024-01-15T00:00:00Z"},
+            "assets": {"img": {"href": "scene"}, "preview": {"href": "p.jp2", "type": "image/jp2"}}}  # fmt: skip
+    path = tmp_path / "items.json"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [item]}))
+    kw = dict(name="x", stac_api=str(path), collection="C", static_catalog=True, progress=False)
+    with pytest.warns(TessellumWarning, match=r"1 of 1 items have no GeoTIFF.*s1.*img \(no type\)"):
+        bare = build_from_stac(**kw)
+    assert bare.bands == []
+    picked = build_from_stac(band_map={"B": "img"}, **kw)
+    assert picked.bands == ["B"] and not len(picked.errors())
+
+
 def static_root(catalog: Any) -> str:
     return str(Path(catalog.get_self_href()).parent)
 

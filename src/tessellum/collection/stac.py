@@ -296,9 +296,31 @@ def stac_records(
         pairs = [(i, None) for i in items]
     if band_map:
         _check_asset_keys(band_map, [i for i, _ in pairs])
-    return [
+    records = [
         record_from_stac_item(i, band_map=bmap, band_index_map=imap, base_href=h) for i, h in pairs
     ]
+    _warn_bandless([i for i, _ in pairs], records)
+    return records
+
+
+def _warn_bandless(items: list[Mapping[str, Any]], records: list[Record]) -> None:
+    """Warn about items none of whose assets became a band (no GeoTIFF media type or
+    .tif href, e.g. JPEG 2000 or extension-less URLs): those records read nothing."""
+    bare = [(i, r) for i, r in zip(items, records, strict=True) if not r.assets]
+    if not bare:
+        return
+    first = bare[0][0].get("assets") or {}
+    kinds = ", ".join(f"{k} ({(a or {}).get('type') or 'no type'})" for k, a in first.items())
+    shown = ", ".join(r.id for _, r in bare[:5]) + (
+        f" (and {len(bare) - 5} more)" if len(bare) > 5 else ""
+    )
+    warnings.warn(
+        f"{len(bare)} of {len(items)} items have no GeoTIFF data asset, so no band: {shown}; "
+        f"the first one's assets are {kinds or 'none'}. Pass band_map={{code: asset key}} "
+        "to read assets whose media type or href does not say GeoTIFF",
+        TessellumWarning,
+        stacklevel=4,
+    )
 
 
 def resolve_band_maps(
