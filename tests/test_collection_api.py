@@ -161,6 +161,27 @@ def test_subset_geometries_in_another_crs_as_intersected_there(crs: str, tmp_pat
     assert hits > 20  # the AOIs do select records
 
 
+def test_get_numpy_with_a_polar_aoi_reads_the_records_it_covers(tmp_path: Path) -> None:
+    """A read whose AOI (EPSG:3413) circles the North Pole finds the raster it covers
+    (its vertices alone, in lon/lat, made a band that missed it: "no record of the
+    collection intersects the geometries")."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from _cogfactory import write_cog
+    from tessellum.collection import build_from_files
+
+    path, _ = write_cog(tmp_path / "a.tif", shape=(100, 100), blocksize=32, overviews=(),
+                        crs="EPSG:3413", transform=from_origin(600000, 0, 1000, 1000))  # fmt: skip
+    coll = build_from_files([str(path)], name="polar", progress=False)
+    aoi = gpd.GeoSeries([shapely.box(-1e6, -1e6, 1e6, 1e6)], crs="EPSG:3413")
+    chips = coll.get_numpy(aoi, ["data"])
+    with rasterio.open(path) as ds:
+        expected = ds.read(1)
+    # the AOI's grid is the raster's: x from -1e6 (col 1600 is x=600 km), y from 1e6
+    np.testing.assert_array_equal(chips.data[0, 0, 1000:1100, 1600:1700], expected)
+
+
 @pytest.mark.parametrize("keys", [("west", "south", "east", "north"),
                                   ("min_lon", "min_lat", "max_lon", "max_lat"),
                                   ("minx", "miny", "maxx", "maxy"),
