@@ -572,6 +572,24 @@ def test_projected_geoparquet_footprints_are_stored_in_lonlat(tmp_path: Path) ->
         build_from_table(gdf.set_crs(None, allow_override=True), name="x", progress=False)
 
 
+def test_dataframe_named_index_is_a_column(world: Any) -> None:
+    """A (Geo)DataFrame indexed by its ids (``set_index("id")``) keeps them: the index
+    was dropped and the records were named by row number ('0', '1')."""
+    edge = world.files_of("edge-cases")[:2]
+    df = pd.DataFrame({"id": ["first", "second"], "href": [str(f.path) for f in edge],
+                       "label": [3, 4]}).set_index("id")  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # some edge-case files are meant to fail
+        coll = build_from_table(df, name="indexed", progress=False)
+        geo = build_from_table(
+            gpd.GeoDataFrame(df, geometry=[shapely.box(-111, 41, -110, 42)] * 2, crs=4326),
+            name="indexed", progress=False,
+        )  # fmt: skip
+    for c in (coll, geo):
+        rows = {r["id"]: r["label"] for r in c.table.select(["id", "label"]).to_pylist()}
+        assert rows == {"first": 3, "second": 4}
+
+
 def test_file_ids_are_distinct_for_distinct_files(tmp_path: Path) -> None:
     """Files of one name in folders of one name get ids with as many folders as it takes
     (``2023/01/scene`` and ``2024/01/scene`` were both ``01/scene``, and group_by="id"

@@ -30,16 +30,28 @@ def to_arrow(table: Any):
     if hasattr(table, "geometry") and hasattr(table, "to_wkb"):  # GeoDataFrame
         if table.crs is not None and table.crs.to_string() not in ("OGC:CRS84", "EPSG:4326"):
             table = table.to_crs("OGC:CRS84")  # footprints are stored in lon/lat
-        df = table.to_wkb()
+        df = _named_index_as_columns(table.to_wkb())
         return pa.Table.from_pandas(df, preserve_index=False)
     if hasattr(table, "columns") and hasattr(table, "to_dict"):  # pandas
         try:
-            return pa.Table.from_pandas(table, preserve_index=False)
+            return pa.Table.from_pandas(_named_index_as_columns(table), preserve_index=False)
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:  # e.g. a column of mixed types
             raise ValidationError(f"cannot read the record table: {exc}") from None
     if hasattr(table, "__arrow_c_stream__"):
         return pa.table(table)
     raise ValidationError(f"cannot read a record table from {type(table).__name__}")
+
+
+def _named_index_as_columns(df: Any) -> Any:
+    """A DataFrame whose named index levels (``df.set_index("id")``) are columns again:
+    they are data (ids, dates), not row numbers."""
+    names = [n for n in getattr(df.index, "names", []) if n is not None]
+    if not names:
+        return df
+    clash = [n for n in names if n in df.columns]
+    if clash:
+        raise ValidationError(f"the record table has {clash} both as index and as columns")
+    return df.reset_index(level=names)
 
 
 def _geoparquet_to_lonlat(table: Any) -> Any:
