@@ -555,6 +555,22 @@ def test_open_date_range_sides_as_in_stac(served: Any, dates: tuple, interval: s
     assert _ids(coll) == expected and len(expected) > 0
 
 
+@pytest.mark.parametrize(
+    "text",
+    ["2024-01-01T00:00:00z", "2024-01-01t10:30:00.123456789Z", "2024-01-01 00:00:00+0000",
+     "2024-01-01T05:30:00.5+05:30", "2024-01-01T00:00Z"],
+)  # fmt: skip
+def test_item_datetimes_read_as_pystac_reads_them(text: str) -> None:
+    """RFC 3339 datetimes of STAC items (a lower-case 'z' too: it failed the whole build)
+    are the instants pystac reads."""
+    from pystac.utils import str_to_datetime
+
+    from tessellum.collection.records import record_from_stac_item
+
+    item = {"id": "i", "properties": {"datetime": text}, "assets": {}}
+    assert record_from_stac_item(item).datetime == str_to_datetime(text)
+
+
 # -- cache ------------------------------------------------------------------------------------
 
 

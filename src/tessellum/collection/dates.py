@@ -37,7 +37,8 @@ def parse_datetime(value: Any, *, end: bool = False, name: str = "date") -> dt.d
         if day is not None:
             return parse_datetime(day, end=end, name=name)
         try:
-            out = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+            # RFC 3339 (STAC's datetimes) allows a lower-case "z" as well
+            out = dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
         except ValueError:
             raise ValidationError(
                 f"{name}: cannot parse {value!r} as an ISO date or datetime"
