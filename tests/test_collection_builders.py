@@ -659,6 +659,29 @@ def test_file_ids_over_http_and_s3_are_the_names_on_disk(
     assert not len(listed.errors())
 
 
+def test_one_file_url_is_one_file_as_a_local_path_is(
+    world: Any, served: Any, s3: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """build_from_files("https://host/a.tif") or ("s3://bucket/key.tif") is that file, as
+    a local file path is (HTTP tried to list it as a folder: 403 from PROPFIND; S3
+    listed the prefix 'key.tif/': no files); an HTTP folder names the way out."""
+    from tessellum.errors import TessellumError
+
+    one = world.files_of("esa-worldcover")[0]
+    http = build_from_files(served.href(one.key), name="one", progress=False)
+    assert len(http) == 1 and not len(http.errors())
+    for k, v in s3.env.items():
+        monkeypatch.setenv(k, v)
+    clear_store_cache()
+    try:
+        key = build_from_files("s3://world/edge/bigtiff.tif", name="one", progress=False)
+    finally:
+        clear_store_cache()
+    assert key.table.column("id").to_pylist() == ["bigtiff"] and not len(key.errors())
+    with pytest.raises(TessellumError, match="list of file URLs"):
+        build_from_files(f"{served.data_url}/data/", name="folder", progress=False)
+
+
 def test_an_empty_file_is_a_truncated_header_over_http_as_on_disk(tmp_path: Path) -> None:
     """A 0-byte file is reported as a truncated header whether read from disk or from
     nginx (over HTTP the error said the server did not support Range requests)."""

@@ -329,6 +329,10 @@ async def list_files_async(
 
         from ..store import open_store
 
+        name = text.rsplit("/", 1)[-1]
+        if name and fnmatch.fnmatch(name.split("?")[0], pattern):
+            return [text]  # one file's URL, as a local file's path is one file
+
         norm = text.rstrip("/") + "/"
         store, prefix = open_store(norm)
         # listed paths are relative to the store root (the bucket): rebuild URLs from it
@@ -342,7 +346,14 @@ async def list_files_async(
         except Exception as exc:  # obstore's own errors: a tessellum error naming the prefix
             from ..store._retry import classify, to_tessellum_error
 
-            raise to_tessellum_error(classify(exc), url=text, what="listing") from exc
+            error = to_tessellum_error(classify(exc), url=text, what="listing")
+            if text.startswith(("http://", "https://")):  # listed with WebDAV's PROPFIND
+                error.args = (
+                    f"{error.args[0]} (an HTTP folder is listed with WebDAV, which this "
+                    "server does not answer: pass a list of file URLs instead)",
+                    *error.args[1:],
+                )
+            raise error from exc
         return sorted(out)
     root = Path(text.removeprefix("file://"))
     if root.is_file():
