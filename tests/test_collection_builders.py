@@ -389,6 +389,36 @@ def test_gti_layer_metadata_location_field_and_filter_as_gdal(tmp_path: Path) ->
     assert set(np.unique(expected)) == {0, 1, 3}
 
 
+def test_gti_tiles_of_one_name_in_two_folders_get_distinct_ids(tmp_path: Path) -> None:
+    """Two tiles named alike in different folders are two records with distinct ids
+    (both were 'tile': group_by="id" merged them), and read as GDAL's GTI reads them."""
+    import numpy as np
+    import rasterio
+    from rasterio.transform import from_origin
+
+    boxes = []
+    for i, sub in enumerate(("north", "south")):
+        (tmp_path / sub).mkdir()
+        y0 = 4650000 - 80 * i
+        with rasterio.open(tmp_path / sub / "tile.tif", "w", driver="GTiff", width=8, height=8,
+                           count=1, dtype="uint8", crs="EPSG:32612",
+                           transform=from_origin(500000, y0, 10, 10)) as ds:  # fmt: skip
+            ds.write(np.full((1, 8, 8), i + 1, "uint8"))
+        boxes.append(shapely.box(500000, y0 - 80, 500080, y0))
+    index = tmp_path / "index.gti.gpkg"
+    gpd.GeoDataFrame({"location": ["north/tile.tif", "south/tile.tif"]}, geometry=boxes,
+                     crs="EPSG:32612").to_file(index, driver="GPKG")  # fmt: skip
+    coll = build_from_gti(index, name="gti", progress=False)
+    assert sorted(coll.table.column("id").to_pylist()) == ["north/tile", "south/tile"]
+    bounds = (500000, 4649840, 500080, 4650000)
+    layers = coll.read_window(bounds=bounds, bands=["data"], group_by="id")
+    assert layers.shape[0] == 2
+    with rasterio.open(index) as gti:
+        expected = gti.read(1)
+    np.testing.assert_array_equal(np.asarray(coll.read_window(bounds=bounds, bands=["data"]))[0],
+                                  expected)  # fmt: skip
+
+
 # -- band maps ---------------------------------------------------------------------------------
 
 

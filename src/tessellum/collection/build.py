@@ -316,7 +316,7 @@ async def build_from_gti_async(
     **kwargs: Any,
 ) -> Collection:
     """Async form of :func:`build_from_gti`."""
-    from .sources import gti_layer_metadata, read_vector_table
+    from .sources import gti_layer_metadata, read_vector_table, unique_ids
 
     # the index's own GTI items, as GDAL's GTI driver applies them: its FILTER (an OGR
     # SQL clause) and, unless the caller names another column, its LOCATION_FIELD
@@ -350,8 +350,8 @@ async def build_from_gti_async(
         remote = "://" in text and not text.startswith("file://")
         base = text.split("?")[0].rsplit("/", 1)[0] if remote else Path(text).resolve().parent
     gdf["__href"] = [_relative_to(_gdal_to_url(h), base) for h in gdf["__href"]]
-    if "id" not in gdf.columns:
-        gdf["id"] = [Path(str(h).split("?")[0]).stem for h in gdf["__href"]]
+    if "id" not in gdf.columns:  # distinct files, distinct ids (north/tile, south/tile)
+        gdf["id"] = unique_ids([str(h) for h in gdf["__href"]])
     if getattr(gdf, "_geometry_column_name", None) in gdf.columns:
         # the index's tile footprints: the headers give them (as GDAL's GTI reads them)
         gdf = gdf.drop(columns=gdf.geometry.name)
