@@ -182,6 +182,28 @@ def test_get_numpy_with_a_polar_aoi_reads_the_records_it_covers(tmp_path: Path) 
     np.testing.assert_array_equal(chips.data[0, 0, 1000:1100, 1600:1700], expected)
 
 
+def test_bounds_is_the_smallest_arc_covering_every_record() -> None:
+    """Collection bounds take the smallest longitude arc covering every record's bbox:
+    tiles on both sides of ±180 that do not cross it (1° DEM tiles around Fiji) give
+    bounds across it (they gave the whole globe, -179.9 to 179.9)."""
+    from tessellum.collection.filters import lon_extent
+
+    def arc(w: float, e: float) -> float:
+        return (e - w) % 360
+
+    assert lon_extent([178.0, -180.0], [180.0, -178.0]) == (178.0, -178.0)
+    rng = np.random.default_rng(11)
+    for _ in range(500):
+        lo = rng.uniform(-180, 180, rng.integers(1, 5))
+        hi = lo + rng.uniform(0, 60, len(lo))
+        hi = np.where(hi > 180, hi - 360, hi)
+        w, e = lon_extent(lo, hi)
+        # reference: the arc from some record's west edge that covers them all
+        best = min(max(arc(s, a) + arc(a, b) for a, b in zip(lo, hi, strict=True)) for s in lo)
+        assert arc(w, e) == pytest.approx(best)
+        assert all(arc(w, a) + arc(a, b) <= arc(w, e) + 1e-9 for a, b in zip(lo, hi, strict=True))
+
+
 @pytest.mark.parametrize("keys", [("west", "south", "east", "north"),
                                   ("min_lon", "min_lat", "max_lon", "max_lat"),
                                   ("minx", "miny", "maxx", "maxy"),

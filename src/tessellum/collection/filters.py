@@ -34,8 +34,8 @@ def lon_extent(xmin: Any, xmax: Any) -> tuple[float, float]:
 
     lo, hi = np.asarray(xmin, dtype=float), np.asarray(xmax, dtype=float)
     wraps = lo > hi
-    if not wraps.any():
-        return float(lo.min()), float(hi.max())
+    # no early answer without crossing rows: tiles on both sides of ±180 (Fiji) are
+    # covered tighter by an arc across it than by one around the globe
     starts = np.concatenate([lo[~wraps], lo[wraps], np.full(wraps.sum(), -180.0)])
     ends = np.concatenate([hi[~wraps], np.full(wraps.sum(), 180.0), hi[wraps]])
     order = np.argsort(starts)
