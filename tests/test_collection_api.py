@@ -186,7 +186,7 @@ def test_bounds_is_the_smallest_arc_covering_every_record() -> None:
     """Collection bounds take the smallest longitude arc covering every record's bbox:
     tiles on both sides of ±180 that do not cross it (1° DEM tiles around Fiji) give
     bounds across it (they gave the whole globe, -179.9 to 179.9)."""
-    from tessellum.collection.filters import lon_extent
+    from tessellum.geo.bbox import lon_extent
 
     def arc(w: float, e: float) -> float:
         return (e - w) % 360

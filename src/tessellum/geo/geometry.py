@@ -485,8 +485,11 @@ def lonlat_bbox(geom) -> tuple[float, float, float, float]:
     is split at the antimeridian (parts touching both +180 and -180)."""
     minx, miny, maxx, maxy = geom.bounds
     if geom.geom_type == "MultiPolygon" and minx <= -180 + 1e-9 and maxx >= 180 - 1e-9:
-        east_parts = [g.bounds for g in geom.geoms if g.bounds[0] >= 0]
-        west_parts = [g.bounds for g in geom.geoms if g.bounds[2] <= 0]
-        if east_parts and west_parts:
-            return (min(b[0] for b in east_parts), miny, max(b[2] for b in west_parts), maxy)
+        from .bbox import lon_extent
+
+        # the parts' longitudes as one arc: across ±180 when that is tighter, all the
+        # way round (-180, 180) when the parts meet (a 0..360 global grid)
+        parts = np.array([g.bounds for g in geom.geoms])
+        west, east = lon_extent(parts[:, 0], parts[:, 2])
+        return (west, miny, east, maxy)
     return (minx, miny, maxx, maxy)
