@@ -620,6 +620,33 @@ def test_dataframe_named_index_is_a_column(world: Any) -> None:
         assert rows == {"first": 3, "second": 4}
 
 
+@pytest.mark.parametrize("encoding", ["WKB", "geoarrow"])
+def test_geoarrow_tables_keep_their_crs(tmp_path: Path, encoding: str) -> None:
+    """GeoDataFrame.to_arrow() (GeoArrow WKB or native, its CRS in the extension
+    metadata), given as an Arrow table or as a PyCapsule stream, gives the footprints the
+    GeoDataFrame gives (native GeoArrow was refused: 'must be WKB, WKT or a geometry';
+    projected WKB was stored in metres)."""
+    import numpy as np
+    import pyarrow as pa
+    from rasterio.transform import from_origin
+    from shapely.geometry import box
+
+    from _cogfactory import write_cog
+    from tessellum.collection import build_from_table
+
+    path, _ = write_cog(tmp_path / "a.tif", shape=(100, 100), crs="EPSG:32612",
+                        transform=from_origin(500000, 4600000, 40, 40),
+                        data=np.ones((1, 100, 100), "uint16"))  # fmt: skip
+    gdf = gpd.GeoDataFrame({"href": [str(path)], "id": ["a"]},
+                           geometry=[box(500000, 4596000, 504000, 4600000)], crs="EPSG:32612")  # fmt: skip
+    expected = build_from_table(gdf, name="gdf", progress=False).table.column("geometry")
+    for source in (gdf.to_arrow(geometry_encoding=encoding),
+                   pa.table(gdf.to_arrow(geometry_encoding=encoding))):  # fmt: skip
+        coll = build_from_table(source, name="arrow", progress=False)
+        got = shapely.from_wkb(coll.table.column("geometry")[0].as_py())
+        assert got.equals_exact(shapely.from_wkb(expected[0].as_py()), tolerance=1e-9)
+
+
 def test_file_ids_are_distinct_for_distinct_files(tmp_path: Path) -> None:
     """Files of one name in folders of one name get ids with as many folders as it takes
     (``2023/01/scene`` and ``2024/01/scene`` were both ``01/scene``, and group_by="id"

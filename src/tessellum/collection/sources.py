@@ -23,10 +23,10 @@ def to_arrow(table: Any):
         if p.suffix.lower() in (".parquet", ".geoparquet") or p.is_dir():
             import pyarrow.parquet as pq
 
-            return _geoparquet_to_lonlat(pq.read_table(p))
+            return _geoparquet_to_lonlat(_geoarrow_to_wkb(pq.read_table(p)))
         return to_arrow(read_vector_table(p))
     if isinstance(table, pa.Table):
-        return _geoparquet_to_lonlat(table)
+        return _geoparquet_to_lonlat(_geoarrow_to_wkb(table))
     if hasattr(table, "geometry") and hasattr(table, "to_wkb"):  # GeoDataFrame
         if table.crs is not None and table.crs.to_string() not in ("OGC:CRS84", "EPSG:4326"):
             table = table.to_crs("OGC:CRS84")  # footprints are stored in lon/lat
@@ -38,7 +38,7 @@ def to_arrow(table: Any):
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:  # e.g. a column of mixed types
             raise ValidationError(f"cannot read the record table: {exc}") from None
     if hasattr(table, "__arrow_c_stream__"):
-        return pa.table(table)
+        return _geoparquet_to_lonlat(_geoarrow_to_wkb(pa.table(table)))
     raise ValidationError(f"cannot read a record table from {type(table).__name__}")
 
 
@@ -52,6 +52,44 @@ def _named_index_as_columns(df: Any) -> Any:
     if clash:
         raise ValidationError(f"the record table has {clash} both as index and as columns")
     return df.reset_index(level=names)
+
+
+def _geoarrow_to_wkb(table: Any) -> Any:
+    """``table`` with its GeoArrow geometry columns (``geoarrow.wkb``, ``geoarrow.polygon``
+    ..., e.g. ``GeoDataFrame.to_arrow()``) as plain WKB in lon/lat: their CRS (the
+    extension metadata's) is applied as a GeoDataFrame's is."""
+    import json
+
+    import pyarrow as pa
+
+    def geoarrow(field: Any) -> bool:
+        name = getattr(field.type, "extension_name", None) or (field.metadata or {}).get(
+            b"ARROW:extension:name", b""
+        ).decode(errors="replace")
+        return str(name).startswith("geoarrow.")
+
+    if not any(geoarrow(f) for f in table.schema):
+        return table
+    import geoarrow.pyarrow as ga
+
+    # through the C stream again: the registered GeoArrow types replace plain fields
+    # that only carry the extension's name in their metadata
+    table = pa.RecordBatchReader.from_stream(table).read_all()
+    for i, field in enumerate(table.schema):
+        if not geoarrow(field):
+            continue
+        wkb = ga.as_wkb(table.column(field.name))
+        crs = getattr(wkb.type, "crs", None)
+        crs_json = json.loads(crs.to_json()) if crs is not None else None
+        values = wkb.combine_chunks().storage.to_numpy(zero_copy_only=False)
+        column = pa.array(values, pa.binary())
+        table = table.set_column(i, pa.field(field.name, pa.binary()), column)
+        if crs_json is not None:  # as GeoParquet metadata: transformed to lon/lat below
+            geo = json.loads((table.schema.metadata or {}).get(b"geo", b"{}") or b"{}")
+            geo.setdefault("columns", {})[field.name] = {"encoding": "WKB", "crs": crs_json}
+            meta = {**(table.schema.metadata or {}), b"geo": json.dumps(geo).encode()}
+            table = table.replace_schema_metadata(meta)
+    return table
 
 
 def _geoparquet_to_lonlat(table: Any) -> Any:
