@@ -647,6 +647,20 @@ def test_geoarrow_tables_keep_their_crs(tmp_path: Path, encoding: str) -> None:
         assert got.equals_exact(shapely.from_wkb(expected[0].as_py()), tolerance=1e-9)
 
 
+def test_table_footprints_past_180_are_split(world: Any) -> None:
+    """Footprints written with longitudes past ±180 (179.5 to 180.5, -181 to -179) are
+    split at the antimeridian and found on both sides (they were found on one side)."""
+    href = str(world.files_of("esa-worldcover")[0].path)
+    table = pa.table({"id": ["east", "west"], "href": [href, href],
+                      "geometry": [shapely.box(179.5, 0, 180.5, 1).wkb,
+                                   shapely.box(-181, 0, -179, 1).wkb]})  # fmt: skip
+    coll = build_from_table(table, name="am", progress=False)
+    for box in [(-179.9, 0.2, -179.7, 0.4), (179.6, 0.2, 179.7, 0.4)]:
+        assert sorted(coll.subset(bbox=box).table.column("id").to_pylist()) == ["east", "west"]
+    for fp in shapely.from_wkb(coll.table.column("geometry").to_pylist()):
+        assert fp.bounds[0] >= -180 and fp.bounds[2] <= 180
+
+
 def test_file_ids_are_distinct_for_distinct_files(tmp_path: Path) -> None:
     """Files of one name in folders of one name get ids with as many folders as it takes
     (``2023/01/scene`` and ``2024/01/scene`` were both ``01/scene``, and group_by="id"

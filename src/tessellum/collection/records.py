@@ -129,24 +129,28 @@ def record_from_stac_item(
 
 
 def _item_footprint(geometry: Mapping[str, Any], bbox: Any) -> Any:
-    """A STAC item's geometry as a CRS84 footprint split at ±180: an item across the
-    antimeridian written unsplit (longitudes past 180, or a ring jumping from 179 to
-    -179 with a bbox whose west > east) is split as RFC 7946 asks, so that it is found
-    on both sides (and not read as a band around the globe)."""
+    """A STAC item's geometry as a CRS84 footprint split at ±180 (see
+    :func:`split_at_antimeridian`); the item's bbox says whether it crosses."""
+    import shapely.geometry
+
+    crosses = isinstance(bbox, list | tuple) and len(bbox) in (4, 6)
+    crosses = crosses and bbox[0] > bbox[len(bbox) // 2]
+    return split_at_antimeridian(shapely.geometry.shape(geometry), crosses=crosses)
+
+
+def split_at_antimeridian(g: Any, *, crosses: bool = False) -> Any:
+    """A lon/lat footprint split at ±180 as RFC 7946 asks, so that it is found on both
+    sides: one written with longitudes past 180 (179.5 to 180.5), or, when ``crosses``
+    (its bbox says so), a ring jumping from 179 to -179 (else a band around the globe)."""
     import numpy as np
     import shapely
-    import shapely.geometry
 
     from ..geo.geometry import lonlat_ring_to_polygon
 
-    g = shapely.geometry.shape(geometry)
     if g.geom_type not in ("Polygon", "MultiPolygon") or g.is_empty:
         return g
     w, _, e, _ = g.bounds
-    beyond = w < -180 or e > 180
-    crosses = isinstance(bbox, list | tuple) and len(bbox) in (4, 6)
-    crosses = crosses and bbox[0] > bbox[len(bbox) // 2]
-    if not (beyond or crosses):
+    if not (w < -180 or e > 180 or crosses):
         return g
     parts = []
     for part in shapely.get_parts(g):

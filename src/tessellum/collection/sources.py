@@ -238,7 +238,7 @@ def records_from_table(
                 raise ValidationError(
                     f"row {rid!r}: {geometry_column!r} must be WKB, WKT or a geometry, got {g!r}"
                 )
-            _check_lonlat(geom, rid, geometry_column)
+            geom = _lonlat_footprint(geom, rid, geometry_column)
         when = row.get(datetime_column) if datetime_column else None
         out.append(
             Record(
@@ -257,20 +257,23 @@ def records_from_table(
     return out
 
 
-def _check_lonlat(geom: Any, rid: str, column: str) -> None:
-    """Footprints are lon/lat degrees: a table in another CRS without saying so (a
-    GeoDataFrame without .crs, WKB in metres) is an error, not footprints in the wrong
-    place."""
+def _lonlat_footprint(geom: Any, rid: str, column: str) -> Any:
+    """``geom`` as a lon/lat footprint, split at ±180 when written with longitudes past
+    it (179.5 to 180.5). Coordinates that are not lon/lat degrees (a GeoDataFrame
+    without .crs, WKB in metres) are an error, not footprints in the wrong place."""
+    from .records import split_at_antimeridian
+
     if geom.is_empty:
-        return
+        return geom
     w, s, e, n = geom.bounds
-    tol = 1e-9
-    if not (-180 - tol <= w and e <= 180 + tol and -90 - tol <= s and n <= 90 + tol):
+    tol = 1e-6
+    if not (w >= -540 and e <= 540 and e - w <= 360 + tol and -90 - tol <= s and n <= 90 + tol):
         raise ValidationError(
             f"row {rid!r}: {column!r} bounds ({w:g}, {s:g}, {e:g}, {n:g}) are not lon/lat "
             "degrees; give footprints in OGC:CRS84, or a GeoDataFrame / GeoParquet file "
             "that states its CRS"
         )
+    return split_at_antimeridian(geom) if w < -180 or e > 180 else geom
 
 
 def _consumed(
