@@ -506,6 +506,21 @@ def test_items_without_a_geotiff_asset_are_named(pystac_catalog: Any, tmp_path: 
     assert picked.bands == ["B"] and not len(picked.errors())
 
 
+def test_assets_without_href_are_not_bands() -> None:
+    """An asset without an href (invalid STAC: null, missing or empty) is no band (a
+    missing one failed the whole build with KeyError 'href', a null one became a band
+    whose href was None)."""
+    from tessellum.collection.records import record_from_stac_item
+
+    tif = "image/tiff; application=geotiff"
+    item = {"id": "i", "properties": {}, "assets": {
+        "missing": {"type": tif}, "null": {"href": None, "type": tif},
+        "empty": {"href": "", "type": tif}, "ok": {"href": "b.tif", "type": tif}}}  # fmt: skip
+    for base in (None, "/data/item.json"):
+        record = record_from_stac_item(item, base_href=base)
+        assert list(record.assets) == ["ok"]
+
+
 def static_root(catalog: Any) -> str:
     return str(Path(catalog.get_self_href()).parent)
 

@@ -103,7 +103,12 @@ def record_from_stac_item(
 
     props = dict(item.get("properties") or {})
     when = props.get("datetime") or props.get("start_datetime")
-    assets = {k: dict(v) for k, v in (item.get("assets") or {}).items()}
+    # an asset without an href (invalid STAC) is nothing to read: not a band
+    assets = {
+        k: dict(v)
+        for k, v in (item.get("assets") or {}).items()
+        if isinstance(v, Mapping) and isinstance(v.get("href"), str) and v["href"]
+    }
     if base_href:
         for a in assets.values():
             a["href"] = _resolve_href(a["href"], base_href)
