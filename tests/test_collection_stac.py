@@ -586,6 +586,14 @@ def test_item_datetimes_read_as_pystac_reads_them(text: str) -> None:
     assert record_from_stac_item(item).datetime == str_to_datetime(text)
 
 
+@pytest.mark.parametrize("dates", [(None, None), ("..", ".."), ("", None)])
+def test_a_date_range_open_both_ways_is_no_filter(served: Any, dates: tuple) -> None:
+    """A date_range open on both sides searches without a datetime filter (it sent
+    '../..', which the API refuses: 'empty datetime interval', a failed build)."""
+    kw = dict(name="s2", stac_api=served.stac_url, collection="sentinel-2-l2a", progress=False)
+    assert _ids(build_from_stac(date_range=dates, **kw)) == _ids(build_from_stac(**kw))
+
+
 # -- cache ------------------------------------------------------------------------------------
 
 

@@ -111,8 +111,9 @@ def _search(
         }
         if box is not None:
             kwargs["bbox"] = list(box.as_tuple())
-        if date_range is not None:
-            kwargs["datetime"] = stac_interval(date_range)
+        interval = stac_interval(date_range) if date_range is not None else "../.."
+        if interval != "../..":  # open both ways is no filter (APIs refuse "../..")
+            kwargs["datetime"] = interval
         if query:
             kwargs["query"] = dict(query)
         if filter is not None:
