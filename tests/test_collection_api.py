@@ -204,6 +204,33 @@ def test_bounds_is_the_smallest_arc_covering_every_record() -> None:
         assert all(arc(w, a) + arc(a, b) <= arc(w, e) + 1e-9 for a, b in zip(lo, hi, strict=True))
 
 
+def test_subset_lonlat_geometries_past_180(tmp_path: Path) -> None:
+    """Lon/lat geometries written past ±180 (a Pacific AOI from 179 to 181, a point at
+    180.5) select the records on both sides, as the same AOI split at ±180 does (they
+    selected the east side only, or nothing)."""
+    from rasterio.transform import from_origin
+
+    from _cogfactory import write_cog
+    from tessellum.collection import build_from_table
+
+    href, _ = write_cog(tmp_path / "a.tif", shape=(16, 16), blocksize=16, overviews=(),
+                        crs="EPSG:4326", transform=from_origin(0, 1, 0.01, 0.01))  # fmt: skip
+    fps = {"west": shapely.box(-179.6, 0, -179.4, 1), "east": shapely.box(179.4, 0, 179.6, 1),
+           "far": shapely.box(0, 0, 1, 1)}  # fmt: skip
+    coll = build_from_table(pa.table({"id": list(fps), "href": [str(href)] * 3,
+                                      "geometry": shapely.to_wkb(list(fps.values()))}),
+                            name="pacific", progress=False)  # fmt: skip
+    both = ["east", "west"]
+    split = shapely.MultiPolygon(
+        [shapely.box(179, 0.2, 180, 0.4), shapely.box(-180, 0.2, -179, 0.4)]
+    )
+    assert _ids(coll.subset(geometries=split)) == both
+    assert _ids(coll.subset(geometries=shapely.box(179, 0.2, 181, 0.4))) == both
+    assert _ids(coll.subset(geometries=shapely.box(-181, 0.2, -179, 0.4))) == both
+    assert _ids(coll.subset(geometries=shapely.Point(180.5, 0.5))) == ["west"]
+    assert _ids(coll.subset(geometries=shapely.box(179, 0.2, 180, 0.4))) == ["east"]
+
+
 @pytest.mark.parametrize("keys", [("west", "south", "east", "north"),
                                   ("min_lon", "min_lat", "max_lon", "max_lat"),
                                   ("minx", "miny", "maxx", "maxy"),

@@ -138,35 +138,11 @@ def _item_footprint(geometry: Mapping[str, Any], bbox: Any) -> Any:
     :func:`split_at_antimeridian`); the item's bbox says whether it crosses."""
     import shapely.geometry
 
+    from ..geo.geometry import split_at_antimeridian
+
     crosses = isinstance(bbox, list | tuple) and len(bbox) in (4, 6)
     crosses = crosses and bbox[0] > bbox[len(bbox) // 2]
     return split_at_antimeridian(shapely.geometry.shape(geometry), crosses=crosses)
-
-
-def split_at_antimeridian(g: Any, *, crosses: bool = False) -> Any:
-    """A lon/lat footprint split at ±180 as RFC 7946 asks, so that it is found on both
-    sides: one written with longitudes past 180 (179.5 to 180.5), or, when ``crosses``
-    (its bbox says so), a ring jumping from 179 to -179 (else a band around the globe)."""
-    import numpy as np
-    import shapely
-
-    from ..geo.geometry import lonlat_ring_to_polygon
-
-    if g.geom_type not in ("Polygon", "MultiPolygon") or g.is_empty:
-        return g
-    w, _, e, _ = g.bounds
-    if not (w < -180 or e > 180 or crosses):
-        return g
-    parts = []
-    for part in shapely.get_parts(g):
-        lon, lat = np.asarray(part.exterior.coords)[:-1, :2].T
-        pw, _, pe, _ = part.bounds
-        jumps = np.abs(np.diff(np.concatenate([lon, lon[:1]]))) > 180
-        if pw >= -180 and pe <= 180 and not jumps.any():  # a part already on one side
-            parts.append(part)
-        else:
-            parts.extend(shapely.get_parts(lonlat_ring_to_polygon(lon, lat)))
-    return parts[0] if len(parts) == 1 else shapely.MultiPolygon(parts)
 
 
 def _is_scalar(v: Any) -> bool:

@@ -261,7 +261,7 @@ def _lonlat_footprint(geom: Any, rid: str, column: str) -> Any:
     """``geom`` as a lon/lat footprint, split at ±180 when written with longitudes past
     it (179.5 to 180.5). Coordinates that are not lon/lat degrees (a GeoDataFrame
     without .crs, WKB in metres) are an error, not footprints in the wrong place."""
-    from .records import split_at_antimeridian
+    from ..geo.geometry import split_at_antimeridian
 
     if geom.is_empty:
         return geom

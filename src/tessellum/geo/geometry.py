@@ -417,11 +417,21 @@ def geometries_to_lonlat(geoms: Any, crs: Any, *, segments: int = 128) -> np.nda
 
     g = np.asarray(geoms, dtype=object)
     src = to_crs(crs)
-    if src.equals(to_crs(CRS84)):
+    if src.is_geographic:  # degrees already: no pole to find; ±180 may be passed
+        if not src.equals(to_crs(CRS84)):
+            t = transformer(src, CRS84)
+            g = shapely.transform(g, lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1])))
+        past = np.flatnonzero((shapely.bounds(g)[:, 0] < -180) | (shapely.bounds(g)[:, 2] > 180))
+        g = g.copy()
+        for i in past:  # a Pacific AOI written 179..181 is 179..180 and -180..-179
+            if shapely.get_type_id(g[i]) in (0, 4):  # points: longitudes wrapped
+                g[i] = shapely.transform(
+                    g[i], lambda xy: np.column_stack([(xy[:, 0] + 180) % 360 - 180, xy[:, 1]])
+                )
+            else:
+                g[i] = split_at_antimeridian(g[i])
         return g
     t = transformer(src, CRS84)
-    if src.is_geographic:  # degrees already: no pole or antimeridian to find
-        return shapely.transform(g, lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1])))
     span = shapely.bounds(g)
     size = np.maximum(span[:, 2] - span[:, 0], span[:, 3] - span[:, 1])
     # edges of up to 10 km (up to `segments` a side): a small AOI is not densified
@@ -478,6 +488,30 @@ def geometries_to_lonlat(geoms: Any, crs: Any, *, segments: int = 128) -> np.nda
     bad = np.flatnonzero(present & ~shapely.is_valid(result))
     result[bad] = shapely.make_valid(result[bad])
     return result
+
+
+def split_at_antimeridian(g: Any, *, crosses: bool = False) -> Any:
+    """A lon/lat footprint split at ±180 as RFC 7946 asks, so that it is found on both
+    sides: one written with longitudes past 180 (179.5 to 180.5), or, when ``crosses``
+    (its bbox says so), a ring jumping from 179 to -179 (else a band around the globe)."""
+    import numpy as np
+    import shapely
+
+    if g.geom_type not in ("Polygon", "MultiPolygon") or g.is_empty:
+        return g
+    w, _, e, _ = g.bounds
+    if not (w < -180 or e > 180 or crosses):
+        return g
+    parts = []
+    for part in shapely.get_parts(g):
+        lon, lat = np.asarray(part.exterior.coords)[:-1, :2].T
+        pw, _, pe, _ = part.bounds
+        jumps = np.abs(np.diff(np.concatenate([lon, lon[:1]]))) > 180
+        if pw >= -180 and pe <= 180 and not jumps.any():  # a part already on one side
+            parts.append(part)
+        else:
+            parts.extend(shapely.get_parts(lonlat_ring_to_polygon(lon, lat)))
+    return parts[0] if len(parts) == 1 else shapely.MultiPolygon(parts)
 
 
 def lonlat_bbox(geom) -> tuple[float, float, float, float]:
