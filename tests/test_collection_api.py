@@ -412,6 +412,22 @@ def test_export_writes_only_the_filtered_view(s2: Collection, tmp_path: Path) ->
     assert [p.name for p in tmp_path.iterdir()] == ["low"]
 
 
+def test_export_and_load_refuse_urls_and_take_file_urls(
+    s2: Collection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """export/load of an s3:// URL is a ValidationError naming it (export made a local
+    folder 's3:' in the cwd, then failed with a bare ArrowInvalid); a file:// URL is
+    its local path (it was the relative folder 'file:')."""
+    monkeypatch.chdir(tmp_path)
+    for call in (lambda: s2.export("s3://bucket/coll"), lambda: load("s3://bucket/coll")):
+        with pytest.raises(ValidationError, match="s3://bucket/coll"):
+            call()
+    assert not list(tmp_path.iterdir())
+    path = s2.export(f"file://{tmp_path}/saved")
+    assert path == tmp_path / "saved"
+    assert len(load(f"file://{tmp_path}/saved")) == len(s2)
+
+
 def test_load_missing_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(CollectionError, match="no collection"):
         load(tmp_path / "nothing")
