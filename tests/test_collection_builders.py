@@ -179,6 +179,38 @@ def test_table_columns_named_like_collection_columns_are_kept(world: Any, tmp_pa
     assert Collection.load(ppath).table.column("month").to_pylist() == [1, 3]
 
 
+def test_record_table_at_a_url(
+    world: Any, served: Any, s3: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A (Geo)Parquet record table at an https:// or s3:// URL is read as the same file on
+    disk is (a bare ArrowInvalid: 'Unrecognized filesystem type in URI: https:/...');
+    a URL that is no Parquet file is a ValidationError naming it."""
+    edge = world.files_of("esa-worldcover")
+    table = pa.table({"id": [f.key.rsplit("/", 1)[-1] for f in edge],
+                      "href": [served.href(f.key) for f in edge], "label": [1, 2][: len(edge)]})  # fmt: skip
+    site = tmp_path / "site"
+    site.mkdir()
+    pq.write_table(table, site / "records.parquet")
+    local = build_from_table(site / "records.parquet", name="t", progress=False)
+    s3.upload_dir(site, bucket="world", prefix="tables/")
+    for k, v in s3.env.items():
+        monkeypatch.setenv(k, v)
+    clear_store_cache()
+    from tessellum.testing.servers import HttpServer
+
+    try:
+        with HttpServer(site) as http:
+            for url in (f"{http.url}/records.parquet", "s3://world/tables/records.parquet"):
+                remote = build_from_table(url, name="t", progress=False)
+                assert remote.table.select(["id", "label", "data_metadata"]).equals(
+                    local.table.select(["id", "label", "data_metadata"])
+                ), url
+            with pytest.raises(ValidationError, match=r"records\.csv"):
+                build_from_table(f"{http.url}/records.csv", name="t", progress=False)
+    finally:
+        clear_store_cache()
+
+
 def test_table_without_href_is_a_clear_error(world: Any) -> None:
     with pytest.raises(ValidationError, match="href"):
         build_from_table(pa.table({"id": ["a"], "url": ["x"]}), name="x", progress=False)

@@ -17,8 +17,11 @@ def to_arrow(table: Any):
     import pyarrow as pa
 
     if isinstance(table, str | os.PathLike):
-        p = Path(table)
-        if "://" not in str(table) and not p.exists():
+        text = os.fspath(table)
+        if isinstance(text, str) and "://" in text and not text.startswith("file://"):
+            return _remote_table(text)
+        p = Path(text.removeprefix("file://") if isinstance(text, str) else text)
+        if not p.exists():
             raise ValidationError(f"no record table at {str(table)!r}")
         if p.suffix.lower() in (".parquet", ".geoparquet") or p.is_dir():
             import pyarrow.parquet as pq
@@ -40,6 +43,32 @@ def to_arrow(table: Any):
     if hasattr(table, "__arrow_c_stream__"):
         return _geoparquet_to_lonlat(_geoarrow_to_wkb(pa.table(table)))
     raise ValidationError(f"cannot read a record table from {type(table).__name__}")
+
+
+def _remote_table(url: str) -> Any:
+    """A Parquet/GeoParquet record table at a URL (``https://``, ``s3://`` ...), read
+    whole through the store layer (``Path`` would make ``s3:/b/k`` of it).
+
+    Raises:
+        ValidationError: for a URL that does not name a Parquet file.
+        TessellumError: naming the URL when it cannot be read.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ..store import object_size, open_store, read_range
+
+    if not url.split("?")[0].lower().endswith((".parquet", ".geoparquet")):
+        raise ValidationError(
+            f"a record table at a URL must be a Parquet or GeoParquet file, got {url!r}"
+        )
+    store, path = open_store(url)
+    data = read_range(store, path, 0, object_size(store, path, url=url), url=url)
+    try:
+        table = pq.read_table(pa.BufferReader(bytes(data)))
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise ValidationError(f"cannot read the record table at {url}: {exc}") from None
+    return _geoparquet_to_lonlat(_geoarrow_to_wkb(table))
 
 
 def _named_index_as_columns(df: Any) -> Any:
