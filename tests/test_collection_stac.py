@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -519,6 +520,38 @@ def test_assets_without_href_are_not_bands() -> None:
     for base in (None, "/data/item.json"):
         record = record_from_stac_item(item, base_href=base)
         assert list(record.assets) == ["ok"]
+
+
+def test_static_bbox_filter_without_item_bboxes_as_a_search(tmp_path: Any) -> None:
+    """A static walk's bbox filter uses an item's geometry when it has no bbox, and keeps
+    no item without a location, as a STAC API search does (both were always kept)."""
+    import json
+
+    def item(name: str, geometry: Any, bbox: Any) -> dict:
+        out = {"type": "Feature", "stac_version": "1.1.0", "id": name, "collection": "F",
+               "geometry": geometry, "links": [], "properties": {"datetime": "2024-01-01T00:00:00Z"},
+               "assets": {"data": {"href": f"/nonexistent/{name}.tif", "type": "image/tiff"}}}  # fmt: skip
+        return {**out, "bbox": bbox} if bbox else out
+
+    square = shapely.geometry.mapping(shapely.box(10, 50, 11, 51))
+    items = [item("nowhere", None, None), item("no-bbox", square, None),
+             item("both", square, [10, 50, 11, 51])]  # fmt: skip
+    path = tmp_path / "items.json"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": items}))
+    coll = {"type": "Collection", "stac_version": "1.1.0", "id": "F", "description": "f",
+            "license": "other", "links": [], "extent": {"spatial": {"bbox": [[-180, -90, 180, 90]]},
+            "temporal": {"interval": [[None, None]]}}}  # fmt: skip
+    api = _start(RustacServer([coll], items))
+    try:
+        for bbox in [(10.2, 50.2, 10.4, 50.4), (0, 0, 1, 1), None]:
+            kw = dict(name="x", collection="F", bbox=bbox, progress=False)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the files do not exist
+                walked = build_from_stac(stac_api=str(path), static_catalog=True, **kw)
+                searched = build_from_stac(stac_api=api.url, **kw)
+            assert _ids(walked) == _ids(searched), bbox
+    finally:
+        api.stop()
 
 
 def static_root(catalog: Any) -> str:

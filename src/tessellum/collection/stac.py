@@ -199,9 +199,11 @@ def walk_static_catalog(
             seen.add(item.collection_id)
         if collection and item.collection_id != collection:
             continue
-        box = _bbox_2d(item.bbox) if item.bbox is not None else None
-        if bbox is not None and box is not None and not bbox_intersects(box, bbox.as_tuple()):
-            continue
+        if bbox is not None:
+            box = _item_bbox(item)
+            # an item without a location (no bbox, no geometry) matches no bbox search
+            if box is None or not bbox_intersects(box, bbox.as_tuple()):
+                continue
         if date_range is not None and not _overlaps(item, date_range):
             continue
         yield item.to_dict(transform_hrefs=False), item.get_self_href() or root
@@ -231,6 +233,19 @@ def _static_items(root: str) -> Iterator[Any]:
         raise ProtocolError(
             f"static STAC catalog {root}: a {type(obj).__name__} holds no items", url=root
         )
+
+
+def _item_bbox(item: Any) -> tuple[float, float, float, float] | None:
+    """The item's (west, south, east, north): its bbox, else its geometry's bounds (split
+    at ±180 as its footprint is), else None."""
+    if item.bbox:
+        return _bbox_2d(item.bbox)
+    if not item.geometry:
+        return None
+    from ..geo.geometry import lonlat_bbox
+    from .records import _item_footprint
+
+    return lonlat_bbox(_item_footprint(item.geometry, None))
 
 
 def _bbox_2d(bbox: Sequence[float]) -> tuple[float, float, float, float]:
