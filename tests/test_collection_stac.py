@@ -523,8 +523,9 @@ def test_assets_without_href_are_not_bands() -> None:
 
 
 def test_static_bbox_filter_without_item_bboxes_as_a_search(tmp_path: Any) -> None:
-    """A static walk's bbox filter uses an item's geometry when it has no bbox, and keeps
-    no item without a location, as a STAC API search does (both were always kept)."""
+    """A static walk's bbox filter tests an item's geometry (not its bbox: a box inside
+    a triangle's bbox but outside the triangle kept it), and keeps no item without a
+    location, as a STAC API search does (items without bbox were always kept)."""
     import json
 
     def item(name: str, geometry: Any, bbox: Any) -> dict:
@@ -534,8 +535,9 @@ def test_static_bbox_filter_without_item_bboxes_as_a_search(tmp_path: Any) -> No
         return {**out, "bbox": bbox} if bbox else out
 
     square = shapely.geometry.mapping(shapely.box(10, 50, 11, 51))
+    triangle = shapely.geometry.mapping(shapely.Polygon([(10, 50), (11, 50), (10, 51)]))
     items = [item("nowhere", None, None), item("no-bbox", square, None),
-             item("both", square, [10, 50, 11, 51])]  # fmt: skip
+             item("both", square, [10, 50, 11, 51]), item("triangle", triangle, [10, 50, 11, 51])]  # fmt: skip
     path = tmp_path / "items.json"
     path.write_text(json.dumps({"type": "FeatureCollection", "features": items}))
     coll = {"type": "Collection", "stac_version": "1.1.0", "id": "F", "description": "f",
@@ -543,7 +545,8 @@ def test_static_bbox_filter_without_item_bboxes_as_a_search(tmp_path: Any) -> No
             "temporal": {"interval": [[None, None]]}}}  # fmt: skip
     api = _start(RustacServer([coll], items))
     try:
-        for bbox in [(10.2, 50.2, 10.4, 50.4), (0, 0, 1, 1), None]:
+        # inside the triangle, inside its bbox only, elsewhere, no filter
+        for bbox in [(10.2, 50.2, 10.4, 50.4), (10.8, 50.8, 10.9, 50.9), (0, 0, 1, 1), None]:
             kw = dict(name="x", collection="F", bbox=bbox, progress=False)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the files do not exist

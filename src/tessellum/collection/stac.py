@@ -199,11 +199,8 @@ def walk_static_catalog(
             seen.add(item.collection_id)
         if collection and item.collection_id != collection:
             continue
-        if bbox is not None:
-            box = _item_bbox(item)
-            # an item without a location (no bbox, no geometry) matches no bbox search
-            if box is None or not bbox_intersects(box, bbox.as_tuple()):
-                continue
+        if bbox is not None and not _item_meets_bbox(item, bbox):
+            continue
         if date_range is not None and not _overlaps(item, date_range):
             continue
         yield item.to_dict(transform_hrefs=False), item.get_self_href() or root
@@ -235,17 +232,20 @@ def _static_items(root: str) -> Iterator[Any]:
         )
 
 
-def _item_bbox(item: Any) -> tuple[float, float, float, float] | None:
-    """The item's (west, south, east, north): its bbox, else its geometry's bounds (split
-    at ±180 as its footprint is), else None."""
-    if item.bbox:
-        return _bbox_2d(item.bbox)
-    if not item.geometry:
-        return None
-    from ..geo.geometry import lonlat_bbox
-    from .records import _item_footprint
+def _item_meets_bbox(item: Any, bbox: BBox) -> bool:
+    """Whether the item's geometry (split at ±180 as its footprint is) meets ``bbox``, as
+    a STAC API search tests it; its bbox when it has no geometry; an item without a
+    location matches no bbox search."""
+    import shapely
 
-    return lonlat_bbox(_item_footprint(item.geometry, None))
+    if item.geometry:
+        from .records import _item_footprint
+
+        footprint = _item_footprint(item.geometry, item.bbox)
+        return any(footprint.intersects(shapely.box(*p.as_tuple())) for p in bbox.split())
+    if item.bbox:
+        return bbox_intersects(_bbox_2d(item.bbox), bbox.as_tuple())
+    return False
 
 
 def _bbox_2d(bbox: Sequence[float]) -> tuple[float, float, float, float]:
