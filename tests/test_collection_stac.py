@@ -557,6 +557,29 @@ def test_static_bbox_filter_without_item_bboxes_as_a_search(tmp_path: Any) -> No
         api.stop()
 
 
+def test_static_items_without_a_collection_field_belong_to_their_collection(
+    pystac_catalog: Any, tmp_path: Any
+) -> None:
+    """Items that leave out the 'collection' field (and link) belong to the collection
+    that holds them in the catalog, as pystac's parent says (they matched no collection:
+    an empty build)."""
+    import json
+    import shutil
+
+    root = tmp_path / "cat"
+    shutil.copytree(static_root(pystac_catalog), root)
+    for path in root.rglob("*.json"):
+        doc = json.loads(path.read_text())
+        if doc.get("type") == "Feature":
+            doc.pop("collection", None)
+            doc["links"] = [link for link in doc["links"] if link["rel"] != "collection"]
+            path.write_text(json.dumps(doc))
+    coll = build_from_stac(name="x", stac_api=str(root / "catalog.json"), collection="C",
+                           static_catalog=True, progress=False)  # fmt: skip
+    assert _ids(coll) == sorted(i.id for i in pystac_catalog.get_items(recursive=True))
+    assert set(coll.table.column("collection").to_pylist()) == {"C"}
+
+
 def static_root(catalog: Any) -> str:
     return str(Path(catalog.get_self_href()).parent)
 

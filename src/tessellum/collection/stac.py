@@ -196,14 +196,28 @@ def walk_static_catalog(
     item walked."""
     for item in _static_items(root):
         if seen is not None:
-            seen.add(item.collection_id)
-        if collection and item.collection_id != collection:
+            seen.add(_collection_of(item))
+        if collection and _collection_of(item) != collection:
             continue
         if bbox is not None and not _item_meets_bbox(item, bbox):
             continue
         if date_range is not None and not _overlaps(item, date_range):
             continue
-        yield item.to_dict(transform_hrefs=False), item.get_self_href() or root
+        data = item.to_dict(transform_hrefs=False)
+        if not data.get("collection") and _collection_of(item):
+            data["collection"] = _collection_of(item)
+        yield data, item.get_self_href() or root
+
+
+def _collection_of(item: Any) -> str | None:
+    """The item's collection id: its ``collection`` field, else the collection that
+    holds it in the catalog (an item may leave the field out)."""
+    if item.collection_id:
+        return item.collection_id
+    import pystac
+
+    parent = item.get_parent()
+    return parent.id if isinstance(parent, pystac.Collection) else None
 
 
 def _static_items(root: str) -> Iterator[Any]:
