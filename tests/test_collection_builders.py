@@ -419,6 +419,15 @@ def test_gti_layer_metadata_location_field_and_filter_as_gdal(tmp_path: Path) ->
     got = coll.read_window(bounds=bounds, bands=["data"])
     np.testing.assert_array_equal(np.nan_to_num(got[0]).astype("uint8"), expected)
     assert set(np.unique(expected)) == {0, 1, 3}
+    # the same index by URL: its layer metadata applies too (it was not read)
+    from tessellum.testing.servers import HttpServer
+
+    with HttpServer(tmp_path) as http:
+        remote = build_from_gti(f"{http.url}/index.gti.gpkg", name="gti", progress=False)
+        assert sorted(remote.table.column("id").to_pylist()) == ["t0", "t2"]
+        assert not len(remote.errors())
+        hrefs = [a[0][1]["href"] for a in remote.table.column("assets").to_pylist()]
+        assert all(h.startswith(f"{http.url}/tiles/") for h in hrefs)
 
 
 def test_gti_tiles_of_one_name_in_two_folders_get_distinct_ids(tmp_path: Path) -> None:

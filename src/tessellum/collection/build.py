@@ -316,17 +316,13 @@ async def build_from_gti_async(
     **kwargs: Any,
 ) -> Collection:
     """Async form of :func:`build_from_gti`."""
-    from .sources import gti_layer_metadata, read_vector_table, unique_ids
+    from .sources import unique_ids
 
-    # the index's own GTI items, as GDAL's GTI driver applies them: its FILTER (an OGR
-    # SQL clause) and, unless the caller names another column, its LOCATION_FIELD
-    meta = gti_layer_metadata(index)
+    gdf, meta = _read_gti(index, kwargs.get("cloud_config"))
+    # the index's own GTI items, as GDAL's GTI driver applies them: its LOCATION_FIELD
+    # (unless the caller names another column) and its FILTER (read above)
     if location_column == "location" and meta.get("LOCATION_FIELD"):
         location_column = meta["LOCATION_FIELD"]
-    # the index is read as its tiles are (rewrites, requester pays)
-    gdf = read_vector_table(
-        index, where=meta.get("FILTER") or None, cloud_config=kwargs.get("cloud_config")
-    )
     if query:
         gdf = gdf.query(query)
     if location_column not in gdf.columns:
@@ -375,6 +371,30 @@ def build_from_gti(index: str | os.PathLike | Any, **kwargs: Any) -> Collection:
     Async form: :func:`build_from_gti_async`.
     """
     return run_sync(build_from_gti_async(index, **kwargs))
+
+
+def _read_gti(index: Any, cloud_config: Any) -> tuple[Any, dict[str, str]]:
+    """The GTI index as a GeoDataFrame, its layer's FILTER applied, and its layer's GTI
+    metadata items. A remote index (read as its tiles are: rewrites, requester pays) is
+    fetched once, so that its metadata is read as a local file's is."""
+    import tempfile
+
+    from .sources import _read_vector, gti_layer_metadata, read_vector_table
+
+    text = os.fspath(index) if isinstance(index, str | os.PathLike) else None
+    name = text.split("?")[0].rsplit("/", 1)[-1] if isinstance(text, str) else ""
+    remote = isinstance(text, str) and "://" in text and not text.startswith("file://")
+    if not remote or name.lower().endswith((".parquet", ".geoparquet")):
+        meta = gti_layer_metadata(index)
+        gdf = read_vector_table(index, where=meta.get("FILTER") or None, cloud_config=cloud_config)
+        return gdf, meta
+    from ..mosaic._remote import read_object
+
+    with tempfile.TemporaryDirectory(prefix="tessellum-") as tmp:
+        local = Path(tmp) / (name or "index.gpkg")  # GDAL picks drivers by the extension
+        local.write_bytes(read_object(text, cloud_config))
+        meta = gti_layer_metadata(local)
+        return _read_vector(local, name, text, "vector table", meta.get("FILTER") or None), meta
 
 
 _VSI = {

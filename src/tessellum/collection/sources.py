@@ -56,14 +56,13 @@ def _remote_table(url: str) -> Any:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from ..store import object_size, open_store, read_range
+    from ..mosaic._remote import read_object
 
     if not url.split("?")[0].lower().endswith((".parquet", ".geoparquet")):
         raise ValidationError(
             f"a record table at a URL must be a Parquet or GeoParquet file, got {url!r}"
         )
-    store, path = open_store(url)
-    data = read_range(store, path, 0, object_size(store, path, url=url), url=url)
+    data = read_object(url)
     try:
         table = pq.read_table(pa.BufferReader(bytes(data)))
     except (pa.ArrowInvalid, OSError) as exc:
