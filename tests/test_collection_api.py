@@ -106,6 +106,131 @@ def test_subset_bbox_and_geometries_in_any_crs(s2: Collection) -> None:
     assert not len(s2.subset(bbox=(0, 0, 1, 1)))
 
 
+_AOI_CASES = {  # CRS: (AOI centre range in that CRS, footprint lon range, lat range)
+    "EPSG:3413": ((-3e6, -3e6, 3e6, 3e6), (-180, 180), (40, 88)),  # north polar
+    "EPSG:3031": ((-3e6, -3e6, 3e6, 3e6), (-180, 180), (-90, -52)),  # south polar
+    "EPSG:32612": ((2e5, 3e6, 8e5, 6e6), (-117, -105), (25, 53)),
+    "EPSG:3832": ((-2e6, -2e6, 2e6, 2e6), (150, 210), (-20, 18)),  # across 180
+}
+
+
+@pytest.mark.parametrize("crs", sorted(_AOI_CASES))
+def test_subset_geometries_in_another_crs_as_intersected_there(crs: str, tmp_path: Path) -> None:
+    """subset(geometries=...) in a projected CRS keeps the records whose footprints meet
+    the geometries in that CRS (reference: footprints densified and transformed there).
+    The geometries' vertices alone were transformed: a box around a pole became a band
+    that misses it, and straight UTM edges missed footprints beside them."""
+    from pyproj import Transformer
+    from rasterio.transform import from_origin
+
+    from _cogfactory import write_cog
+    from tessellum.collection import build_from_table
+
+    href, _ = write_cog(tmp_path / "a.tif", shape=(16, 16), blocksize=16, overviews=(),
+                        crs="EPSG:4326", transform=from_origin(0, 1, 0.01, 0.01))  # fmt: skip
+    (x0, y0, x1, y1), lons, lats = _AOI_CASES[crs]
+    rng = np.random.default_rng(3)
+    footprints = []
+    for _ in range(150):
+        lon, lat = rng.uniform(*lons), rng.uniform(lats[0], lats[1] - 2)
+        lon = (lon + 180) % 360 - 180
+        east = min(lon + rng.uniform(0.1, 3), 180)
+        footprints.append(shapely.box(lon, lat, east, lat + rng.uniform(0.1, 2)))
+    table = pa.table({"id": [f"r{i}" for i in range(len(footprints))], "href": [str(href)] * len(footprints),
+                      "geometry": shapely.to_wkb(footprints)})  # fmt: skip
+    coll = build_from_table(table, name="fp", progress=False)
+    to_crs = Transformer.from_crs("OGC:CRS84", crs, always_xy=True)
+    there = [
+        shapely.transform(shapely.segmentize(g, 0.02), lambda xy: np.column_stack(
+            to_crs.transform(xy[:, 0], xy[:, 1])))
+        for g in footprints
+    ]  # fmt: skip
+    hits = 0
+    for _ in range(12):
+        cx, cy, half = rng.uniform(x0, x1), rng.uniform(y0, y1), rng.uniform(1e4, (x1 - x0) / 2)
+        aoi = shapely.box(max(cx - half, x0), max(cy - half, y0), min(cx + half, x1),
+                          min(cy + half, y1))  # fmt: skip
+        expected = sorted(f"r{i}" for i, g in enumerate(there) if g.intersects(aoi))
+        got = _ids(coll.subset(geometries=gpd.GeoSeries([aoi], crs=crs)))
+        assert got == expected, aoi.bounds
+        hits += len(expected)
+        for record in coll.where(
+            pc.field("id").isin(pa.array(expected, pa.string()))
+        ).iterate_rasters():
+            assert record.intersects(gpd.GeoSeries([aoi], crs=crs)), (record.id, aoi.bounds)
+    assert hits > 20  # the AOIs do select records
+
+
+def test_get_numpy_with_a_polar_aoi_reads_the_records_it_covers(tmp_path: Path) -> None:
+    """A read whose AOI (EPSG:3413) circles the North Pole finds the raster it covers
+    (its vertices alone, in lon/lat, made a band that missed it: "no record of the
+    collection intersects the geometries")."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from _cogfactory import write_cog
+    from tessellum.collection import build_from_files
+
+    path, _ = write_cog(tmp_path / "a.tif", shape=(100, 100), blocksize=32, overviews=(),
+                        crs="EPSG:3413", transform=from_origin(600000, 0, 1000, 1000))  # fmt: skip
+    coll = build_from_files([str(path)], name="polar", progress=False)
+    aoi = gpd.GeoSeries([shapely.box(-1e6, -1e6, 1e6, 1e6)], crs="EPSG:3413")
+    chips = coll.get_numpy(aoi, ["data"])
+    with rasterio.open(path) as ds:
+        expected = ds.read(1)
+    # the AOI's grid is the raster's: x from -1e6 (col 1600 is x=600 km), y from 1e6
+    np.testing.assert_array_equal(chips.data[0, 0, 1000:1100, 1600:1700], expected)
+
+
+def test_bounds_is_the_smallest_arc_covering_every_record() -> None:
+    """Collection bounds take the smallest longitude arc covering every record's bbox:
+    tiles on both sides of ±180 that do not cross it (1° DEM tiles around Fiji) give
+    bounds across it (they gave the whole globe, -179.9 to 179.9)."""
+    from tessellum.geo.bbox import lon_extent
+
+    def arc(w: float, e: float) -> float:
+        return (e - w) % 360
+
+    assert lon_extent([178.0, -180.0], [180.0, -178.0]) == (178.0, -178.0)
+    rng = np.random.default_rng(11)
+    for _ in range(500):
+        lo = rng.uniform(-180, 180, rng.integers(1, 5))
+        hi = lo + rng.uniform(0, 60, len(lo))
+        hi = np.where(hi > 180, hi - 360, hi)
+        w, e = lon_extent(lo, hi)
+        # reference: the arc from some record's west edge that covers them all
+        best = min(max(arc(s, a) + arc(a, b) for a, b in zip(lo, hi, strict=True)) for s in lo)
+        assert arc(w, e) == pytest.approx(best)
+        assert all(arc(w, a) + arc(a, b) <= arc(w, e) + 1e-9 for a, b in zip(lo, hi, strict=True))
+
+
+def test_subset_lonlat_geometries_past_180(tmp_path: Path) -> None:
+    """Lon/lat geometries written past ±180 (a Pacific AOI from 179 to 181, a point at
+    180.5) select the records on both sides, as the same AOI split at ±180 does (they
+    selected the east side only, or nothing)."""
+    from rasterio.transform import from_origin
+
+    from _cogfactory import write_cog
+    from tessellum.collection import build_from_table
+
+    href, _ = write_cog(tmp_path / "a.tif", shape=(16, 16), blocksize=16, overviews=(),
+                        crs="EPSG:4326", transform=from_origin(0, 1, 0.01, 0.01))  # fmt: skip
+    fps = {"west": shapely.box(-179.6, 0, -179.4, 1), "east": shapely.box(179.4, 0, 179.6, 1),
+           "far": shapely.box(0, 0, 1, 1)}  # fmt: skip
+    coll = build_from_table(pa.table({"id": list(fps), "href": [str(href)] * 3,
+                                      "geometry": shapely.to_wkb(list(fps.values()))}),
+                            name="pacific", progress=False)  # fmt: skip
+    both = ["east", "west"]
+    split = shapely.MultiPolygon(
+        [shapely.box(179, 0.2, 180, 0.4), shapely.box(-180, 0.2, -179, 0.4)]
+    )
+    assert _ids(coll.subset(geometries=split)) == both
+    assert _ids(coll.subset(geometries=shapely.box(179, 0.2, 181, 0.4))) == both
+    assert _ids(coll.subset(geometries=shapely.box(-181, 0.2, -179, 0.4))) == both
+    assert _ids(coll.subset(geometries=shapely.Point(180.5, 0.5))) == ["west"]
+    assert _ids(coll.subset(geometries=shapely.box(179, 0.2, 180, 0.4))) == ["east"]
+
+
 @pytest.mark.parametrize("keys", [("west", "south", "east", "north"),
                                   ("min_lon", "min_lat", "max_lon", "max_lat"),
                                   ("minx", "miny", "maxx", "maxy"),
@@ -285,6 +410,22 @@ def test_export_writes_only_the_filtered_view(s2: Collection, tmp_path: Path) ->
     path = s2.export(tmp_path / "low")  # overwritten atomically, no leftovers
     assert len(Collection.load(path)) == 6
     assert [p.name for p in tmp_path.iterdir()] == ["low"]
+
+
+def test_export_and_load_refuse_urls_and_take_file_urls(
+    s2: Collection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """export/load of an s3:// URL is a ValidationError naming it (export made a local
+    folder 's3:' in the cwd, then failed with a bare ArrowInvalid); a file:// URL is
+    its local path (it was the relative folder 'file:')."""
+    monkeypatch.chdir(tmp_path)
+    for call in (lambda: s2.export("s3://bucket/coll"), lambda: load("s3://bucket/coll")):
+        with pytest.raises(ValidationError, match="s3://bucket/coll"):
+            call()
+    assert not list(tmp_path.iterdir())
+    path = s2.export(f"file://{tmp_path}/saved")
+    assert path == tmp_path / "saved"
+    assert len(load(f"file://{tmp_path}/saved")) == len(s2)
 
 
 def test_load_missing_is_a_clear_error(tmp_path: Path) -> None:

@@ -179,6 +179,38 @@ def test_table_columns_named_like_collection_columns_are_kept(world: Any, tmp_pa
     assert Collection.load(ppath).table.column("month").to_pylist() == [1, 3]
 
 
+def test_record_table_at_a_url(
+    world: Any, served: Any, s3: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A (Geo)Parquet record table at an https:// or s3:// URL is read as the same file on
+    disk is (a bare ArrowInvalid: 'Unrecognized filesystem type in URI: https:/...');
+    a URL that is no Parquet file is a ValidationError naming it."""
+    edge = world.files_of("esa-worldcover")
+    table = pa.table({"id": [f.key.rsplit("/", 1)[-1] for f in edge],
+                      "href": [served.href(f.key) for f in edge], "label": [1, 2][: len(edge)]})  # fmt: skip
+    site = tmp_path / "site"
+    site.mkdir()
+    pq.write_table(table, site / "records.parquet")
+    local = build_from_table(site / "records.parquet", name="t", progress=False)
+    s3.upload_dir(site, bucket="world", prefix="tables/")
+    for k, v in s3.env.items():
+        monkeypatch.setenv(k, v)
+    clear_store_cache()
+    from tessellum.testing.servers import HttpServer
+
+    try:
+        with HttpServer(site) as http:
+            for url in (f"{http.url}/records.parquet", "s3://world/tables/records.parquet"):
+                remote = build_from_table(url, name="t", progress=False)
+                assert remote.table.select(["id", "label", "data_metadata"]).equals(
+                    local.table.select(["id", "label", "data_metadata"])
+                ), url
+            with pytest.raises(ValidationError, match=r"records\.csv"):
+                build_from_table(f"{http.url}/records.csv", name="t", progress=False)
+    finally:
+        clear_store_cache()
+
+
 def test_table_without_href_is_a_clear_error(world: Any) -> None:
     with pytest.raises(ValidationError, match="href"):
         build_from_table(pa.table({"id": ["a"], "url": ["x"]}), name="x", progress=False)
@@ -355,6 +387,79 @@ def test_gti_relative_locations_are_relative_to_the_index(
     assert (expected == 7).all()
 
 
+def test_gti_layer_metadata_location_field_and_filter_as_gdal(tmp_path: Path) -> None:
+    """The index layer's LOCATION_FIELD and FILTER metadata items are applied as GDAL's
+    GTI driver applies them (the build failed: no 'location' column, and would have
+    indexed the rows FILTER leaves out)."""
+    import numpy as np
+    import rasterio
+    from rasterio.transform import from_origin
+
+    (tmp_path / "tiles").mkdir()
+    boxes = []
+    for i in range(3):
+        x0 = 500000 + 80 * i
+        with rasterio.open(tmp_path / "tiles" / f"t{i}.tif", "w", driver="GTiff", width=8,
+                           height=8, count=1, dtype="uint8", crs="EPSG:32612",
+                           transform=from_origin(x0, 4650000, 10, 10)) as ds:  # fmt: skip
+            ds.write(np.full((1, 8, 8), i + 1, "uint8"))
+        boxes.append(shapely.box(x0, 4649920, x0 + 80, 4650000))
+    index = tmp_path / "index.gti.gpkg"
+    gpd.GeoDataFrame(
+        {"path": [f"tiles/t{i}.tif" for i in range(3)], "location": ["nowhere.tif"] * 3,
+         "quality": [5, 1, 4]},
+        geometry=boxes, crs="EPSG:32612",
+    ).to_file(index, driver="GPKG", metadata={"LOCATION_FIELD": "path", "FILTER": "quality >= 3"})  # fmt: skip
+    bounds = (500000, 4649920, 500240, 4650000)
+    with rasterio.open(index) as gti:  # GDAL's reading of the same index
+        expected = gti.read(1, window=gti.window(*bounds))
+    coll = build_from_gti(index, name="gti", progress=False)
+    assert sorted(coll.table.column("id").to_pylist()) == ["t0", "t2"]
+    assert not len(coll.errors())
+    got = coll.read_window(bounds=bounds, bands=["data"])
+    np.testing.assert_array_equal(np.nan_to_num(got[0]).astype("uint8"), expected)
+    assert set(np.unique(expected)) == {0, 1, 3}
+    # the same index by URL: its layer metadata applies too (it was not read)
+    from tessellum.testing.servers import HttpServer
+
+    with HttpServer(tmp_path) as http:
+        remote = build_from_gti(f"{http.url}/index.gti.gpkg", name="gti", progress=False)
+        assert sorted(remote.table.column("id").to_pylist()) == ["t0", "t2"]
+        assert not len(remote.errors())
+        hrefs = [a[0][1]["href"] for a in remote.table.column("assets").to_pylist()]
+        assert all(h.startswith(f"{http.url}/tiles/") for h in hrefs)
+
+
+def test_gti_tiles_of_one_name_in_two_folders_get_distinct_ids(tmp_path: Path) -> None:
+    """Two tiles named alike in different folders are two records with distinct ids
+    (both were 'tile': group_by="id" merged them), and read as GDAL's GTI reads them."""
+    import numpy as np
+    import rasterio
+    from rasterio.transform import from_origin
+
+    boxes = []
+    for i, sub in enumerate(("north", "south")):
+        (tmp_path / sub).mkdir()
+        y0 = 4650000 - 80 * i
+        with rasterio.open(tmp_path / sub / "tile.tif", "w", driver="GTiff", width=8, height=8,
+                           count=1, dtype="uint8", crs="EPSG:32612",
+                           transform=from_origin(500000, y0, 10, 10)) as ds:  # fmt: skip
+            ds.write(np.full((1, 8, 8), i + 1, "uint8"))
+        boxes.append(shapely.box(500000, y0 - 80, 500080, y0))
+    index = tmp_path / "index.gti.gpkg"
+    gpd.GeoDataFrame({"location": ["north/tile.tif", "south/tile.tif"]}, geometry=boxes,
+                     crs="EPSG:32612").to_file(index, driver="GPKG")  # fmt: skip
+    coll = build_from_gti(index, name="gti", progress=False)
+    assert sorted(coll.table.column("id").to_pylist()) == ["north/tile", "south/tile"]
+    bounds = (500000, 4649840, 500080, 4650000)
+    layers = coll.read_window(bounds=bounds, bands=["data"], group_by="id")
+    assert layers.shape[0] == 2
+    with rasterio.open(index) as gti:
+        expected = gti.read(1)
+    np.testing.assert_array_equal(np.asarray(coll.read_window(bounds=bounds, bands=["data"]))[0],
+                                  expected)  # fmt: skip
+
+
 # -- band maps ---------------------------------------------------------------------------------
 
 
@@ -510,6 +615,93 @@ def test_projected_geodataframe_footprints_are_stored_in_lonlat(tmp_path: Path) 
         build_from_table(str(tmp_path / "missing.parquet"), name="x", progress=False)
 
 
+def test_projected_geoparquet_footprints_are_stored_in_lonlat(tmp_path: Path) -> None:
+    """A GeoParquet file (or the Arrow table read from it) in a projected CRS gives the
+    footprints the same GeoDataFrame gives (they were kept in metres and every bbox
+    filter missed them); footprints in metres without a CRS are an error naming the row."""
+    import numpy as np
+    import pyarrow.parquet as pq
+    from rasterio.transform import from_origin
+    from shapely.geometry import box
+
+    from _cogfactory import write_cog
+    from tessellum.collection import build_from_table
+
+    path, _ = write_cog(tmp_path / "a.tif", shape=(100, 100), crs="EPSG:32612",
+                        transform=from_origin(500000, 4600000, 40, 40),
+                        data=np.ones((1, 100, 100), "uint16"))  # fmt: skip
+    gdf = gpd.GeoDataFrame({"href": [str(path)], "id": ["a"]},
+                           geometry=[box(500000, 4596000, 504000, 4600000)], crs="EPSG:32612")  # fmt: skip
+    gdf.to_parquet(tmp_path / "records.parquet")
+    expected = gdf.to_crs("OGC:CRS84").geometry.iloc[0]
+    for source in (tmp_path / "records.parquet", pq.read_table(tmp_path / "records.parquet")):
+        coll = build_from_table(source, name="proj", progress=False)
+        got = shapely.from_wkb(coll.table.column("geometry")[0].as_py())
+        assert got.equals_exact(expected, tolerance=1e-9), source
+        assert len(coll.subset(bbox=(-112, 41, -110, 42))) == 1
+    with pytest.raises(ValidationError, match=r"row 'a'.*not lon/lat"):
+        build_from_table(gdf.set_crs(None, allow_override=True), name="x", progress=False)
+
+
+def test_dataframe_named_index_is_a_column(world: Any) -> None:
+    """A (Geo)DataFrame indexed by its ids (``set_index("id")``) keeps them: the index
+    was dropped and the records were named by row number ('0', '1')."""
+    edge = world.files_of("edge-cases")[:2]
+    df = pd.DataFrame({"id": ["first", "second"], "href": [str(f.path) for f in edge],
+                       "label": [3, 4]}).set_index("id")  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # some edge-case files are meant to fail
+        coll = build_from_table(df, name="indexed", progress=False)
+        geo = build_from_table(
+            gpd.GeoDataFrame(df, geometry=[shapely.box(-111, 41, -110, 42)] * 2, crs=4326),
+            name="indexed", progress=False,
+        )  # fmt: skip
+    for c in (coll, geo):
+        rows = {r["id"]: r["label"] for r in c.table.select(["id", "label"]).to_pylist()}
+        assert rows == {"first": 3, "second": 4}
+
+
+@pytest.mark.parametrize("encoding", ["WKB", "geoarrow"])
+def test_geoarrow_tables_keep_their_crs(tmp_path: Path, encoding: str) -> None:
+    """GeoDataFrame.to_arrow() (GeoArrow WKB or native, its CRS in the extension
+    metadata), given as an Arrow table or as a PyCapsule stream, gives the footprints the
+    GeoDataFrame gives (native GeoArrow was refused: 'must be WKB, WKT or a geometry';
+    projected WKB was stored in metres)."""
+    import numpy as np
+    import pyarrow as pa
+    from rasterio.transform import from_origin
+    from shapely.geometry import box
+
+    from _cogfactory import write_cog
+    from tessellum.collection import build_from_table
+
+    path, _ = write_cog(tmp_path / "a.tif", shape=(100, 100), crs="EPSG:32612",
+                        transform=from_origin(500000, 4600000, 40, 40),
+                        data=np.ones((1, 100, 100), "uint16"))  # fmt: skip
+    gdf = gpd.GeoDataFrame({"href": [str(path)], "id": ["a"]},
+                           geometry=[box(500000, 4596000, 504000, 4600000)], crs="EPSG:32612")  # fmt: skip
+    expected = build_from_table(gdf, name="gdf", progress=False).table.column("geometry")
+    for source in (gdf.to_arrow(geometry_encoding=encoding),
+                   pa.table(gdf.to_arrow(geometry_encoding=encoding))):  # fmt: skip
+        coll = build_from_table(source, name="arrow", progress=False)
+        got = shapely.from_wkb(coll.table.column("geometry")[0].as_py())
+        assert got.equals_exact(shapely.from_wkb(expected[0].as_py()), tolerance=1e-9)
+
+
+def test_table_footprints_past_180_are_split(world: Any) -> None:
+    """Footprints written with longitudes past ±180 (179.5 to 180.5, -181 to -179) are
+    split at the antimeridian and found on both sides (they were found on one side)."""
+    href = str(world.files_of("esa-worldcover")[0].path)
+    table = pa.table({"id": ["east", "west"], "href": [href, href],
+                      "geometry": [shapely.box(179.5, 0, 180.5, 1).wkb,
+                                   shapely.box(-181, 0, -179, 1).wkb]})  # fmt: skip
+    coll = build_from_table(table, name="am", progress=False)
+    for box in [(-179.9, 0.2, -179.7, 0.4), (179.6, 0.2, 179.7, 0.4)]:
+        assert sorted(coll.subset(bbox=box).table.column("id").to_pylist()) == ["east", "west"]
+    for fp in shapely.from_wkb(coll.table.column("geometry").to_pylist()):
+        assert fp.bounds[0] >= -180 and fp.bounds[2] <= 180
+
+
 def test_file_ids_are_distinct_for_distinct_files(tmp_path: Path) -> None:
     """Files of one name in folders of one name get ids with as many folders as it takes
     (``2023/01/scene`` and ``2024/01/scene`` were both ``01/scene``, and group_by="id"
@@ -533,6 +725,73 @@ def test_file_ids_are_distinct_for_distinct_files(tmp_path: Path) -> None:
     layers = coll.read_window(bounds=(500000, 4649920, 500080, 4650000), bands=["data"],
                               group_by="id")  # fmt: skip
     assert layers.shape[0] == 5
+
+
+def test_file_ids_over_http_and_s3_are_the_names_on_disk(
+    s3: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files with spaces, unicode, '%', '#', '?' ... get the same ids from a local
+    folder, from nginx URLs (percent-encoded: the ids were too, 'with%20space') and from
+    an S3 prefix (a '?' in a key is part of the name: 'q?mark' was 'q'); URLs that differ
+    only in their query string get distinct ids (they were one id)."""
+    import urllib.parse
+
+    import numpy as np
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from tessellum.testing.servers import HttpServer
+
+    names = ["with space", "ünïcødé", "per%20cent", "hash#1", "q?mark", "plus+sign", "a&b"]
+    for k, name in enumerate(names):
+        with rasterio.open(tmp_path / f"{name}.tif", "w", driver="GTiff", width=8, height=8,
+                           count=1, dtype="uint8", crs="EPSG:32612",
+                           transform=from_origin(500000, 4650000, 10, 10)) as ds:  # fmt: skip
+            ds.write(np.full((1, 8, 8), k + 1, "uint8"))
+    local = build_from_files(tmp_path, name="odd", progress=False)
+    assert sorted(local.table.column("id").to_pylist()) == sorted(names)
+    with HttpServer(tmp_path) as http:
+        urls = [f"{http.url}/{urllib.parse.quote(n)}.tif" for n in names]
+        remote = build_from_files(urls, name="odd", progress=False)
+        signed = build_from_files(
+            [f"{urls[0]}?sig=1", f"{urls[0]}?sig=2"], name="odd", progress=False
+        )
+    assert sorted(remote.table.column("id").to_pylist()) == sorted(names)
+    assert not len(remote.errors())
+    assert len(set(signed.table.column("id").to_pylist())) == 2
+    s3.upload_dir(tmp_path, bucket="world", prefix="odd names/")
+    for k, v in s3.env.items():
+        monkeypatch.setenv(k, v)
+    clear_store_cache()
+    try:
+        listed = build_from_files("s3://world/odd names/", name="odd", progress=False)
+    finally:
+        clear_store_cache()
+    assert sorted(listed.table.column("id").to_pylist()) == sorted(names)
+    assert not len(listed.errors())
+
+
+def test_one_file_url_is_one_file_as_a_local_path_is(
+    world: Any, served: Any, s3: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """build_from_files("https://host/a.tif") or ("s3://bucket/key.tif") is that file, as
+    a local file path is (HTTP tried to list it as a folder: 403 from PROPFIND; S3
+    listed the prefix 'key.tif/': no files); an HTTP folder names the way out."""
+    from tessellum.errors import TessellumError
+
+    one = world.files_of("esa-worldcover")[0]
+    http = build_from_files(served.href(one.key), name="one", progress=False)
+    assert len(http) == 1 and not len(http.errors())
+    for k, v in s3.env.items():
+        monkeypatch.setenv(k, v)
+    clear_store_cache()
+    try:
+        key = build_from_files("s3://world/edge/bigtiff.tif", name="one", progress=False)
+    finally:
+        clear_store_cache()
+    assert key.table.column("id").to_pylist() == ["bigtiff"] and not len(key.errors())
+    with pytest.raises(TessellumError, match="list of file URLs"):
+        build_from_files(f"{served.data_url}/data/", name="folder", progress=False)
 
 
 def test_an_empty_file_is_a_truncated_header_over_http_as_on_disk(tmp_path: Path) -> None:

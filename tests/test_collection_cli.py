@@ -69,7 +69,8 @@ def test_build_stac_errors_are_messages(cli: typer.Typer, served: Any, tmp_path:
     assert res.exit_code == 1 and "error:" in res.output and "127.0.0.1:9" in res.output
     # nothing matches (a typo'd collection): an error, and no empty collection saved
     res = _run(cli, "build", "stac", served.stac_url, "naipp", "-o", tmp_path / "empty")
-    assert res.exit_code == 1 and "no items of 'naipp'" in res.output
+    assert res.exit_code == 1 and "collection 'naipp' not found" in res.output
+    assert "'naip'" in res.output  # the collections the API has
     assert not (tmp_path / "empty").exists()
 
 

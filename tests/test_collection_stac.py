@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import copy
 import functools
+import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -201,6 +203,391 @@ def test_static_catalog_refuses_query(world: Any) -> None:
         )  # fmt: skip
 
 
+def _pystac_catalog(root: Any) -> Any:
+    """A nested pystac catalog (catalog -> catalog -> collection) with relative hrefs:
+    a dated item, an item with only a start/end interval, one at 23:10 on Jan 31st, one
+    dated Feb 5th whose interval starts in January, one with a 3D bbox and one split at
+    the antimeridian (EPSG:3832, across 180)."""
+    import datetime as dt
+
+    import pystac
+    from rasterio.transform import from_origin
+
+    from _cogfactory import write_cog
+
+    utc = dt.UTC
+    ext = pystac.Extent(
+        pystac.SpatialExtent([[-180, -90, 180, 90]]), pystac.TemporalExtent([[None, None]])
+    )
+    coll = pystac.Collection("C", "test collection", extent=ext)
+
+    def add(name: str, bbox: list[float], geom: Any, crs: str, origin: tuple, res: float,
+            when: Any = None, **props: Any) -> None:  # fmt: skip
+        path, _ = write_cog(
+            root / "data" / f"{name}.tif", shape=(64, 64), blocksize=16, overviews=(),
+            crs=crs, transform=from_origin(*origin, res, res),
+        )  # fmt: skip
+        item = pystac.Item(name, shapely.geometry.mapping(geom), bbox, when, {}, **props)
+        item.add_asset("data", pystac.Asset(str(path), media_type=pystac.MediaType.COG))
+        coll.add_item(item)
+
+    def t(*args: int) -> dt.datetime:
+        return dt.datetime(*args, tzinfo=utc)
+
+    geo = "EPSG:4326"
+    (root / "data").mkdir(parents=True)
+    add("dated", [10, 49.36, 10.64, 50], shapely.box(10, 49.36, 10.64, 50), geo, (10, 50),
+        0.01, t(2024, 1, 15, 12))  # fmt: skip
+    add("interval", [11, 49.36, 11.64, 50], shapely.box(11, 49.36, 11.64, 50), geo, (11, 50),
+        0.01, start_datetime=t(2023, 12, 20), end_datetime=t(2024, 1, 10))  # fmt: skip
+    add("late", [12, 49.36, 12.64, 50], shapely.box(12, 49.36, 12.64, 50), geo, (12, 50),
+        0.01, t(2024, 1, 31, 23, 10))  # fmt: skip
+    add("feb", [13, 49.36, 13.64, 50], shapely.box(13, 49.36, 13.64, 50), geo, (13, 50),
+        0.01, t(2024, 2, 5), start_datetime=t(2024, 1, 25), end_datetime=t(2024, 2, 10))  # fmt: skip
+    add("3d", [20, 49.36, 0, 20.64, 50, 500], shapely.box(20, 49.36, 20.64, 50), geo, (20, 50),
+        0.01, t(2024, 1, 2))  # fmt: skip
+    parts = [shapely.box(179.55, 0.1, 180, 0.9), shapely.box(-180, 0.1, -179.55, 0.9)]
+    add("am", [179.55, 0.1, -179.55, 0.9], shapely.MultiPolygon(parts), "EPSG:3832",
+        (-50000, 100000), 1000, t(2024, 1, 3))  # fmt: skip
+    cat = pystac.Catalog("root", "root")
+    sub = pystac.Catalog("sub", "sub")
+    cat.add_child(sub)
+    sub.add_child(coll)
+    cat.normalize_hrefs(str(root))
+    cat.make_all_asset_hrefs_relative()
+    cat.save(pystac.CatalogType.SELF_CONTAINED)
+    return cat
+
+
+@pytest.fixture(scope="module")
+def pystac_catalog(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    return _pystac_catalog(tmp_path_factory.mktemp("pystac-catalog"))
+
+
+_SEARCHES = [
+    ((-10, -10, 30, 60), ("2024-01-01", "2024-01-31")),
+    (None, ("2024-01-05", None)),
+    (None, (None, "2023-12-31")),
+    (None, ("2024-02-01", "2024-02-01")),
+    ((20.1, 49.5, 20.2, 49.6), None),  # inside the 3D bbox
+    ((-179.9, 0.2, -179.7, 0.4), ("2024-01-03", "2024-01-03")),
+    ((179.6, 0.2, 179.7, 0.4), None),
+    ((11.7, 49.4, 11.8, 49.5), None),  # between two items
+]
+
+
+def test_static_catalog_walk_matches_a_stac_api_search(pystac_catalog: Any) -> None:
+    """The static walk keeps the items a STAC API search of the same items returns:
+    start/end intervals that overlap the range, 3D bboxes, antimeridian items."""
+    static = str(pystac_catalog.get_self_href())
+    items = []
+    for item in pystac_catalog.get_items(recursive=True):
+        d = item.clone()
+        d.make_asset_hrefs_absolute()
+        items.append({**d.to_dict(), "links": []})
+    coll_dict = {**next(pystac_catalog.get_all_collections()).to_dict(), "links": []}
+    api = _start(RustacServer([coll_dict], items))
+    try:
+        for bbox, dates in _SEARCHES:
+            kw = dict(name="x", collection="C", bbox=bbox, date_range=dates, progress=False)
+            walked = build_from_stac(stac_api=static, static_catalog=True, **kw)
+            searched = build_from_stac(stac_api=api.url, **kw)
+            assert _ids(walked) == _ids(searched), (bbox, dates)
+            assert not len(walked.errors())
+    finally:
+        api.stop()
+    jan = build_from_stac(
+        name="x", stac_api=static, collection="C", date_range=("2024-01-01", "2024-01-31"),
+        static_catalog=True, progress=False,
+    )  # fmt: skip
+    assert _ids(jan) == ["3d", "am", "dated", "feb", "interval", "late"]
+
+
+def test_subset_dates_match_items_as_the_search_did(pystac_catalog: Any) -> None:
+    """Collection.subset(date_range=...) keeps an item whose start/end interval meets the
+    range, as the STAC search did (it tested the start alone: a build for January,
+    subset to January, lost the item whose interval began in December)."""
+    static = str(pystac_catalog.get_self_href())
+    everything = build_from_stac(
+        name="x", stac_api=static, collection="C", static_catalog=True, progress=False
+    )
+    for dates in [("2024-01-01", "2024-01-31"), ("2024-01-05", None), ("2024-02-01", "2024-02-01"),
+                  (None, "2023-12-31"), ("2024-01-11", "2024-01-20")]:  # fmt: skip
+        searched = build_from_stac(
+            name="x", stac_api=static, collection="C", static_catalog=True, date_range=dates,
+            progress=False,
+        )  # fmt: skip
+        assert _ids(everything.subset(date_range=dates)) == _ids(searched), dates
+        assert _ids(searched.subset(date_range=dates)) == _ids(searched), dates
+    schema = everything.table.schema
+    assert str(schema.field("start_datetime").type) == "timestamp[us, tz=UTC]"
+
+
+def test_static_item_collection_and_single_item(pystac_catalog: Any, tmp_path: Any) -> None:
+    """An item collection file (a FeatureCollection, relative hrefs resolved against it)
+    and a single item file are static roots too, as a catalog is."""
+    import json
+
+    data = Path(static_root(pystac_catalog)) / "data"
+    features = []
+    for item in pystac_catalog.get_items(recursive=True):
+        d = {**item.to_dict(transform_hrefs=False), "links": []}  # no self link: hrefs are
+        d["assets"]["data"]["href"] = f"data/{item.id}.tif"  # relative to the file
+        features.append(d)
+    path = tmp_path / "nested" / "items.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    (tmp_path / "nested" / "data").symlink_to(data)
+    coll = build_from_stac(
+        name="x", stac_api=str(path), collection="C", static_catalog=True,
+        date_range=("2024-01-01", "2024-01-31"), progress=False,
+    )  # fmt: skip
+    assert _ids(coll) == ["3d", "am", "dated", "feb", "interval", "late"]
+    assert not len(coll.errors())
+    hrefs = [a[0][1]["href"] for a in coll.table.column("assets").to_pylist()]
+    assert all(h.startswith(str(tmp_path / "nested" / "data")) for h in hrefs)
+    one = build_from_stac(
+        name="x", stac_api=_item_file(pystac_catalog, "dated"), collection="C",
+        static_catalog=True, progress=False,
+    )  # fmt: skip
+    assert _ids(one) == ["dated"] and not len(one.errors())
+
+
+def test_static_catalog_over_http_resolves_hrefs_as_pystac(tmp_path: Any) -> None:
+    """Asset hrefs of a static catalog read over HTTP resolve as pystac resolves them:
+    a path-absolute href (``/data/x.tif``) is on the catalog's host, not a local path."""
+    import pystac
+
+    from tessellum.testing.servers import HttpServer
+
+    cat = _pystac_catalog(tmp_path / "site" / "stac")
+    for item in cat.get_items(recursive=True):  # "/stac/data/<id>.tif", from the host root
+        item.assets["data"].href = f"/stac/data/{item.id}.tif"
+    cat.save(pystac.CatalogType.SELF_CONTAINED)
+    with HttpServer(tmp_path / "site") as http:
+        root = f"{http.url}/stac/catalog.json"
+        coll = build_from_stac(
+            name="x", stac_api=root, collection="C", static_catalog=True, progress=False
+        )
+        expected = {
+            i.id: i.assets["data"].get_absolute_href()
+            for i in pystac.read_file(root).get_items(recursive=True)
+        }
+    assert not len(coll.errors())
+    got = {
+        r["id"]: r["assets"][0][1]["href"] for r in coll.table.select(["id", "assets"]).to_pylist()
+    }
+    assert got == expected
+    assert all(h.startswith(f"{http.url}/stac/data/") for h in got.values())
+
+
+@pytest.mark.parametrize(
+    ("href", "base"),
+    [
+        ("/data/x.tif", "http://h:1/stac/a/item.json"),
+        ("../d/x.tif", "https://h/stac/a/item.json"),
+        ("x.tif", "s3://bucket/k/item.json"),
+        ("../../x.tif", "s3://bucket/k/item.json"),
+        ("./x%20y.tif?sig=1", "gs://b/k/item.json"),
+        ("x.tif", "file:///tmp/a/item.json"),
+        ("../x.tif", "/tmp/a/b/item.json"),
+        ("s3://other/x.tif", "http://h/a/item.json"),
+    ],
+)
+def test_relative_asset_hrefs_resolve_as_pystac(href: str, base: str) -> None:
+    from pystac.utils import make_absolute_href
+
+    from tessellum.collection.records import record_from_stac_item
+
+    item = {"id": "i", "properties": {}, "assets": {"data": {"href": href, "type": "image/tiff"}}}
+    record = record_from_stac_item(item, base_href=base)
+    assert record.assets["data"].href == make_absolute_href(href, base)
+
+
+def test_unknown_collection_is_named_not_an_empty_build(served: Any, pystac_catalog: Any) -> None:
+    """A collection id the API (or the static catalog) does not have is a ValidationError
+    naming it and the ones there are (the build was silently empty); a search that
+    matches nothing in a known collection is still an empty collection."""
+    with pytest.raises(ValidationError, match=r"'sentinel-2'.*not found.*sentinel-2-l2a"):
+        build_from_stac(name="x", stac_api=served.stac_url, collection="sentinel-2",
+                        progress=False)  # fmt: skip
+    empty = build_from_stac(name="x", stac_api=served.stac_url, collection="sentinel-2-l2a",
+                            bbox=(0, 0, 1, 1), progress=False)  # fmt: skip
+    assert len(empty) == 0
+    static = str(pystac_catalog.get_self_href())
+    with pytest.raises(ValidationError, match=r"'c'.*\['C'\]"):
+        build_from_stac(name="x", stac_api=static, collection="c", static_catalog=True,
+                        progress=False)  # fmt: skip
+    none_match = build_from_stac(name="x", stac_api=static, collection="C", bbox=(0, 0, 1, 1),
+                                 static_catalog=True, progress=False)  # fmt: skip
+    assert len(none_match) == 0
+
+
+def test_unsplit_antimeridian_items_are_split(pystac_catalog: Any, tmp_path: Any) -> None:
+    """Items across ±180 written unsplit (longitudes past 180, or a ring jumping from
+    179.55 to -179.55 under a bbox whose west > east) get the footprint of the item
+    split as RFC 7946 asks: their bbox is the item's and both sides find them (the first
+    was found east only, the second was a band around the globe found at 0°E)."""
+    import json
+
+    href = str(Path(static_root(pystac_catalog)) / "data" / "am.tif")
+    rings = {
+        "past-180": [[179.55, 0.1], [180.45, 0.1], [180.45, 0.9], [179.55, 0.9], [179.55, 0.1]],
+        "jumping": [[179.55, 0.1], [-179.55, 0.1], [-179.55, 0.9], [179.55, 0.9], [179.55, 0.1]],
+    }
+    features = [
+        {"type": "Feature", "stac_version": "1.1.0", "id": name, "collection": "C",
+         "geometry": {"type": "Polygon", "coordinates": [ring]},
+         "bbox": [179.55, 0.1, -179.55, 0.9], "links": [],
+         "properties": {"datetime": "2024-01-03T00:00:00Z"},
+         "assets": {"data": {"href": href, "type": "image/tiff; application=geotiff"}}}
+        for name, ring in rings.items()
+    ]  # fmt: skip
+    path = tmp_path / "items.json"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    coll = build_from_stac(name="x", stac_api=str(path), collection="C", static_catalog=True,
+                           progress=False)  # fmt: skip
+    assert not len(coll.errors())
+    for row in coll.table.select(["bbox"]).to_pylist():
+        assert tuple(row["bbox"].values()) == pytest.approx((179.55, 0.1, -179.55, 0.9))
+    for box in [(-179.9, 0.2, -179.7, 0.4), (179.6, 0.2, 179.7, 0.4)]:
+        assert _ids(coll.subset(bbox=box)) == ["jumping", "past-180"], box
+        assert _ids(coll.subset(geometries=shapely.box(*box))) == ["jumping", "past-180"], box
+    assert not len(coll.subset(bbox=(0, 0, 1, 1)))
+    for fp in shapely.from_wkb(coll.table.column("geometry").to_pylist()):
+        assert fp.bounds[0] >= -180 and fp.bounds[2] <= 180
+
+
+def test_max_items_caps_an_antimeridian_search(pystac_catalog: Any) -> None:
+    """A bbox across ±180 is searched as two boxes: max_items caps the items of both
+    together (each box had its own cap: twice as many items)."""
+    base = next(i for i in pystac_catalog.get_items(recursive=True) if i.id == "am")
+    items = []
+    for n in range(6):
+        d = base.clone()
+        d.make_asset_hrefs_absolute()
+        item = {**d.to_dict(), "id": f"am-{n}", "links": []}
+        lon = 179.6 if n % 2 else -179.6  # three on each side
+        item["geometry"] = shapely.geometry.mapping(shapely.box(lon, 0.2, lon + 0.1, 0.3))
+        item["bbox"] = [lon, 0.2, lon + 0.1, 0.3]
+        items.append(item)
+    coll_dict = {**next(pystac_catalog.get_all_collections()).to_dict(), "links": []}
+    api = _start(RustacServer([coll_dict], items))
+    try:
+        kw = dict(name="x", stac_api=api.url, collection="C", bbox=(179, 0, -179, 1),
+                  progress=False)  # fmt: skip
+        assert len(build_from_stac(**kw)) == 6
+        for cap in (1, 2, 4):
+            assert len(build_from_stac(max_items=cap, **kw)) == cap
+    finally:
+        api.stop()
+
+
+def test_items_without_a_geotiff_asset_are_named(pystac_catalog: Any, tmp_path: Any) -> None:
+    """Items none of whose assets says GeoTIFF (a JPEG 2000, an extension-less URL
+    without a media type) give records without bands: a warning names them and the
+    assets (the build was silently bandless); band_map reads such an asset."""
+    import json
+    import shutil
+
+    from tessellum.errors import TessellumWarning
+
+    src = Path(static_root(pystac_catalog)) / "data" / "dated.tif"
+    shutil.copy(src, tmp_path / "scene")  # a GeoTIFF whose name does not say so
+    item = {"type": "Feature", "stac_version": "1.1.0", "id": "s1", "collection": "C",
+            "geometry": None, "links": [], "properties": {"datetime": "2024-01-15T00:00:00Z"},
+            "assets": {"img": {"href": "scene"}, "preview": {"href": "p.jp2", "type": "image/jp2"}}}  # fmt: skip
+    path = tmp_path / "items.json"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [item]}))
+    kw = dict(name="x", stac_api=str(path), collection="C", static_catalog=True, progress=False)
+    with pytest.warns(TessellumWarning, match=r"1 of 1 items have no GeoTIFF.*s1.*img \(no type\)"):
+        bare = build_from_stac(**kw)
+    assert bare.bands == []
+    picked = build_from_stac(band_map={"B": "img"}, **kw)
+    assert picked.bands == ["B"] and not len(picked.errors())
+
+
+def test_assets_without_href_are_not_bands() -> None:
+    """An asset without an href (invalid STAC: null, missing or empty) is no band (a
+    missing one failed the whole build with KeyError 'href', a null one became a band
+    whose href was None)."""
+    from tessellum.collection.records import record_from_stac_item
+
+    tif = "image/tiff; application=geotiff"
+    item = {"id": "i", "properties": {}, "assets": {
+        "missing": {"type": tif}, "null": {"href": None, "type": tif},
+        "empty": {"href": "", "type": tif}, "ok": {"href": "b.tif", "type": tif}}}  # fmt: skip
+    for base in (None, "/data/item.json"):
+        record = record_from_stac_item(item, base_href=base)
+        assert list(record.assets) == ["ok"]
+
+
+def test_static_bbox_filter_without_item_bboxes_as_a_search(tmp_path: Any) -> None:
+    """A static walk's bbox filter tests an item's geometry (not its bbox: a box inside
+    a triangle's bbox but outside the triangle kept it), and keeps no item without a
+    location, as a STAC API search does (items without bbox were always kept)."""
+    import json
+
+    def item(name: str, geometry: Any, bbox: Any) -> dict:
+        out = {"type": "Feature", "stac_version": "1.1.0", "id": name, "collection": "F",
+               "geometry": geometry, "links": [], "properties": {"datetime": "2024-01-01T00:00:00Z"},
+               "assets": {"data": {"href": f"/nonexistent/{name}.tif", "type": "image/tiff"}}}  # fmt: skip
+        return {**out, "bbox": bbox} if bbox else out
+
+    square = shapely.geometry.mapping(shapely.box(10, 50, 11, 51))
+    triangle = shapely.geometry.mapping(shapely.Polygon([(10, 50), (11, 50), (10, 51)]))
+    items = [item("nowhere", None, None), item("no-bbox", square, None),
+             item("both", square, [10, 50, 11, 51]), item("triangle", triangle, [10, 50, 11, 51])]  # fmt: skip
+    path = tmp_path / "items.json"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": items}))
+    coll = {"type": "Collection", "stac_version": "1.1.0", "id": "F", "description": "f",
+            "license": "other", "links": [], "extent": {"spatial": {"bbox": [[-180, -90, 180, 90]]},
+            "temporal": {"interval": [[None, None]]}}}  # fmt: skip
+    api = _start(RustacServer([coll], items))
+    try:
+        # inside the triangle, inside its bbox only, elsewhere, no filter
+        for bbox in [(10.2, 50.2, 10.4, 50.4), (10.8, 50.8, 10.9, 50.9), (0, 0, 1, 1), None]:
+            kw = dict(name="x", collection="F", bbox=bbox, progress=False)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the files do not exist
+                walked = build_from_stac(stac_api=str(path), static_catalog=True, **kw)
+                searched = build_from_stac(stac_api=api.url, **kw)
+            assert _ids(walked) == _ids(searched), bbox
+    finally:
+        api.stop()
+
+
+def test_static_items_without_a_collection_field_belong_to_their_collection(
+    pystac_catalog: Any, tmp_path: Any
+) -> None:
+    """Items that leave out the 'collection' field (and link) belong to the collection
+    that holds them in the catalog, as pystac's parent says (they matched no collection:
+    an empty build)."""
+    import json
+    import shutil
+
+    root = tmp_path / "cat"
+    shutil.copytree(static_root(pystac_catalog), root)
+    for path in root.rglob("*.json"):
+        doc = json.loads(path.read_text())
+        if doc.get("type") == "Feature":
+            doc.pop("collection", None)
+            doc["links"] = [link for link in doc["links"] if link["rel"] != "collection"]
+            path.write_text(json.dumps(doc))
+    coll = build_from_stac(name="x", stac_api=str(root / "catalog.json"), collection="C",
+                           static_catalog=True, progress=False)  # fmt: skip
+    assert _ids(coll) == sorted(i.id for i in pystac_catalog.get_items(recursive=True))
+    assert set(coll.table.column("collection").to_pylist()) == {"C"}
+
+
+def static_root(catalog: Any) -> str:
+    return str(Path(catalog.get_self_href()).parent)
+
+
+def _item_file(catalog: Any, item_id: str) -> str:
+    return next(i for i in catalog.get_items(recursive=True) if i.id == item_id).get_self_href()
+
+
 # -- date ranges ------------------------------------------------------------------------------
 
 
@@ -217,6 +604,53 @@ def test_date_range_end_is_inclusive_of_the_whole_day(served: Any) -> None:
         date_range=("2024-02-01", "2024-02-01"), progress=False,
     )  # fmt: skip
     assert _ids(feb) == ["S2A_11TQG_20240201_0_L2A"]
+
+
+@pytest.mark.parametrize(
+    ("dates", "interval"),
+    [
+        (("..", "2024-01-31"), "../2024-01-31T23:59:59.999999Z"),
+        (("2024-01-20", ".."), "2024-01-20T00:00:00Z/.."),
+        (("", "2024-01-05"), "../2024-01-05T23:59:59.999999Z"),
+    ],
+)
+def test_open_date_range_sides_as_in_stac(served: Any, dates: tuple, interval: str) -> None:
+    """'..' (or '') is an open side of date_range, as in a STAC datetime interval and the
+    CLI's --dates (it was refused: cannot parse '..'); the build keeps what pystac-client's
+    search of the same interval returns."""
+    from pystac_client import Client
+
+    coll = build_from_stac(name="s2", stac_api=served.stac_url, collection="sentinel-2-l2a",
+                           date_range=dates, progress=False)  # fmt: skip
+    search = Client.open(served.stac_url).search(
+        collections=["sentinel-2-l2a"], datetime=interval, method="POST"
+    )
+    expected = sorted(i.id for i in search.items())
+    assert _ids(coll) == expected and len(expected) > 0
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["2024-01-01T00:00:00z", "2024-01-01t10:30:00.123456789Z", "2024-01-01 00:00:00+0000",
+     "2024-01-01T05:30:00.5+05:30", "2024-01-01T00:00Z"],
+)  # fmt: skip
+def test_item_datetimes_read_as_pystac_reads_them(text: str) -> None:
+    """RFC 3339 datetimes of STAC items (a lower-case 'z' too: it failed the whole build)
+    are the instants pystac reads."""
+    from pystac.utils import str_to_datetime
+
+    from tessellum.collection.records import record_from_stac_item
+
+    item = {"id": "i", "properties": {"datetime": text}, "assets": {}}
+    assert record_from_stac_item(item).datetime == str_to_datetime(text)
+
+
+@pytest.mark.parametrize("dates", [(None, None), ("..", ".."), ("", None)])
+def test_a_date_range_open_both_ways_is_no_filter(served: Any, dates: tuple) -> None:
+    """A date_range open on both sides searches without a datetime filter (it sent
+    '../..', which the API refuses: 'empty datetime interval', a failed build)."""
+    kw = dict(name="s2", stac_api=served.stac_url, collection="sentinel-2-l2a", progress=False)
+    assert _ids(build_from_stac(date_range=dates, **kw)) == _ids(build_from_stac(**kw))
 
 
 # -- cache ------------------------------------------------------------------------------------

@@ -79,3 +79,29 @@ def test_polygons_near_the_pole_find_the_polar_raster(tmp_path, y):
     coll = build_from_files([str(path)], name="polar", progress=False)
     ds = coll.get_xarray(aoi, ["data"], geometry_crs="EPSG:3413")
     assert ds is not None and int((ds["data"].values == 9).sum()) == want
+
+
+@pytest.mark.parametrize(
+    ("west", "width"), [(0.0, 360.0), (-180.0, 360.0), (170.0, 20.0), (100.0, 200.0)]
+)
+def test_lonlat_grids_past_180_are_found_where_their_pixels_are(tmp_path, west, width):
+    """EPSG:4326 grids with longitudes past 180 (a 0..360 global grid, one from 170 to
+    190): every pixel centre is found by a bbox subset and by a point read (the 0..360
+    grid had bbox (0, 0): found at 0°E only)."""
+    from tessellum.collection import build_from_files
+
+    res = 2.0
+    cols = int(width / res)
+    path = tmp_path / "g.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=cols, height=10, count=1,
+                       dtype="uint8", crs="EPSG:4326",
+                       transform=from_origin(west, 10, res, res)) as ds:  # fmt: skip
+        ds.write(np.ones((1, 10, cols), "uint8"))
+    coll = build_from_files([str(path)], name="g", progress=False)
+    for x in west + res / 2 + res * np.arange(cols):
+        lon = (x + 180) % 360 - 180
+        assert len(coll.subset(bbox=(lon - 0.1, -1, lon + 0.1, 1))) == 1, lon
+        assert len(coll.subset(geometries=Point(lon, 0))) == 1, lon
+    covered = width >= 360
+    outside = (west + width + 1 + 180) % 360 - 180  # 1° east of the grid's east edge
+    assert len(coll.subset(bbox=(outside - 0.1, -1, outside + 0.1, 1))) == int(covered)

@@ -136,22 +136,15 @@ class RasterAccessor:
     def intersects(self, geometry: Any) -> bool:
         """True if this record's bbox overlaps ``geometry``'s bbox (any CRS; GeoJSON and
         shapely input without a CRS are taken as lon/lat)."""
-        import numpy as np
         import shapely
 
         from ..geo.bbox import bbox_intersects
-        from ..geo.crs import CRS84, to_crs, transformer
-        from ..geo.geometry import coerce_geometries, lonlat_bbox
+        from ..geo.geometry import coerce_geometries, geometries_to_lonlat, lonlat_bbox
 
         if self.bbox is None:
             return False
         g = coerce_geometries(geometry)
-        union = shapely.union_all(g.geoms)
-        if not to_crs(g.crs).equals(to_crs(CRS84)):
-            t = transformer(g.crs, CRS84)
-            union = shapely.transform(
-                union, lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1]))
-            )
+        union = shapely.union_all(geometries_to_lonlat(g.geoms, g.crs))
         return bbox_intersects(self.bbox, lonlat_bbox(union))
 
 

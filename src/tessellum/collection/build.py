@@ -316,10 +316,13 @@ async def build_from_gti_async(
     **kwargs: Any,
 ) -> Collection:
     """Async form of :func:`build_from_gti`."""
-    from .sources import read_vector_table
+    from .sources import unique_ids
 
-    # the index is read as its tiles are (rewrites, requester pays)
-    gdf = read_vector_table(index, cloud_config=kwargs.get("cloud_config"))
+    gdf, meta = _read_gti(index, kwargs.get("cloud_config"))
+    # the index's own GTI items, as GDAL's GTI driver applies them: its LOCATION_FIELD
+    # (unless the caller names another column) and its FILTER (read above)
+    if location_column == "location" and meta.get("LOCATION_FIELD"):
+        location_column = meta["LOCATION_FIELD"]
     if query:
         gdf = gdf.query(query)
     if location_column not in gdf.columns:
@@ -343,8 +346,8 @@ async def build_from_gti_async(
         remote = "://" in text and not text.startswith("file://")
         base = text.split("?")[0].rsplit("/", 1)[0] if remote else Path(text).resolve().parent
     gdf["__href"] = [_relative_to(_gdal_to_url(h), base) for h in gdf["__href"]]
-    if "id" not in gdf.columns:
-        gdf["id"] = [Path(str(h).split("?")[0]).stem for h in gdf["__href"]]
+    if "id" not in gdf.columns:  # distinct files, distinct ids (north/tile, south/tile)
+        gdf["id"] = unique_ids([str(h) for h in gdf["__href"]])
     if getattr(gdf, "_geometry_column_name", None) in gdf.columns:
         # the index's tile footprints: the headers give them (as GDAL's GTI reads them)
         gdf = gdf.drop(columns=gdf.geometry.name)
@@ -360,11 +363,38 @@ def build_from_gti(index: str | os.PathLike | Any, **kwargs: Any) -> Collection:
     GeoDataFrame; a path or a URL, read with ``cloud_config`` as the tiles are) with a
     ``location`` column of raster paths/URLs (``/vsicurl/``, ``/vsis3/`` prefixes are
     understood; relative paths are relative to the index file's folder, or URL folder,
-    as GDAL's GTI driver reads them). ``query`` filters it with ``DataFrame.query``.
+    as GDAL's GTI driver reads them). The index layer's GTI metadata items apply as
+    GDAL applies them: ``FILTER`` (OGR SQL) selects rows and ``LOCATION_FIELD`` names the
+    location column unless ``location_column`` names another one. ``query`` filters it
+    further with ``DataFrame.query``.
 
     Async form: :func:`build_from_gti_async`.
     """
     return run_sync(build_from_gti_async(index, **kwargs))
+
+
+def _read_gti(index: Any, cloud_config: Any) -> tuple[Any, dict[str, str]]:
+    """The GTI index as a GeoDataFrame, its layer's FILTER applied, and its layer's GTI
+    metadata items. A remote index (read as its tiles are: rewrites, requester pays) is
+    fetched once, so that its metadata is read as a local file's is."""
+    import tempfile
+
+    from .sources import _read_vector, gti_layer_metadata, read_vector_table
+
+    text = os.fspath(index) if isinstance(index, str | os.PathLike) else None
+    name = text.split("?")[0].rsplit("/", 1)[-1] if isinstance(text, str) else ""
+    remote = isinstance(text, str) and "://" in text and not text.startswith("file://")
+    if not remote or name.lower().endswith((".parquet", ".geoparquet")):
+        meta = gti_layer_metadata(index)
+        gdf = read_vector_table(index, where=meta.get("FILTER") or None, cloud_config=cloud_config)
+        return gdf, meta
+    from ..mosaic._remote import read_object
+
+    with tempfile.TemporaryDirectory(prefix="tessellum-") as tmp:
+        local = Path(tmp) / (name or "index.gpkg")  # GDAL picks drivers by the extension
+        local.write_bytes(read_object(text, cloud_config))
+        meta = gti_layer_metadata(local)
+        return _read_vector(local, name, text, "vector table", meta.get("FILTER") or None), meta
 
 
 _VSI = {

@@ -115,7 +115,7 @@ class Collection(ReadMethods):
         """(west, south, east, north) of all footprints in CRS84 (None when empty)."""
         if not len(self):
             return None
-        from .filters import lon_extent
+        from ..geo.bbox import lon_extent
 
         b = self._table.column("bbox").drop_null()
         if not len(b):

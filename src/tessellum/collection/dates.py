@@ -37,7 +37,8 @@ def parse_datetime(value: Any, *, end: bool = False, name: str = "date") -> dt.d
         if day is not None:
             return parse_datetime(day, end=end, name=name)
         try:
-            out = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+            # RFC 3339 (STAC's datetimes) allows a lower-case "z" as well
+            out = dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
         except ValueError:
             raise ValidationError(
                 f"{name}: cannot parse {value!r} as an ISO date or datetime"
@@ -76,24 +77,30 @@ def parse_date_range(
     value: Sequence[Any] | None, *, name: str = "date_range"
 ) -> tuple[dt.datetime, dt.datetime] | None:
     """``(start, end)`` -> aware UTC datetimes, end inclusive of its whole day; either
-    side may be None (open)."""
+    side may be None, ``".."`` or ``""`` (open, as in a STAC datetime interval)."""
     if value is None:
         return None
     if isinstance(value, str | bytes) or not isinstance(value, Sequence) or len(value) != 2:
         raise ValidationError(f"{name} must be a (start, end) pair, got {value!r}")
+    first, last = (None if _is_open(v) else v for v in value)
     start = (
-        parse_datetime(value[0], name=name)
-        if value[0] is not None
+        parse_datetime(first, name=name)
+        if first is not None
         else dt.datetime.min.replace(tzinfo=dt.UTC)
     )
     stop = (
-        parse_datetime(value[1], end=True, name=name)
-        if value[1] is not None
+        parse_datetime(last, end=True, name=name)
+        if last is not None
         else dt.datetime.max.replace(tzinfo=dt.UTC)
     )
     if start > stop:
         raise ValidationError(f"{name} start {value[0]!r} is after end {value[1]!r}")
     return start, stop
+
+
+def _is_open(value: Any) -> bool:
+    """Whether a date range side is open: None, or STAC's ``".."`` (or an empty string)."""
+    return value is None or (isinstance(value, str) and value.strip() in ("", ".."))
 
 
 def stac_interval(rng: tuple[dt.datetime, dt.datetime]) -> str:

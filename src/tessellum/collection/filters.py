@@ -26,35 +26,24 @@ def bbox_mask(table: pa.Table, box: BBox) -> pa.Array:
     return pc.fill_null(pc.and_(lat_ok, hits), False)
 
 
-def lon_extent(xmin: Any, xmax: Any) -> tuple[float, float]:
-    """(west, east) of longitude intervals (``xmin > xmax`` crosses ±180): the smallest
-    arc covering them all, found as the complement of the largest uncovered gap; it
-    crosses the antimeridian (west > east) when that is tighter."""
-    import numpy as np
-
-    lo, hi = np.asarray(xmin, dtype=float), np.asarray(xmax, dtype=float)
-    wraps = lo > hi
-    if not wraps.any():
-        return float(lo.min()), float(hi.max())
-    starts = np.concatenate([lo[~wraps], lo[wraps], np.full(wraps.sum(), -180.0)])
-    ends = np.concatenate([hi[~wraps], np.full(wraps.sum(), 180.0), hi[wraps]])
-    order = np.argsort(starts)
-    starts, ends = starts[order], np.maximum.accumulate(ends[order])
-    gaps = starts[1:] - ends[:-1]  # gaps between merged intervals (<= 0: overlap)
-    wrap_gap = starts[0] + 360.0 - ends[-1]
-    i = int(np.argmax(gaps)) if len(gaps) else 0
-    if not len(gaps) or wrap_gap >= gaps[i]:
-        return float(starts[0]), float(ends[-1])
-    return float(starts[i + 1]), float(ends[i])
-
-
 def date_mask(table: pa.Table, start: Any, end: Any) -> pa.Array:
-    """Rows with ``start <= datetime <= end`` (bounds are aware datetimes)."""
+    """Rows with ``start <= datetime <= end`` (bounds are aware datetimes); a row with a
+    ``start_datetime``/``end_datetime`` interval (a STAC item's) when the interval meets
+    ``[start, end]``, as a STAC API search matches it."""
     col = table.column("datetime")
     m = pc.and_(
         pc.greater_equal(col, pa.scalar(start, col.type)),
         pc.less_equal(col, pa.scalar(end, col.type)),
     )
+    names = table.column_names
+    if "start_datetime" in names and "end_datetime" in names:
+        lo, hi = table.column("start_datetime"), table.column("end_datetime")
+        if pa.types.is_timestamp(lo.type) and pa.types.is_timestamp(hi.type):
+            meets = pc.and_(
+                pc.less_equal(lo, pa.scalar(end, lo.type)),
+                pc.greater_equal(hi, pa.scalar(start, hi.type)),
+            )
+            m = pc.if_else(pc.and_(pc.is_valid(lo), pc.is_valid(hi)), meets, m)
     return pc.fill_null(m, False)
 
 
@@ -63,15 +52,10 @@ def geometry_mask(table: pa.Table, geoms, crs) -> pa.Array:
     import numpy as np
     import shapely
 
-    from ..geo.crs import CRS84, to_crs, transformer
-    from ..geo.geometry import lonlat_bbox
+    from ..geo.geometry import geometries_to_lonlat, lonlat_bbox
 
-    if not to_crs(crs).equals(to_crs(CRS84)):
-        t = transformer(crs, CRS84)
-        geoms = shapely.transform(
-            np.asarray(geoms, dtype=object),
-            lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1])),
-        )
+    # densified, closed to a pole, split at ±180: the ground the geometries cover
+    geoms = geometries_to_lonlat(geoms, crs)
     union = shapely.union_all(geoms)
     w, s, e, n = lonlat_bbox(union)
     pre = bbox_mask(table, BBox(w, s, e, n)).to_numpy(zero_copy_only=False)

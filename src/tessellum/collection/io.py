@@ -27,7 +27,7 @@ def write_collection(
 ) -> Path:
     """Write ``table`` as a partitioned GeoParquet dataset at ``path`` atomically
     (written to a temp directory beside it, then renamed over any previous one)."""
-    dest = Path(path)
+    dest = _local_path(path, "export")
     if dest.is_symlink():  # replace what the link points at; the link stays
         dest = dest.resolve()
     _check_replaceable(dest)
@@ -64,6 +64,25 @@ def write_collection(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return dest
+
+
+def _local_path(path: str | os.PathLike, what: str) -> Path:
+    """The local folder ``path`` names (a ``file://`` URL's path). Collections are saved
+    to and loaded from local folders: another URL is refused by name (``Path("s3://b/c")``
+    is the local folder ``s3:/b/c``, made beside the cwd).
+
+    Raises:
+        ValidationError: for a URL that is not ``file://``.
+    """
+    text = os.fspath(path)
+    if isinstance(text, str) and text.startswith("file://"):
+        return Path(text.removeprefix("file://"))
+    if isinstance(text, str) and "://" in text:
+        raise ValidationError(
+            f"{what}: {text!r} is a URL; collections are saved to and loaded from local "
+            "folders (copy the folder to or from the object store)"
+        )
+    return Path(text)
 
 
 def _check_replaceable(dest: Path) -> None:
@@ -134,7 +153,7 @@ _PART_TYPES = (pa.int16(), pa.int8())
 def read_collection(path: str | os.PathLike) -> tuple[pa.Table, dict]:
     """Read a collection written by :func:`write_collection` (or any GeoParquet file or
     directory with the collection columns). Returns the table and its tessellum metadata."""
-    src = Path(path)
+    src = _local_path(path, "load")
     if not src.exists():
         raise CollectionError(f"no collection at {src}")
     try:

@@ -100,16 +100,25 @@ def record_from_stac_item(
     base_href: str | None = None,
 ) -> Record:
     """A record from a STAC Item dict (relative asset hrefs resolved against ``base_href``)."""
-    import shapely.geometry
 
     props = dict(item.get("properties") or {})
     when = props.get("datetime") or props.get("start_datetime")
-    assets = {k: dict(v) for k, v in (item.get("assets") or {}).items()}
+    # an asset without an href (invalid STAC) is nothing to read: not a band
+    assets = {
+        k: dict(v)
+        for k, v in (item.get("assets") or {}).items()
+        if isinstance(v, Mapping) and isinstance(v.get("href"), str) and v["href"]
+    }
     if base_href:
         for a in assets.values():
             a["href"] = _resolve_href(a["href"], base_href)
     geom = item.get("geometry")
     flat = {k: v for k, v in props.items() if k not in _SKIP_PROPS and _is_scalar(v)}
+    if props.get("start_datetime") and props.get("end_datetime"):
+        # the item's interval, kept (as UTC timestamps) so that date filters on the
+        # collection match it as the STAC search did
+        for key in ("start_datetime", "end_datetime"):
+            flat[key] = parse_datetime(props[key], name=f"item {item['id']} {key}")
     code = props.get("proj:code") or (
         f"EPSG:{props['proj:epsg']}" if props.get("proj:epsg") else None
     )
@@ -118,10 +127,22 @@ def record_from_stac_item(
         assets=resolve_bands(assets, band_map, band_index_map, item_id=str(item["id"])),
         datetime=parse_datetime(when, name=f"item {item['id']} datetime") if when else None,
         collection=item.get("collection"),
-        geometry=shapely.geometry.shape(geom) if geom else None,
+        geometry=_item_footprint(geom, item.get("bbox")) if geom else None,
         properties=flat,
         proj_code=code,
     )
+
+
+def _item_footprint(geometry: Mapping[str, Any], bbox: Any) -> Any:
+    """A STAC item's geometry as a CRS84 footprint split at ±180 (see
+    :func:`split_at_antimeridian`); the item's bbox says whether it crosses."""
+    import shapely.geometry
+
+    from ..geo.geometry import split_at_antimeridian
+
+    crosses = isinstance(bbox, list | tuple) and len(bbox) in (4, 6)
+    crosses = crosses and bbox[0] > bbox[len(bbox) // 2]
+    return split_at_antimeridian(shapely.geometry.shape(geometry), crosses=crosses)
 
 
 def _is_scalar(v: Any) -> bool:
@@ -129,12 +150,19 @@ def _is_scalar(v: Any) -> bool:
 
 
 def _resolve_href(href: str, base: str) -> str:
+    """``href`` as read from the STAC file at ``base`` (RFC 3986, as pystac resolves it):
+    against a URL of any scheme (``http``, ``s3`` ...) a path-absolute href
+    (``/data/x.tif``) keeps the URL's host; against a local file it is a local path."""
     from urllib.parse import urljoin
 
-    if "://" in href or href.startswith("/"):
+    if "://" in href:
         return href
     if "://" in base:
-        return urljoin(base, href)
+        # urljoin resolves relative references for the schemes it knows only
+        scheme, rest = base.split("://", 1)
+        return f"{scheme}://{urljoin(f'http://{rest}', href).removeprefix('http://')}"
+    if href.startswith("/"):
+        return href
     import os.path
     from pathlib import Path
 

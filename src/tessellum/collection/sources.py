@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ..errors import ValidationError
+from ..errors import TessellumError, ValidationError
 from .dates import parse_datetime
 from .records import AssetRef, Record
 
@@ -17,29 +17,153 @@ def to_arrow(table: Any):
     import pyarrow as pa
 
     if isinstance(table, str | os.PathLike):
-        p = Path(table)
-        if "://" not in str(table) and not p.exists():
+        text = os.fspath(table)
+        if isinstance(text, str) and "://" in text and not text.startswith("file://"):
+            return _remote_table(text)
+        p = Path(text.removeprefix("file://") if isinstance(text, str) else text)
+        if not p.exists():
             raise ValidationError(f"no record table at {str(table)!r}")
         if p.suffix.lower() in (".parquet", ".geoparquet") or p.is_dir():
             import pyarrow.parquet as pq
 
-            return pq.read_table(p)
+            return _geoparquet_to_lonlat(_geoarrow_to_wkb(pq.read_table(p)))
         return to_arrow(read_vector_table(p))
     if isinstance(table, pa.Table):
-        return table
+        return _geoparquet_to_lonlat(_geoarrow_to_wkb(table))
     if hasattr(table, "geometry") and hasattr(table, "to_wkb"):  # GeoDataFrame
         if table.crs is not None and table.crs.to_string() not in ("OGC:CRS84", "EPSG:4326"):
             table = table.to_crs("OGC:CRS84")  # footprints are stored in lon/lat
-        df = table.to_wkb()
+        df = _named_index_as_columns(table.to_wkb())
         return pa.Table.from_pandas(df, preserve_index=False)
     if hasattr(table, "columns") and hasattr(table, "to_dict"):  # pandas
         try:
-            return pa.Table.from_pandas(table, preserve_index=False)
+            return pa.Table.from_pandas(_named_index_as_columns(table), preserve_index=False)
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:  # e.g. a column of mixed types
             raise ValidationError(f"cannot read the record table: {exc}") from None
     if hasattr(table, "__arrow_c_stream__"):
-        return pa.table(table)
+        return _geoparquet_to_lonlat(_geoarrow_to_wkb(pa.table(table)))
     raise ValidationError(f"cannot read a record table from {type(table).__name__}")
+
+
+def _remote_table(url: str) -> Any:
+    """A Parquet/GeoParquet record table at a URL (``https://``, ``s3://`` ...), read
+    whole through the store layer (``Path`` would make ``s3:/b/k`` of it).
+
+    Raises:
+        ValidationError: for a URL that does not name a Parquet file.
+        TessellumError: naming the URL when it cannot be read.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ..mosaic._remote import read_object
+
+    if not url.split("?")[0].lower().endswith((".parquet", ".geoparquet")):
+        raise ValidationError(
+            f"a record table at a URL must be a Parquet or GeoParquet file, got {url!r}"
+        )
+    data = read_object(url)
+    try:
+        table = pq.read_table(pa.BufferReader(bytes(data)))
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise ValidationError(f"cannot read the record table at {url}: {exc}") from None
+    return _geoparquet_to_lonlat(_geoarrow_to_wkb(table))
+
+
+def _named_index_as_columns(df: Any) -> Any:
+    """A DataFrame whose named index levels (``df.set_index("id")``) are columns again:
+    they are data (ids, dates), not row numbers."""
+    names = [n for n in getattr(df.index, "names", []) if n is not None]
+    if not names:
+        return df
+    clash = [n for n in names if n in df.columns]
+    if clash:
+        raise ValidationError(f"the record table has {clash} both as index and as columns")
+    return df.reset_index(level=names)
+
+
+def _geoarrow_to_wkb(table: Any) -> Any:
+    """``table`` with its GeoArrow geometry columns (``geoarrow.wkb``, ``geoarrow.polygon``
+    ..., e.g. ``GeoDataFrame.to_arrow()``) as plain WKB in lon/lat: their CRS (the
+    extension metadata's) is applied as a GeoDataFrame's is."""
+    import json
+
+    import pyarrow as pa
+
+    def geoarrow(field: Any) -> bool:
+        name = getattr(field.type, "extension_name", None) or (field.metadata or {}).get(
+            b"ARROW:extension:name", b""
+        ).decode(errors="replace")
+        return str(name).startswith("geoarrow.")
+
+    if not any(geoarrow(f) for f in table.schema):
+        return table
+    import geoarrow.pyarrow as ga
+
+    # through the C stream again: the registered GeoArrow types replace plain fields
+    # that only carry the extension's name in their metadata
+    table = pa.RecordBatchReader.from_stream(table).read_all()
+    for i, field in enumerate(table.schema):
+        if not geoarrow(field):
+            continue
+        wkb = ga.as_wkb(table.column(field.name))
+        crs = getattr(wkb.type, "crs", None)
+        crs_json = json.loads(crs.to_json()) if crs is not None else None
+        values = wkb.combine_chunks().storage.to_numpy(zero_copy_only=False)
+        column = pa.array(values, pa.binary())
+        table = table.set_column(i, pa.field(field.name, pa.binary()), column)
+        if crs_json is not None:  # as GeoParquet metadata: transformed to lon/lat below
+            geo = json.loads((table.schema.metadata or {}).get(b"geo", b"{}") or b"{}")
+            geo.setdefault("columns", {})[field.name] = {"encoding": "WKB", "crs": crs_json}
+            meta = {**(table.schema.metadata or {}), b"geo": json.dumps(geo).encode()}
+            table = table.replace_schema_metadata(meta)
+    return table
+
+
+def _geoparquet_to_lonlat(table: Any) -> Any:
+    """``table`` with its WKB geometry columns in lon/lat: a column whose GeoParquet
+    ``geo`` metadata gives another CRS (a GeoParquet file in UTM) is transformed, as a
+    GeoDataFrame in that CRS is (footprints are stored in OGC:CRS84)."""
+    import json
+
+    import numpy as np
+    import pyarrow as pa
+    import shapely
+
+    from ..geo.crs import CRS84, crs_epsg, to_crs, transformer
+
+    raw = (table.schema.metadata or {}).get(b"geo")
+    try:
+        geo = json.loads(raw) if raw else {}
+        columns = geo.get("columns") or {}
+    except (ValueError, AttributeError):
+        return table
+    changed = False
+    for name, spec in columns.items():
+        # no "crs" key means OGC:CRS84, a null one an unknown CRS (left as it is)
+        if name not in table.column_names or not isinstance(spec, dict):
+            continue
+        crs = spec.get("crs")
+        if crs is None or str(spec.get("encoding", "WKB")).upper() != "WKB":
+            continue
+        try:
+            if to_crs(crs).equals(to_crs(CRS84)) or crs_epsg(crs) == 4326:
+                continue
+            t = transformer(crs, CRS84)
+        except TessellumError as exc:
+            raise ValidationError(f"GeoParquet column {name!r}: {exc}") from None
+        geoms = shapely.from_wkb(table.column(name).to_numpy(zero_copy_only=False))
+        xs, ys = t.transform(*shapely.get_coordinates(geoms).T)
+        lonlat = shapely.set_coordinates(geoms.copy(), np.column_stack([xs, ys]))
+        column = pa.array(shapely.to_wkb(lonlat), pa.binary())
+        table = table.set_column(table.column_names.index(name), name, column)
+        # the metadata now says CRS84 (no "crs" key), so a second read does not transform
+        spec.pop("crs"), spec.pop("bbox", None)
+        changed = True
+    if changed:
+        meta = {**table.schema.metadata, b"geo": json.dumps(geo).encode()}
+        table = table.replace_schema_metadata(meta)
+    return table
 
 
 # the builders' default column names: used when the table has them, else ignored
@@ -142,6 +266,7 @@ def records_from_table(
                 raise ValidationError(
                     f"row {rid!r}: {geometry_column!r} must be WKB, WKT or a geometry, got {g!r}"
                 )
+            geom = _lonlat_footprint(geom, rid, geometry_column)
         when = row.get(datetime_column) if datetime_column else None
         out.append(
             Record(
@@ -158,6 +283,25 @@ def records_from_table(
             )
         )
     return out
+
+
+def _lonlat_footprint(geom: Any, rid: str, column: str) -> Any:
+    """``geom`` as a lon/lat footprint, split at ±180 when written with longitudes past
+    it (179.5 to 180.5). Coordinates that are not lon/lat degrees (a GeoDataFrame
+    without .crs, WKB in metres) are an error, not footprints in the wrong place."""
+    from ..geo.geometry import split_at_antimeridian
+
+    if geom.is_empty:
+        return geom
+    w, s, e, n = geom.bounds
+    tol = 1e-6
+    if not (w >= -540 and e <= 540 and e - w <= 360 + tol and -90 - tol <= s and n <= 90 + tol):
+        raise ValidationError(
+            f"row {rid!r}: {column!r} bounds ({w:g}, {s:g}, {e:g}, {n:g}) are not lon/lat "
+            "degrees; give footprints in OGC:CRS84, or a GeoDataFrame / GeoParquet file "
+            "that states its CRS"
+        )
+    return split_at_antimeridian(geom) if w < -180 or e > 180 else geom
 
 
 def _consumed(
@@ -200,12 +344,20 @@ def records_from_hrefs(hrefs: Sequence[str], *, band: str, collection: str | Non
 
 def unique_ids(hrefs: Sequence[str]) -> list[str]:
     """Short distinct ids for distinct files: the stem, then the fewest parent folders
-    that tell files apart. A URL's query string is not part of its name; a local path
-    keeps every character (``s?a.tif`` is a file name)."""
+    that tell files apart. An http(s) URL's query string is not part of its name and its
+    path is percent-decoded (``with%20space.tif`` is ``with space``, as on disk); an
+    object store key (``s3://b/scene?v=2.tif``) or a local path keeps every character.
+    Files whose names still coincide (``x.tif?sig=1``, ``x.tif?sig=2``) are named by
+    their whole href."""
+    from urllib.parse import unquote
+
     parts = []
     for h in hrefs:
-        path = h.split("?")[0] if "://" in h and not h.startswith("file://") else h
-        p = PurePosixPath(path.split("://", 1)[-1])
+        scheme, sep, rest = h.partition("://")
+        path = rest if sep else h
+        if sep and scheme.lower() in ("http", "https"):
+            path = unquote(rest.split("?")[0].split("#")[0])
+        p = PurePosixPath(path)
         parts.append((*p.parent.parts, p.stem))
     depth = [1] * len(parts)
     while True:
@@ -221,7 +373,7 @@ def unique_ids(hrefs: Sequence[str]) -> list[str]:
                         depth[i] += 1
                         grown = True
         if not grown:
-            return ids
+            return [hrefs[i] if len(seen[rid]) > 1 else rid for i, rid in enumerate(ids)]
 
 
 async def list_files_async(
@@ -246,6 +398,10 @@ async def list_files_async(
 
         from ..store import open_store
 
+        name = text.rsplit("/", 1)[-1]
+        if name and fnmatch.fnmatch(name.split("?")[0], pattern):
+            return [text]  # one file's URL, as a local file's path is one file
+
         norm = text.rstrip("/") + "/"
         store, prefix = open_store(norm)
         # listed paths are relative to the store root (the bucket): rebuild URLs from it
@@ -259,7 +415,14 @@ async def list_files_async(
         except Exception as exc:  # obstore's own errors: a tessellum error naming the prefix
             from ..store._retry import classify, to_tessellum_error
 
-            raise to_tessellum_error(classify(exc), url=text, what="listing") from exc
+            error = to_tessellum_error(classify(exc), url=text, what="listing")
+            if text.startswith(("http://", "https://")):  # listed with WebDAV's PROPFIND
+                error.args = (
+                    f"{error.args[0]} (an HTTP folder is listed with WebDAV, which this "
+                    "server does not answer: pass a list of file URLs instead)",
+                    *error.args[1:],
+                )
+            raise error from exc
         return sorted(out)
     root = Path(text.removeprefix("file://"))
     if root.is_file():
@@ -269,14 +432,17 @@ async def list_files_async(
     return sorted(str(p) for p in root.rglob(pattern) if p.is_file())
 
 
-def read_vector_table(source: Any, *, what: str = "vector table", cloud_config: Any = None):
+def read_vector_table(
+    source: Any, *, what: str = "vector table", cloud_config: Any = None, where: str | None = None
+):
     """A GeoDataFrame from a path or URL (GeoPackage, FlatGeobuf, GeoJSON, GeoParquet;
     ``s3://``, ``http(s)://``... read whole through :mod:`tessellum.store`) or a frame.
 
     ``what`` names the input in errors (``"aoi"``); ``cloud_config`` (a
     :class:`~tessellum.store.CloudConfig`) applies to a URL. A missing local file or an
     unreadable one is a ValidationError; a missing object or a store failure (403, an
-    unreachable endpoint) is the :mod:`tessellum.store` error for it."""
+    unreachable endpoint) is the :mod:`tessellum.store` error for it. ``where`` is an OGR
+    SQL attribute filter (formats GDAL reads)."""
     import io
     import tempfile
 
@@ -293,24 +459,43 @@ def read_vector_table(source: Any, *, what: str = "vector table", cloud_config: 
         data = read_object(text, cloud_config)
         name = text.split("?")[0].rsplit("/", 1)[-1]
         if name.lower().endswith((".parquet", ".geoparquet")):
-            return _read_vector(io.BytesIO(data), name, text, what)
+            return _read_vector(io.BytesIO(data), name, text, what, where)
         # GDAL picks drivers (and checks GeoPackages) by the file name's extension
         with tempfile.TemporaryDirectory(prefix="tessellum-") as tmp:
             local = Path(tmp) / (name or "table")
             local.write_bytes(data)
-            return _read_vector(local, name, text, what)
+            return _read_vector(local, name, text, what, where)
     p = Path(text[len("file://") :] if text.startswith("file://") else text)
     if not p.is_file():
         raise ValidationError(f"no such {what}: {text!r}")
-    return _read_vector(p, p.name, text, what)
+    return _read_vector(p, p.name, text, what, where)
 
 
-def _read_vector(data: Any, name: str, text: str, what: str):
+def _read_vector(data: Any, name: str, text: str, what: str, where: str | None = None):
     import geopandas as gpd
 
     try:
         if name.lower().endswith((".parquet", ".geoparquet")):
             return gpd.read_parquet(data)
-        return gpd.read_file(data)
+        return gpd.read_file(data, where=where) if where else gpd.read_file(data)
     except Exception as exc:  # pyogrio/pyarrow errors: name the file
-        raise ValidationError(f"cannot read the {what} {text!r}: {exc}") from exc
+        extra = f" with FILTER {where!r}" if where else ""
+        raise ValidationError(f"cannot read the {what} {text!r}{extra}: {exc}") from exc
+
+
+def gti_layer_metadata(source: Any) -> dict[str, str]:
+    """The GDAL GTI metadata items of a tile index file's layer (``LOCATION_FIELD``,
+    ``FILTER``, ``SORT_FIELD``, ``RESX`` ...), as GDAL's GTI driver reads them; empty
+    for a frame, a GeoParquet file or a file without layer metadata."""
+    if not isinstance(source, str | os.PathLike):
+        return {}
+    p = Path(source)
+    if not p.is_file() or p.suffix.lower() in (".parquet", ".geoparquet"):
+        return {}
+    import pyogrio
+
+    try:
+        meta = pyogrio.read_info(p).get("layer_metadata") or {}
+    except Exception:  # unreadable here: read_vector_table names the file
+        return {}
+    return {str(k).upper(): str(v) for k, v in meta.items()}

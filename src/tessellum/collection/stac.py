@@ -6,7 +6,7 @@ import datetime as dt
 import functools
 import threading
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from ..errors import ProtocolError, TessellumWarning, ValidationError
@@ -42,15 +42,43 @@ def search_items(
     )  # fmt: skip
     client, cached = _open_api(stac_api)
     try:
-        return search(client)
+        items = search(client)
     except ProtocolError:
         if not cached:
             raise
-    # the landing page read earlier may be stale (the API moved or restarted): once more
-    # with a fresh one
-    _forget_api(stac_api)
-    client, _ = _open_api(stac_api)
-    return search(client)
+        # the landing page read earlier may be stale (the API moved or restarted): once
+        # more with a fresh one
+        _forget_api(stac_api)
+        client, _ = _open_api(stac_api)
+        items = search(client)
+    if not items:
+        _check_collection_exists(client, stac_api, collection)
+    return items
+
+
+def _check_collection_exists(client: Any, stac_api: str, collection: str) -> None:
+    """Raise ``ValidationError`` naming ``collection`` and the API's collections when the
+    API does not have it (a search of an unknown collection is just empty: a typo would
+    give an empty collection). Asked only after an empty search; when the API cannot
+    say, nothing is raised."""
+    from pystac_client.exceptions import APIError
+
+    try:
+        found = client.get_collection(collection)
+    except APIError as exc:
+        if getattr(exc, "status_code", None) != 404:
+            return
+        found = None
+    except Exception:  # the check is a courtesy: an API that cannot answer it is fine
+        return
+    if found is not None:
+        return
+    try:
+        known = sorted(c.id for c in client.get_collections())
+    except Exception:
+        known = []
+    listed = f"; it has {known}" if known else ""
+    raise ValidationError(f"collection {collection!r} not found at STAC API {stac_api}{listed}")
 
 
 def _search(
@@ -72,16 +100,20 @@ def _search(
     boxes = bbox.split() if bbox is not None else [None]
     seen: dict[str, dict[str, Any]] = {}
     for box in boxes:
+        left = None if max_items is None else max_items - len(seen)
+        if left is not None and left <= 0:  # max_items counts the items of both boxes
+            break
         kwargs: dict[str, Any] = {
             "collections": [collection],
             "method": "POST",
             "limit": page_size,
-            "max_items": max_items,
+            "max_items": left,
         }
         if box is not None:
             kwargs["bbox"] = list(box.as_tuple())
-        if date_range is not None:
-            kwargs["datetime"] = stac_interval(date_range)
+        interval = stac_interval(date_range) if date_range is not None else "../.."
+        if interval != "../..":  # open both ways is no filter (APIs refuse "../..")
+            kwargs["datetime"] = interval
         if query:
             kwargs["query"] = dict(query)
         if filter is not None:
@@ -155,29 +187,97 @@ def walk_static_catalog(
     *,
     bbox: BBox | None = None,
     date_range: tuple[dt.datetime, dt.datetime] | None = None,
+    seen: set[str | None] | None = None,
 ) -> Iterator[tuple[dict[str, Any], str]]:
-    """Items of a static catalog (no /search), filtered client-side; yields
-    ``(item_dict, item_self_href)`` so relative asset hrefs can be resolved."""
+    """Items of a static catalog (no /search), filtered client-side as a STAC API search
+    filters them; yields ``(item_dict, item_self_href)`` so relative asset hrefs can be
+    resolved. ``root`` is a catalog, a collection, an item collection
+    (``FeatureCollection``) or one item. ``seen`` collects the collection ids of every
+    item walked."""
+    for item in _static_items(root):
+        if seen is not None:
+            seen.add(_collection_of(item))
+        if collection and _collection_of(item) != collection:
+            continue
+        if bbox is not None and not _item_meets_bbox(item, bbox):
+            continue
+        if date_range is not None and not _overlaps(item, date_range):
+            continue
+        data = item.to_dict(transform_hrefs=False)
+        if not data.get("collection") and _collection_of(item):
+            data["collection"] = _collection_of(item)
+        yield data, item.get_self_href() or root
+
+
+def _collection_of(item: Any) -> str | None:
+    """The item's collection id: its ``collection`` field, else the collection that
+    holds it in the catalog (an item may leave the field out)."""
+    if item.collection_id:
+        return item.collection_id
+    import pystac
+
+    parent = item.get_parent()
+    return parent.id if isinstance(parent, pystac.Collection) else None
+
+
+def _static_items(root: str) -> Iterator[Any]:
+    """The items under a static STAC file, read with pystac.
+
+    Raises:
+        ProtocolError: naming ``root`` when it cannot be read or holds no items.
+    """
     import pystac
 
     try:
-        cat = pystac.read_file(root)
+        data = pystac.StacIO.default().read_json(root)
+        if data.get("type") == "FeatureCollection":
+            yield from pystac.ItemCollection.from_dict(data, preserve_dict=False)
+            return
+        obj = pystac.read_dict(data, href=root)
     except Exception as exc:
         raise ProtocolError(f"cannot read static STAC catalog {root}: {exc}", url=root) from exc
-    for item in cat.get_items(recursive=True):
-        if collection and item.collection_id != collection:
-            continue
-        if (
-            bbox is not None
-            and item.bbox is not None
-            and not bbox_intersects(item.bbox, bbox.as_tuple())
-        ):
-            continue
-        if date_range is not None:
-            when = item.datetime or item.common_metadata.start_datetime
-            if when is None or not (date_range[0] <= parse_datetime(when) <= date_range[1]):
-                continue
-        yield item.to_dict(transform_hrefs=False), item.get_self_href() or root
+    if isinstance(obj, pystac.Item):
+        yield obj
+    elif isinstance(obj, pystac.Catalog):  # collections are catalogs too
+        yield from obj.get_items(recursive=True)
+    else:
+        raise ProtocolError(
+            f"static STAC catalog {root}: a {type(obj).__name__} holds no items", url=root
+        )
+
+
+def _item_meets_bbox(item: Any, bbox: BBox) -> bool:
+    """Whether the item's geometry (split at ±180 as its footprint is) meets ``bbox``, as
+    a STAC API search tests it; its bbox when it has no geometry; an item without a
+    location matches no bbox search."""
+    import shapely
+
+    if item.geometry:
+        from .records import _item_footprint
+
+        footprint = _item_footprint(item.geometry, item.bbox)
+        return any(footprint.intersects(shapely.box(*p.as_tuple())) for p in bbox.split())
+    if item.bbox:
+        return bbox_intersects(_bbox_2d(item.bbox), bbox.as_tuple())
+    return False
+
+
+def _bbox_2d(bbox: Sequence[float]) -> tuple[float, float, float, float]:
+    """(west, south, east, north) of a STAC bbox, 2D or 3D (with min/max elevation)."""
+    if len(bbox) == 6:
+        return bbox[0], bbox[1], bbox[3], bbox[4]
+    return bbox[0], bbox[1], bbox[2], bbox[3]
+
+
+def _overlaps(item: Any, date_range: tuple[dt.datetime, dt.datetime]) -> bool:
+    """Whether the item's time (its start_datetime..end_datetime interval, else its
+    datetime) meets ``date_range``, as a STAC API datetime search matches it."""
+    meta = item.common_metadata
+    start = meta.start_datetime or item.datetime
+    end = meta.end_datetime or item.datetime or start
+    if start is None:
+        return False
+    return parse_datetime(start) <= date_range[1] and parse_datetime(end) >= date_range[0]
 
 
 def stac_records(
@@ -203,7 +303,14 @@ def stac_records(
             raise ValidationError(
                 "query/filter need a STAC API; a static catalog is filtered by bbox/date_range only"
             )
-        pairs = list(walk_static_catalog(stac_api, collection, bbox=box, date_range=rng))
+        seen: set[str | None] = set()
+        pairs = list(walk_static_catalog(stac_api, collection, bbox=box, date_range=rng, seen=seen))
+        if collection and collection not in seen:
+            known = sorted(c for c in seen if c)
+            raise ValidationError(
+                f"collection {collection!r}: no item of the static catalog {stac_api} is "
+                f"in it (its items are in {known})"
+            )
         if max_items is not None:
             pairs = pairs[:max_items]
     else:
@@ -219,9 +326,31 @@ def stac_records(
         pairs = [(i, None) for i in items]
     if band_map:
         _check_asset_keys(band_map, [i for i, _ in pairs])
-    return [
+    records = [
         record_from_stac_item(i, band_map=bmap, band_index_map=imap, base_href=h) for i, h in pairs
     ]
+    _warn_bandless([i for i, _ in pairs], records)
+    return records
+
+
+def _warn_bandless(items: list[Mapping[str, Any]], records: list[Record]) -> None:
+    """Warn about items none of whose assets became a band (no GeoTIFF media type or
+    .tif href, e.g. JPEG 2000 or extension-less URLs): those records read nothing."""
+    bare = [(i, r) for i, r in zip(items, records, strict=True) if not r.assets]
+    if not bare:
+        return
+    first = bare[0][0].get("assets") or {}
+    kinds = ", ".join(f"{k} ({(a or {}).get('type') or 'no type'})" for k, a in first.items())
+    shown = ", ".join(r.id for _, r in bare[:5]) + (
+        f" (and {len(bare) - 5} more)" if len(bare) > 5 else ""
+    )
+    warnings.warn(
+        f"{len(bare)} of {len(items)} items have no GeoTIFF data asset, so no band: {shown}; "
+        f"the first one's assets are {kinds or 'none'}. Pass band_map={{code: asset key}} "
+        "to read assets whose media type or href does not say GeoTIFF",
+        TessellumWarning,
+        stacklevel=4,
+    )
 
 
 def resolve_band_maps(

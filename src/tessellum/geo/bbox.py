@@ -126,3 +126,25 @@ def bbox_intersects(a: Sequence[float], b: Sequence[float]) -> bool:
         for x0, x1 in _intervals(a[0], a[2])
         for y0, y1 in _intervals(b[0], b[2])
     )
+
+
+def lon_extent(xmin: Any, xmax: Any) -> tuple[float, float]:
+    """(west, east) of longitude intervals (``xmin > xmax`` crosses ±180): the smallest
+    arc covering them all, found as the complement of the largest uncovered gap; it
+    crosses the antimeridian (west > east) when that is tighter."""
+    import numpy as np
+
+    lo, hi = np.asarray(xmin, dtype=float), np.asarray(xmax, dtype=float)
+    wraps = lo > hi
+    # no early answer without crossing rows: tiles on both sides of ±180 (Fiji) are
+    # covered tighter by an arc across it than by one around the globe
+    starts = np.concatenate([lo[~wraps], lo[wraps], np.full(wraps.sum(), -180.0)])
+    ends = np.concatenate([hi[~wraps], np.full(wraps.sum(), 180.0), hi[wraps]])
+    order = np.argsort(starts)
+    starts, ends = starts[order], np.maximum.accumulate(ends[order])
+    gaps = starts[1:] - ends[:-1]  # gaps between merged intervals (<= 0: overlap)
+    wrap_gap = starts[0] + 360.0 - ends[-1]
+    i = int(np.argmax(gaps)) if len(gaps) else 0
+    if not len(gaps) or wrap_gap >= gaps[i]:
+        return float(starts[0]), float(ends[-1])
+    return float(starts[i + 1]), float(ends[i])

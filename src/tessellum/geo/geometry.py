@@ -408,13 +408,122 @@ def lonlat_ring_to_polygon(lon: np.ndarray, lat: np.ndarray):
     return polys[0] if len(polys) == 1 else MultiPolygon(polys)
 
 
+def geometries_to_lonlat(geoms: Any, crs: Any, *, segments: int = 128) -> np.ndarray:
+    """Geometries in ``crs`` as CRS84 geometries covering the same ground: edges
+    densified first (10 km pieces, at most ``segments`` a side: a straight edge in a
+    projected CRS is a curve in lon/lat), a polygon around a pole closed up to it, one across the antimeridian split
+    at ±180 (transforming the vertices alone gives, for both, a polygon elsewhere)."""
+    import shapely
+
+    g = np.asarray(geoms, dtype=object)
+    src = to_crs(crs)
+    if src.is_geographic:  # degrees already: no pole to find; ±180 may be passed
+        if not src.equals(to_crs(CRS84)):
+            t = transformer(src, CRS84)
+            g = shapely.transform(g, lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1])))
+        past = np.flatnonzero((shapely.bounds(g)[:, 0] < -180) | (shapely.bounds(g)[:, 2] > 180))
+        g = g.copy()
+        for i in past:  # a Pacific AOI written 179..181 is 179..180 and -180..-179
+            if shapely.get_type_id(g[i]) in (0, 4):  # points: longitudes wrapped
+                g[i] = shapely.transform(
+                    g[i], lambda xy: np.column_stack([(xy[:, 0] + 180) % 360 - 180, xy[:, 1]])
+                )
+            else:
+                g[i] = split_at_antimeridian(g[i])
+        return g
+    t = transformer(src, CRS84)
+    span = shapely.bounds(g)
+    size = np.maximum(span[:, 2] - span[:, 0], span[:, 3] - span[:, 1])
+    # edges of up to 10 km (up to `segments` a side): a small AOI is not densified
+    metres = src.axis_info[0].unit_conversion_factor if src.axis_info else 1.0
+    with np.errstate(invalid="ignore"):
+        pieces = np.clip(np.ceil(size * metres / 10_000.0), 1, segments)
+        seg = size / np.where(np.isfinite(pieces), pieces, 1)
+    ok = np.isfinite(seg) & (seg > 0)
+    g = np.where(ok, shapely.segmentize(g, np.where(ok, seg, 1.0)), g)
+    back = transformer(CRS84, src)
+    poles = []
+    for sign in (1, -1):
+        x, y = back.transform(0.0, 90.0 * sign)
+        if np.isfinite(x) and np.isfinite(y):
+            poles.append((sign, shapely.Point(float(x), float(y))))
+
+    def ring(coords: Any) -> tuple[np.ndarray, np.ndarray]:
+        xy = np.asarray(coords, dtype=float)[:-1, :2]
+        lon, lat = (np.asarray(v) for v in t.transform(xy[:, 0], xy[:, 1]))
+        keep = np.isfinite(lon) & np.isfinite(lat)
+        return lon[keep], lat[keep]
+
+    def polygon(p: Any) -> Any:
+        pole = next((sign for sign, pt in poles if p.covers(pt)), 0)
+        if pole:  # near a pole longitude turns fast along an edge: 16 times finer
+            w, s, e, n = p.bounds
+            p = shapely.segmentize(p, max(e - w, n - s) / (16 * segments))
+        lon, lat = ring(p.exterior.coords)
+        if len(lon) < 3:
+            raise ValidationError(f"geometry cannot be transformed from {crs} to lon/lat")
+        out = _polar_cap(lon, lat, pole) if pole else lonlat_ring_to_polygon(lon, lat)
+        for hole in p.interiors:
+            hlon, hlat = ring(hole.coords)
+            if len(hlon) >= 3:
+                out = out.difference(lonlat_ring_to_polygon(hlon, hlat))
+        return out
+
+    # one vectorized transform; the geometries whose vertices jump across ±180, leave
+    # the CRS's domain or circle a pole are redone polygon by polygon
+    xy, index = shapely.get_coordinates(g, return_index=True)
+    lon, lat = (np.asarray(v) for v in t.transform(xy[:, 0], xy[:, 1]))
+    redo = np.zeros(len(g), dtype=bool)
+    redo[index[~(np.isfinite(lon) & np.isfinite(lat))]] = True
+    same = index[1:] == index[:-1]
+    redo[index[1:][same & (np.abs(np.diff(lon)) > 180)]] = True
+    for _, pt in poles:
+        redo |= np.asarray(shapely.covers(g, pt), dtype=bool)
+    result = shapely.set_coordinates(g.copy(), np.column_stack([lon, lat]))
+    polygonal = np.isin(shapely.get_type_id(g), (3, 6))  # Polygon, MultiPolygon
+    for i in np.flatnonzero(redo & polygonal):
+        parts = [p for p in shapely.get_parts(g[i]) if not p.is_empty]
+        result[i] = shapely.union_all([polygon(p) for p in parts])
+    present = shapely.get_type_id(result) >= 0  # None is -1
+    bad = np.flatnonzero(present & ~shapely.is_valid(result))
+    result[bad] = shapely.make_valid(result[bad])
+    return result
+
+
+def split_at_antimeridian(g: Any, *, crosses: bool = False) -> Any:
+    """A lon/lat footprint split at ±180 as RFC 7946 asks, so that it is found on both
+    sides: one written with longitudes past 180 (179.5 to 180.5), or, when ``crosses``
+    (its bbox says so), a ring jumping from 179 to -179 (else a band around the globe)."""
+    import numpy as np
+    import shapely
+
+    if g.geom_type not in ("Polygon", "MultiPolygon") or g.is_empty:
+        return g
+    w, _, e, _ = g.bounds
+    if not (w < -180 or e > 180 or crosses):
+        return g
+    parts = []
+    for part in shapely.get_parts(g):
+        lon, lat = np.asarray(part.exterior.coords)[:-1, :2].T
+        pw, _, pe, _ = part.bounds
+        jumps = np.abs(np.diff(np.concatenate([lon, lon[:1]]))) > 180
+        if pw >= -180 and pe <= 180 and not jumps.any():  # a part already on one side
+            parts.append(part)
+        else:
+            parts.extend(shapely.get_parts(lonlat_ring_to_polygon(lon, lat)))
+    return parts[0] if len(parts) == 1 else shapely.MultiPolygon(parts)
+
+
 def lonlat_bbox(geom) -> tuple[float, float, float, float]:
     """(west, south, east, north) of a CRS84 geometry; west > east when a MultiPolygon
     is split at the antimeridian (parts touching both +180 and -180)."""
     minx, miny, maxx, maxy = geom.bounds
     if geom.geom_type == "MultiPolygon" and minx <= -180 + 1e-9 and maxx >= 180 - 1e-9:
-        east_parts = [g.bounds for g in geom.geoms if g.bounds[0] >= 0]
-        west_parts = [g.bounds for g in geom.geoms if g.bounds[2] <= 0]
-        if east_parts and west_parts:
-            return (min(b[0] for b in east_parts), miny, max(b[2] for b in west_parts), maxy)
+        from .bbox import lon_extent
+
+        # the parts' longitudes as one arc: across ±180 when that is tighter, all the
+        # way round (-180, 180) when the parts meet (a 0..360 global grid)
+        parts = np.array([g.bounds for g in geom.geoms])
+        west, east = lon_extent(parts[:, 0], parts[:, 2])
+        return (west, miny, east, maxy)
     return (minx, miny, maxx, maxy)

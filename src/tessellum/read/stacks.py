@@ -107,15 +107,12 @@ def candidate_pairs(table: Any, geoms: np.ndarray, geom_crs: Any) -> tuple[np.nd
         return gi.astype(np.int64), ri.astype(np.int64)
     fps = shapely.from_wkb(wkb)
     if not lonlat:
-        t = transformer(geom_crs, CRS84)
-        # edges densified first (32 segments a side), as geometry_bounds does: a straight
-        # edge in a projected CRS is a curve in lon/lat (near a pole, nowhere near the
-        # straight line between its corners); then one vectorized transform over every
-        # coordinate of every geometry
-        span = shapely.bounds(g)
-        seg = np.maximum(span[:, 2] - span[:, 0], span[:, 3] - span[:, 1]) / 32
-        g = np.where(seg > 0, shapely.segmentize(g, np.where(seg > 0, seg, 1.0)), g)
-        g = shapely.transform(g, lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1])))
+        from ..geo.geometry import geometries_to_lonlat
+
+        # the ground the geometries cover, in lon/lat: edges densified (a straight edge
+        # in a projected CRS is a curve in lon/lat), closed up to a pole they circle,
+        # split at ±180 (their vertices alone give a polygon elsewhere)
+        g = geometries_to_lonlat(g, geom_crs)
     if len(g) > len(fps):  # index the larger side: 10,000 points vs 20 footprints
         ri, gi = shapely.STRtree(g).query(fps, predicate="intersects")
     else:
