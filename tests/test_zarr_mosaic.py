@@ -568,3 +568,33 @@ def test_mosaic_index_chains_into_predict_and_vectorize(coll: Any, tmp_path: Pat
     polys = gpd.read_parquet(out)
     pixel_area = 10.0 * 10.0
     assert polys.area.sum() == pytest.approx(float((marked == 1).sum()) * pixel_area)
+
+
+@pytest.mark.parametrize("ascending", ["YES", "NO"])
+def test_gti_mosaic_takes_the_index_sort_field_as_gdal(
+    tiles: dict[str, Path], tmp_path: Path, ascending: str
+) -> None:
+    """An index whose layer says SORT_FIELD (and SORT_FIELD_ASC) composites as GDAL's GTI
+    driver composites it, without sort_column= (the index is the compositing rule)."""
+    import pyogrio
+
+    index = tmp_path / "sorted.gti.gpkg"
+    pyogrio.write_dataframe(
+        _index(tiles), index, driver="GPKG",
+        layer_metadata={"SORT_FIELD": "quality", "SORT_FIELD_ASC": ascending},
+    )  # fmt: skip
+    gdf = build_gti_mosaic(str(index), _aoi(), ["data"], crs=CRS, output_dir=tmp_path / "o")
+    ds = open_mosaic(gdf.location[0])
+    grid = mosaic_grid(ds)
+    with rasterio.open(index) as gti:  # GDAL reads the layer's GTI items itself
+        want = np.zeros(grid.shape, dtype=np.uint16)
+        reproject(
+            rasterio.band(gti, 1), want, dst_transform=grid.transform, dst_crs=grid.crs,
+            dst_nodata=0, resampling=Resampling.nearest,
+        )  # fmt: skip
+    np.testing.assert_array_equal(ds["data"].values[0], want)
+    # the default order (latest first) differs here: the test can tell the orders apart
+    plain = tmp_path / "plain.gti.gpkg"
+    _index(tiles).to_file(plain, driver="GPKG")
+    other = build_gti_mosaic(str(plain), _aoi(), ["data"], crs=CRS, output_dir=tmp_path / "p")
+    assert not np.array_equal(open_mosaic(other.location[0])["data"].values[0], want)

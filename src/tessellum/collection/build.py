@@ -4,6 +4,7 @@ once, and returns a :class:`Collection` (cached on disk when a workspace is used
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from collections.abc import Mapping, Sequence
@@ -351,10 +352,25 @@ async def build_from_gti_async(
     if getattr(gdf, "_geometry_column_name", None) in gdf.columns:
         # the index's tile footprints: the headers give them (as GDAL's GTI reads them)
         gdf = gdf.drop(columns=gdf.geometry.name)
-    return await build_from_table_async(
+    coll = await build_from_table_async(
         gdf, name=name, href_column="__href", datetime_column=datetime_column,
         geometry_column=None, band=band, collection=collection, **kwargs,
     )  # fmt: skip
+    if not meta:
+        return coll
+    table = coll.table  # kept for build_gti_mosaic (SORT_FIELD...); survives filters
+    extra = {GTI_METADATA_KEY: json.dumps(meta).encode()}
+    return coll._derive(table.replace_schema_metadata({**(table.schema.metadata or {}), **extra}))
+
+
+GTI_METADATA_KEY = b"tessellum:gti"
+
+
+def gti_metadata(coll: Collection) -> dict[str, str]:
+    """The GDAL GTI metadata items (``SORT_FIELD``, ``RESX`` ...) of the tile index
+    ``coll`` was built from by :func:`build_from_gti`; empty for other collections."""
+    raw = (coll.table.schema.metadata or {}).get(GTI_METADATA_KEY)
+    return json.loads(raw) if raw else {}
 
 
 @same_signature(build_from_gti_async)

@@ -95,7 +95,13 @@ def _time_value(v: Any) -> np.datetime64:
     return np.datetime64(ts.to_datetime64(), "ns")
 
 
-def _slices(coll: Any, recs: list[Any], time_column: str | None, sort_column: str | None):
+def _slices(
+    coll: Any,
+    recs: list[Any],
+    time_column: str | None,
+    sort_column: str | None,
+    sort_ascending: bool = True,
+):
     """``(times, [record ids per slice in priority order])``."""
     from ..read.stacks import mosaic_order
 
@@ -119,12 +125,16 @@ def _slices(coll: Any, recs: list[Any], time_column: str | None, sort_column: st
         if sort_column is None:
             ordered = mosaic_order(members)
         else:
-            # GDAL's GTI draws the highest SORT_FIELD value on top (ties: the later
-            # feature); first wins here, so: descending value, later row first
+            # GDAL's GTI draws in SORT_FIELD order, ascending unless SORT_FIELD_ASC=NO,
+            # so the last drawn (highest, or lowest) is on top (ties: the later
+            # feature); first wins here, so the reverse order, later row first
             vals = table.column(sort_column).to_pylist()
             present = [r for r in members if vals[r.row] is not None]
             missing = [r for r in members if vals[r.row] is None]
-            ordered = sorted(present, key=lambda r: (vals[r.row], r.row), reverse=True)
+            if sort_ascending:
+                ordered = sorted(present, key=lambda r: (vals[r.row], r.row), reverse=True)
+            else:
+                ordered = sorted(present, key=lambda r: (vals[r.row], -r.row))
             ordered += sorted(missing, key=lambda r: r.row, reverse=True)
         out.append(tuple(r.id for r in ordered))
     return keys, out
@@ -284,6 +294,7 @@ async def build_mosaic_async(
     skip_xy_coords: bool = False,
     time_column: str | None = None,
     sort_column: str | None = None,
+    sort_ascending: bool = True,
     resampling: str = "nearest",
     nodata: float | int | None = None,
     client: Any = None,
@@ -376,7 +387,7 @@ async def build_mosaic_async(
         if nod is None:
             raise ValidationError(f"band {b!r} has no nodata value in its records: pass nodata=")
         specs.append(BandSpec(b, np.dtype(dtype), _check_nodata(nod, np.dtype(dtype), b)))
-    times, slices = _slices(coll, recs, time_column, sort_column)
+    times, slices = _slices(coll, recs, time_column, sort_column, bool(sort_ascending))
     itemsize = max(s.dtype.itemsize for s in specs)
     shard = shard_shape(grid.shape, chunk_size, shard_size, itemsize)
 
@@ -461,6 +472,8 @@ def build_mosaic(collection: Any, aoi: Any, *args: Any, **kwargs: Any) -> Any:
         sort_column: priority within a slice: highest value on top (as GDAL's GTI
             ``SORT_FIELD``); default :func:`tessellum.read.stacks.mosaic_order`
             (latest datetime first).
+        sort_ascending: with ``sort_column``: True, the highest value on top; False,
+            the lowest (GDAL's ``SORT_FIELD_ASC=NO``).
         resampling: warp kernel ("nearest", "bilinear", "average", "mode", ...).
         nodata: output nodata; default the records' own (a ValidationError if none).
         client: a ``distributed.Client``: shards run as tasks on it.
@@ -496,9 +509,10 @@ async def build_gti_mosaic_async(
     client: Any = None,
     progress: bool | None = None,
     name: str = "mosaic",
+    sort_ascending: bool | None = None,
 ) -> Any:
     """Async form of :func:`build_gti_mosaic`."""
-    from ..collection.build import build_from_gti_async
+    from ..collection.build import build_from_gti_async, gti_metadata
     from ..store import CloudConfig
 
     if isinstance(bands, str):
@@ -515,10 +529,18 @@ async def build_gti_mosaic_async(
         gti, name=name, location_column=location_column, band=bands[0], query=query,
         progress=False, **extra,
     )  # fmt: skip
+    # the index's own compositing rule, as GDAL's GTI driver applies it
+    meta = gti_metadata(coll)
+    if sort_column is None and meta.get("SORT_FIELD"):
+        sort_column = meta["SORT_FIELD"]
+    if sort_ascending is None:  # GDAL's CPLTestBool
+        asc = meta.get("SORT_FIELD_ASC", "YES").strip().upper()
+        sort_ascending = asc not in ("NO", "FALSE", "OFF", "0")
     return await build_mosaic_async(
         coll, aoi, bands=bands, output_dir=output_dir, crs=crs, resolution=resolution,
         chunk_size=chunk_size, shard_size=shard_size, skip_xy_coords=skip_xy_coords,
-        time_column=time_column, sort_column=sort_column, resampling=resampling,
+        time_column=time_column, sort_column=sort_column, sort_ascending=sort_ascending,
+        resampling=resampling,
         nodata=nodata, client=client, progress=progress, name=name,
     )  # fmt: skip
 
@@ -532,8 +554,11 @@ def build_gti_mosaic(gti: Any, aoi: Any, bands: Sequence[str], *args: Any, **kwa
     :func:`build_mosaic` with the other arguments. ``time_column`` and ``sort_column``
     name columns of the index. Priority where tiles overlap: with ``sort_column``, as
     GDAL's GTI driver with ``SORT_FIELD`` (highest value on top, ties: the later
-    feature); without it, tessellum's :func:`~tessellum.read.stacks.mosaic_order`
-    (latest datetime first, then id) — GDAL instead draws the last feature on top.
+    feature; the lowest with ``sort_ascending=False``). Without them, the index
+    layer's own ``SORT_FIELD`` / ``SORT_FIELD_ASC`` metadata items apply, as GDAL
+    applies them; an index with neither gets tessellum's
+    :func:`~tessellum.read.stacks.mosaic_order` (latest datetime first, then id) —
+    GDAL instead draws the last feature on top.
     ``bands`` names the one band each tile gives. ``requester_pays`` reads the tiles
     with requester-pays requests. Returns the same GeoDataFrame as :func:`build_mosaic`.
     """
