@@ -13,7 +13,7 @@ import tifffile
 from rasterio.windows import Window
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _cogfactory import patch_tag, read_bytes, write_cog
+from _cogfactory import make_array, patch_tag, read_bytes, write_cog
 from tessellum.errors import DataFormatError, RasterUnsupportedError
 from tessellum.tiff import ImageLevel, TiffHeader, parse_header
 from tessellum.tiff.decode import decode_tile, supported_compressions
@@ -192,6 +192,20 @@ def test_lossy_tiles_match_gdal(tmp_path: Path, name: str) -> None:
     kw = {"shape": SHAPE, "blocksize": BS, **LOSSY[name]}
     path, _ = write_cog(tmp_path / f"{name}.tif", **kw)
     assert compare_all_tiles(path, tol=1) > 0
+
+
+@pytest.mark.parametrize("codec", ["lerc", "lerc_zstd"])
+def test_lerc_multiband_with_nans_equals_gdal(tmp_path: Path, codec: str) -> None:
+    """NaNs in some samples of a pixel-interleaved LERC file: libtiff encodes each tile as
+    one single-value band per sample (each with its own mask), (spp, h, w) decoded."""
+    data = make_array("float32", SHAPE, 3)
+    data[0, 10:40, 5:90] = np.nan  # differing per-sample masks
+    data[2, ::7, ::5] = np.nan
+    path, _ = write_cog(
+        tmp_path / "lerc.tif", dtype="float32", shape=SHAPE, blocksize=BS, count=3,
+        compression=codec, data=data,
+    )  # fmt: skip
+    assert compare_all_tiles(path) > 0
 
 
 def smooth_rgb(shape: tuple[int, int]) -> np.ndarray:

@@ -177,7 +177,7 @@ def _decode_image(
     elif comp == 50001:
         arr = imagecodecs.webp_decode(data, hasalpha=spp == 4)
     elif comp == 34887:
-        arr = _decode_lerc(level, data, dtype)
+        arr = _decode_lerc(level, data, dtype, spp)
     elif _jpegxl_available():
         arr = imagecodecs.jpegxl_decode(data)
     else:
@@ -191,7 +191,18 @@ def _decode_image(
     return arr
 
 
-def _decode_lerc(level: ImageLevel, data: Any, dtype: np.dtype) -> np.ndarray:
+def _lerc_depth(blob: Any) -> int:
+    """nDim (values per pixel) of the first Lerc2 blob in ``blob``; 1 before version 4."""
+    head = bytes(blob[:26])
+    if not head.startswith(b"Lerc2 "):
+        return 1  # Lerc1, or not LERC at all: lerc_decode names the problem
+    version = int.from_bytes(head[6:10], "little", signed=True)
+    if version < 4:
+        return 1
+    return int.from_bytes(head[22:26], "little", signed=True)  # after checksum, rows, cols
+
+
+def _decode_lerc(level: ImageLevel, data: Any, dtype: np.dtype, spp: int) -> np.ndarray:
     extra = level.lerc_params[1] if level.lerc_params and len(level.lerc_params) > 1 else 0
     if extra == 1:
         data = imagecodecs.zlib_decode(data)
@@ -206,6 +217,10 @@ def _decode_lerc(level: ImageLevel, data: Any, dtype: np.dtype) -> np.ndarray:
         if valid.ndim < arr.ndim:
             valid = valid.reshape(valid.shape + (1,) * (arr.ndim - valid.ndim))
         arr = np.where(valid, arr, np.nan).astype(arr.dtype)
+    if spp > 1 and arr.ndim == 3 and _lerc_depth(data) == 1:
+        # libtiff stores pixel-interleaved samples as spp one-value bands when their
+        # masks differ (NaNs in float data): (spp, h, w), the pixels' samples apart
+        arr = np.moveaxis(arr, 0, -1)
     return arr
 
 
