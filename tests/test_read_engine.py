@@ -189,6 +189,27 @@ def test_overview_read_matches_gdal_overview(tmp_path):
     assert stats.bytes < 200_000  # the 4x overview, not the full image
 
 
+@pytest.mark.parametrize("shape", [(67, 228), (228, 67)])
+def test_overview_with_rounded_size_is_read_at_its_own_grid(tmp_path, shape):
+    """67 rows / 4 -> a 17-row overview: its pixels are 3% taller than wide (or wider than
+    tall). Read on that overview's grid, GDAL reads that overview; so must we (not the
+    full resolution, resampled)."""
+    path = tmp_path / "ovr.tif"
+    data = np.random.default_rng(0).integers(0, 60000, (1, *shape)).astype("uint16")
+    profile = dict(driver="GTiff", width=shape[1], height=shape[0], count=1, dtype="uint16",
+                   crs=UTM, transform=from_origin(500000, 4650000, 30, 30))  # fmt: skip
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+        dst.build_overviews([4], Resampling.average)  # unlike any full-resolution pixel
+    with rasterio.open(path, overview_level=0) as ov:
+        ref, t = ov.read(1), ov.transform
+    with rasterio.open(path) as ds:  # GDAL's own choice for a read at that size
+        assert (ds.read(1, out_shape=ref.shape) == ref).all()
+    bounds = rasterio.transform.array_bounds(*ref.shape, t)  # left, bottom, right, top
+    got = _coll([path]).read_window(bounds=bounds, bands=["data"], res=(t.a, -t.e))
+    np.testing.assert_array_equal(got[0], ref)
+
+
 @pytest.mark.parametrize("resampling", ["nearest", "bilinear"])
 def test_reprojected_read_matches_rasterio_warp(tmp_path, resampling):
     path, _ = write_cog(
