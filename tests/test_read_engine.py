@@ -8,6 +8,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 import rasterio
+from affine import Affine
 from rasterio.enums import Resampling
 from rasterio.transform import from_origin
 from rasterio.warp import reproject
@@ -245,6 +246,39 @@ def test_reprojected_read_matches_rasterio_warp(tmp_path, resampling):
     valid = (ref != -9999.0) & (got[0] != -9999.0)
     assert valid.mean() > 0.95
     np.testing.assert_allclose(got[0][valid], ref[valid], rtol=1e-5, atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "transform",
+    [
+        Affine.translation(500000, 4650000) * Affine.rotation(20) * Affine.scale(10, -10),
+        Affine(10, 2, 500000, 0, -10, 4650000),  # skewed
+    ],
+    ids=["rotated", "skewed"],
+)
+def test_rotated_source_is_warped_like_gdal(tmp_path, transform):
+    """A rotated or skewed geotransform (GDAL reads it; GCP-less): reads warp it onto a
+    north-up grid as rasterio.warp does; read_window without ``res`` says why it needs one."""
+    path, _ = write_cog(tmp_path / "rot.tif", shape=(80, 100), blocksize=32, crs=UTM,
+                        transform=transform, nodata=0, overviews=())  # fmt: skip
+    coll = _coll([path])
+    with rasterio.open(path) as ds:
+        bounds = tuple(ds.bounds)
+    with pytest.raises(ValidationError, match=r"rotated or skewed.*rot\.tif"):
+        coll.read_window(bounds=bounds, bands=["data"])
+    got = coll.read_window(bounds=bounds, bands=["data"], res=7)
+    from tessellum.geo.grid import grid_for_bounds
+
+    grid = grid_for_bounds(bounds, 7, UTM)
+    ref = np.zeros(grid.shape, "uint16")
+    with rasterio.open(path) as ds:
+        reproject(rasterio.band(ds, 1), ref, dst_transform=grid.transform, dst_crs=UTM,
+                  dst_nodata=0, resampling=Resampling.nearest)  # fmt: skip
+    assert (ref != 0).mean() > 0.4
+    np.testing.assert_array_equal(got[0], ref)
+    aoi = box(bounds[0] + 200, bounds[1] + 150, bounds[0] + 700, bounds[1] + 600)
+    ds = coll.get_xarray(aoi, ["data"], geometry_crs=UTM)  # on a grid of about 10 m
+    assert ds["data"].count() > 1000
 
 
 def test_mosaic_first_valid_wins(tmp_path):

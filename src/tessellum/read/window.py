@@ -41,7 +41,15 @@ def window_grid(
         t = ref.grid.transform
         return grid_for_bounds(box, res, crs, anchor=(t.c, t.f))
     if res is None:
-        raise ValidationError("res is required when target_crs differs from the records' CRS")
+        why = (
+            "target_crs differs from the records' CRS"
+            if crs != ref.grid.crs
+            else (
+                f"the records' pixel grid is rotated or skewed ({ref.href}: transform "
+                f"{tuple(ref.grid.transform)[:6]}), so the output needs its own north-up grid"
+            )
+        )
+        raise ValidationError(f"res is required when {why}")
     return grid_for_bounds(box, res, crs)
 
 
