@@ -55,6 +55,12 @@ CASES: dict[str, dict] = {
         dtype="float32", compression="lerc_deflate", nodata=float("nan")
     ),
     "lerc_zstd-int16-3band": dict(dtype="int16", compression="lerc_zstd", count=3),
+    # big-endian files: libtiff LERC-encodes byte-swapped samples
+    "lerc-uint16-big": dict(dtype="uint16", compression="lerc", byteorder="big"),
+    "lerc_deflate-float64-big": dict(dtype="float64", compression="lerc_deflate", byteorder="big"),
+    "lerc_zstd-int32-3band-big": dict(
+        dtype="int32", compression="lerc_zstd", count=3, byteorder="big"
+    ),
     "none-uint16-big": dict(dtype="uint16", compression=None, byteorder="big"),
     "none-float32-p3": dict(dtype="float32", compression=None, predictor=3),
     "nbits1": dict(dtype="uint8", compression="deflate", nbits=1),

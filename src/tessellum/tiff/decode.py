@@ -118,7 +118,7 @@ def _decode(
 ) -> np.ndarray:
     comp = level.compression
     if comp in _IMAGE_CODECS:
-        return _decode_image(level, data, shape, dtype)
+        return _decode_image(level, data, byte_order, shape, dtype)
     # the header parse refuses these already; a header built elsewhere may not have
     if (problem := predictor_problem(level)) is not None:
         raise RasterUnsupportedError(problem)
@@ -161,7 +161,7 @@ def _decode(
 
 
 def _decode_image(
-    level: ImageLevel, data: Any, shape: tuple[int, int, int], dtype: np.dtype
+    level: ImageLevel, data: Any, byte_order: str, shape: tuple[int, int, int], dtype: np.dtype
 ) -> np.ndarray:
     h, w, spp = shape
     comp = level.compression
@@ -177,7 +177,7 @@ def _decode_image(
     elif comp == 50001:
         arr = imagecodecs.webp_decode(data, hasalpha=spp == 4)
     elif comp == 34887:
-        arr = _decode_lerc(level, data, dtype, spp)
+        arr = _decode_lerc(level, data, dtype, spp, swap=byte_order != _NATIVE)
     elif _jpegxl_available():
         arr = imagecodecs.jpegxl_decode(data)
     else:
@@ -202,7 +202,12 @@ def _lerc_depth(blob: Any) -> int:
     return int.from_bytes(head[22:26], "little", signed=True)  # after checksum, rows, cols
 
 
-def _decode_lerc(level: ImageLevel, data: Any, dtype: np.dtype, spp: int) -> np.ndarray:
+def _decode_lerc(
+    level: ImageLevel, data: Any, dtype: np.dtype, spp: int, *, swap: bool
+) -> np.ndarray:
+    """One LERC tile. ``swap``: the file's byte order is not this machine's; libtiff
+    byte-swaps samples before encoding them in such files (and after decoding), so the
+    blob holds swapped values: swap them back, as GDAL does."""
     extra = level.lerc_params[1] if level.lerc_params and len(level.lerc_params) > 1 else 0
     if extra == 1:
         data = imagecodecs.zlib_decode(data)
@@ -211,6 +216,8 @@ def _decode_lerc(level: ImageLevel, data: Any, dtype: np.dtype, spp: int) -> np.
     elif extra != 0:  # as GDAL's LERC codec: no other additional compression exists
         raise RasterUnsupportedError(f"LERC additional compression {extra} is not supported")
     arr, mask = imagecodecs.lerc_decode(data, masks=True)
+    if swap and arr.dtype.itemsize > 1:
+        arr = arr.byteswap()
     if mask is not None and dtype.kind == "f":
         # LERC stores NaN as invalid pixels; GDAL restores NaN
         valid = np.asarray(mask, dtype=bool)
