@@ -84,14 +84,34 @@ async def read_window_async(
     if not recs:
         raise ValidationError("no records to read")
     grid = window_grid(recs, bands, box, res, target_crs)
+    out, keys = await read_on_grid_async(
+        collection, recs, bands, grid, group_by=group_by, resampling=resampling,
+        max_concurrent=max_concurrent, progress=progress,
+    )  # fmt: skip
+    return out, grid, keys
+
+
+async def read_on_grid_async(
+    collection: Any,
+    recs: Sequence[RecordBands],
+    bands: Sequence[str],
+    grid: Grid,
+    *,
+    group_by: str | None = None,
+    resampling: str = "nearest",
+    max_concurrent: int | None = None,
+    progress: bool | None = None,
+) -> tuple[np.ndarray, list[Any]]:
+    """``recs`` read onto exactly ``grid``, first valid pixel wins in their order:
+    ``[C, H, W]``, or ``[G, C, H, W]`` grouped by ``group_by``; and the group keys."""
     if group_by is None:
         groups: list[tuple[Any, list[RecordBands]]] = [(None, list(recs))]
     else:
         keyf = (lambda r: r.datetime) if group_by == "datetime" else (lambda r: r.id)
-        groups = {}
+        by_key: dict[Any, list[RecordBands]] = {}
         for r in recs:
-            groups.setdefault(keyf(r), []).append(r)
-        groups = list(groups.items())
+            by_key.setdefault(keyf(r), []).append(r)
+        groups = list(by_key.items())
     # every (group, band) layer is read straight into its place: [G, C, H, W] in the
     # common type of all the records (a uint8 record never narrows a uint16 one)
     dtype = np.result_type(
@@ -112,4 +132,4 @@ async def read_window_async(
     opts = collection_fetch_options(collection, max_concurrent, progress=progress)
     await read_targets_async(targets, opts)
     out = stacked[0] if group_by is None else stacked
-    return out, grid, [k for k, _ in groups]
+    return out, [k for k, _ in groups]
