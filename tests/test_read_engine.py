@@ -211,6 +211,37 @@ def test_overview_with_rounded_size_is_read_at_its_own_grid(tmp_path, shape):
     np.testing.assert_array_equal(got[0], ref)
 
 
+@pytest.mark.parametrize("dtype", ["int8", "uint8"])
+@pytest.mark.parametrize("resampling", ["bilinear", "cubic", "lanczos"])
+def test_warp_of_a_type_with_no_free_value_rounds_and_clamps_like_gdal(tmp_path, dtype, resampling):
+    """Every value of the type present and no nodata: no value is left to mark no data,
+    so the warp runs in float; back in the type it must round and clamp as GDAL's kernel
+    does (cubic overshoots wrapped from 127 to -128, and truncation lost a level)."""
+    info = np.iinfo(dtype)
+    rng = np.random.default_rng(1)
+    data = rng.integers(info.min, info.max + 1, (1, 160, 160), endpoint=False).astype(dtype)
+    data[0, 0, :160] = np.arange(info.min, info.max + 1)[:160].astype(dtype)
+    data[0, 1, :96] = np.arange(info.min, info.max + 1)[160:].astype(dtype)
+    path, _ = write_cog(tmp_path / "a.tif", data=data, dtype=dtype, shape=(160, 160),
+                        crs=UTM, transform=T0, overviews=())  # fmt: skip
+    bounds = (-110.995, 41.99, -110.985, 41.998)
+    got = _coll([path]).read_window(bounds=bounds, bands=["data"], res=0.00009,
+                                    target_crs="EPSG:4326", resampling=resampling)  # fmt: skip
+    from tessellum.geo.grid import grid_for_bounds
+
+    grid = grid_for_bounds(bounds, 0.00009, "EPSG:4326")
+    ref = np.zeros(grid.shape, dtype)
+    covered = np.zeros(grid.shape, "uint8")
+    with rasterio.open(path) as ds:  # GDAL warping in the type itself
+        reproject(rasterio.band(ds, 1), ref, dst_transform=grid.transform,
+                  dst_crs="EPSG:4326", resampling=Resampling[resampling])  # fmt: skip
+        reproject(np.ones((160, 160), "uint8"), covered, src_transform=T0, src_crs=UTM,
+                  dst_transform=grid.transform, dst_crs="EPSG:4326")  # fmt: skip
+    inside = covered == 1
+    assert inside.mean() > 0.5
+    np.testing.assert_array_equal(got[0][inside], ref[inside])
+
+
 @pytest.mark.parametrize("resampling", ["nearest", "bilinear"])
 def test_reprojected_read_matches_rasterio_warp(tmp_path, resampling):
     path, _ = write_cog(

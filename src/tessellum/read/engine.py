@@ -512,7 +512,10 @@ def _warp(
     else:
         ok = out != nodata
     if work.dtype != arr.dtype:
-        out = np.where(ok, out, 0).astype(arr.dtype)
+        # back to the integer type as GDAL's kernel writes one: rounded half up and
+        # clamped (an interpolation overshooting 127 is 127 in int8, never -128)
+        info = np.iinfo(arr.dtype)
+        out = np.clip(np.floor(np.where(ok, out, 0) + 0.5), info.min, info.max).astype(arr.dtype)
     return out, ok
 
 
