@@ -360,6 +360,42 @@ def test_sample_points_match_rasterio(tmp_path):
     np.testing.assert_array_equal(got, expect)
 
 
+def _bilinear_by_hand(data, keep, row, col):
+    """docs/reading.md's bilinear: the 2x2 pixel centres around (row, col), weighted by
+    distance, neighbours that are not data (or off the raster) left out; None if none is."""
+    r0, c0 = int(np.floor(row - 0.5)), int(np.floor(col - 0.5))
+    wy, wx = row - 0.5 - r0, col - 0.5 - c0
+    acc = total = 0.0
+    for dr, dc, w in ((0, 0, (1 - wy) * (1 - wx)), (0, 1, (1 - wy) * wx),
+                      (1, 0, wy * (1 - wx)), (1, 1, wy * wx)):  # fmt: skip
+        r, c = r0 + dr, c0 + dc
+        if 0 <= r < data.shape[0] and 0 <= c < data.shape[1] and keep[r, c] and w > 0:
+            acc, total = acc + w * float(data[r, c]), total + w
+    return acc / total if total > 0 else None
+
+
+def test_bilinear_points_at_edges_and_next_to_nodata(tmp_path):
+    """Inside, in the outer half of edge pixels, at corners, beside and on nodata pixels,
+    and between four nodata pixels (null): as docs/reading.md describes."""
+    data = (np.arange(48, dtype="float32").reshape(1, 6, 8) * 3.5) ** 1.3
+    data[0, 2, 3] = data[0, 4, 6] = data[0, 4, 7] = data[0, 5, 6] = data[0, 5, 7] = -1
+    path, _ = write_cog(tmp_path / "a.tif", data=data, dtype="float32", shape=(6, 8),
+                        nodata=-1, crs=UTM, transform=T0, overviews=(), blocksize=16)  # fmt: skip
+    rows = [2.7, 0.1, 5.9, 0.05, 5.99, 2.5, 3.2, 2.4, 5.5, 4.2]
+    cols = [4.4, 3.3, 7.95, 0.05, 0.2, 3.5, 3.9, 0.3, 7.5, 6.6]
+    pts = [Point(*(T0 * (c, r))) for r, c in zip(rows, cols, strict=True)]
+    table = _coll([path]).sample_points(pts, ["data"], geometry_crs=UTM, method="bilinear")
+    got = dict(zip(*(table.column(k).to_pylist() for k in ("point_index", "value")), strict=True))
+    for i, (r, c) in enumerate(zip(rows, cols, strict=True)):
+        want = _bilinear_by_hand(data[0], data[0] != -1, r, c)
+        assert (got[i] is None) == (want is None), (i, got[i], want)
+        if want is not None:
+            assert got[i] == pytest.approx(want, rel=1e-6), (i, r, c)
+    assert got[8] is None  # the 2x2 around (5.5, 7.5) are all nodata
+    assert got[5] is None  # on a nodata pixel's centre: no other pixel has any weight
+    assert got[6] is not None  # beside it: the others
+
+
 def test_bad_arguments_named(tmp_path):
     path, _ = write_cog(tmp_path / "a.tif", shape=(100, 100), crs=UTM, transform=T0, overviews=())
     coll = _coll([path])
