@@ -214,6 +214,26 @@ def test_lerc_multiband_with_nans_equals_gdal(tmp_path: Path, codec: str) -> Non
     assert compare_all_tiles(path) > 0
 
 
+@pytest.mark.parametrize("count", [2, 4])
+@pytest.mark.parametrize("codec", ["lerc", "lerc_deflate"])
+def test_lerc_alpha_stored_as_the_blob_mask_equals_gdal(
+    tmp_path: Path, codec: str, count: int
+) -> None:
+    """A Byte file's unassociated alpha of only 0 and 255 is kept by libtiff as the
+    LERC blob's mask (nDim = samples - 1), not as a sample: decoded back to 0/255."""
+    data = make_array("uint8", SHAPE, count)
+    alpha = np.full(SHAPE, 255, np.uint8)
+    alpha[40:200, 30:150] = 0
+    data[-1] = alpha
+    path, _ = write_cog(
+        tmp_path / "rgba.tif", dtype="uint8", shape=SHAPE, blocksize=BS, count=count,
+        compression=codec, data=data, creation_options={"ALPHA": "YES"},
+    )  # fmt: skip
+    hdr = parse_header(read_bytes(path, 0, 1 << 20))
+    assert hdr.levels[0].extra_samples[-1] == 2
+    assert compare_all_tiles(path) > 0
+
+
 def smooth_rgb(shape: tuple[int, int]) -> np.ndarray:
     yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
     r = 128 + 100 * np.sin(xx / 23.0) * np.cos(yy / 31.0)

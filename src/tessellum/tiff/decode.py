@@ -218,6 +218,14 @@ def _decode_lerc(
     arr, mask = imagecodecs.lerc_decode(data, masks=True)
     if swap and arr.dtype.itemsize > 1:
         arr = arr.byteswap()
+    if _alpha_in_lerc_mask(level, spp) and _lerc_depth(data) == spp - 1:
+        # libtiff keeps a Byte file's trailing alpha sample as the blob's mask (then
+        # nDim is spp - 1); it decodes as 255 where the mask is set, else 0
+        arr = arr.reshape(*arr.shape[:2], spp - 1)
+        alpha = np.full(arr.shape[:2], 255, np.uint8)
+        if mask is not None:
+            alpha = np.asarray(mask, dtype=bool).reshape(arr.shape[:2]) * np.uint8(255)
+        return np.concatenate([arr, alpha[..., None]], axis=-1)
     if mask is not None and dtype.kind == "f":
         # LERC stores NaN as invalid pixels; GDAL restores NaN
         valid = np.asarray(mask, dtype=bool)
@@ -229,6 +237,18 @@ def _decode_lerc(
         # masks differ (NaNs in float data): (spp, h, w), the pixels' samples apart
         arr = np.moveaxis(arr, 0, -1)
     return arr
+
+
+def _alpha_in_lerc_mask(level: ImageLevel, spp: int) -> bool:
+    """Whether libtiff may store the last sample as the LERC mask: pixel-interleaved
+    8-bit unsigned samples whose last extra sample is an unassociated alpha."""
+    return (
+        spp > 1
+        and level.planar_config != 2
+        and bool(level.extra_samples)
+        and level.extra_samples[-1] == 2
+        and np.dtype(level.dtype) == np.uint8
+    )
 
 
 def _jpeg_colorspace(level: ImageLevel) -> tuple[Any, Any]:
