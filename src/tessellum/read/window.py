@@ -13,7 +13,7 @@ from ._pool import pooled_empty
 from .engine import Target, read_targets_async
 from .grids import wrap_sources
 from .sources import RecordBands, record_bands
-from .stacks import collection_fetch_options
+from .stacks import _stack_nodata, collection_fetch_options
 
 
 def window_grid(
@@ -118,6 +118,9 @@ async def read_on_grid_async(
         *[r.bands[b].dtype for _, members in groups for r in members for b in bands]
     )
     stacked = pooled_empty((len(groups), len(bands), *grid.shape), dtype)
+    # one fill per band in every group, as in stacks: a record's own nodata (255 of a
+    # uint8 record in a uint16 stack) would read as data in the other layers
+    fills = {b: _stack_nodata(recs, b) for b in bands}
     targets = [
         Target(
             grid,
@@ -125,6 +128,7 @@ async def read_on_grid_async(
             resampling=resampling,
             out=stacked[g, c],
             want_valid=False,
+            nodata=fills[b],
         )
         for g, (_, members) in enumerate(groups)
         for c, b in enumerate(bands)
