@@ -242,6 +242,35 @@ def test_warp_of_a_type_with_no_free_value_rounds_and_clamps_like_gdal(tmp_path,
     np.testing.assert_array_equal(got[0][inside], ref[inside])
 
 
+@pytest.mark.parametrize(("dtype", "nodata"), [("int32", 2**31 - 1), ("int32", -(2**31)),
+                                               ("uint32", 2**32 - 1)])  # fmt: skip
+def test_warped_values_next_to_a_large_nodata_stay_data(tmp_path, dtype, nodata):
+    """GDAL's warper takes any value within float precision of its nodata for no data
+    (2147483646 next to 2147483647): the values of a warped read stay as GDAL reads them."""
+    rng = np.random.default_rng(2)
+    near = nodata - np.sign(nodata) * rng.integers(1, 1000, (1, 64, 64))
+    data = near.astype(dtype)
+    data[0, :5] = nodata
+    path, _ = write_cog(tmp_path / "a.tif", data=data, dtype=dtype, shape=(64, 64), crs=UTM,
+                        transform=T0, nodata=nodata, overviews=())  # fmt: skip
+    bounds = (500000, 4649400, 500630, 4650000)
+    got = _coll([path]).read_window(bounds=bounds, bands=["data"], res=7)  # not on the grid
+    from tessellum.geo.grid import grid_for_bounds
+
+    grid = grid_for_bounds(bounds, 7, UTM, anchor=(T0.c, T0.f))
+    ref = np.zeros(grid.shape, "float64")
+    reproject(
+        data[0].astype("float64"),
+        ref,
+        src_transform=T0,
+        src_crs=UTM,
+        dst_transform=grid.transform,
+        dst_crs=UTM,
+    )  # float64 holds every 32-bit value: exact
+    inside = ref != 0
+    np.testing.assert_array_equal(got[0][inside], ref[inside].astype(dtype))
+
+
 @pytest.mark.parametrize("resampling", ["nearest", "bilinear"])
 def test_reprojected_read_matches_rasterio_warp(tmp_path, resampling):
     path, _ = write_cog(

@@ -519,6 +519,16 @@ def _warp(
     return out, ok
 
 
+def _near_any(values: np.ndarray, v: Any) -> bool:
+    """Whether GDAL's warper would take any of ``values`` for the nodata value ``v``: it
+    compares them as floats, within two float32 epsilons relative (so 2147483646 is
+    no data when it is 2147483647): equality for small values, a margin for large ones."""
+    tol = 4 * float(np.finfo(np.float32).eps) * abs(float(v))
+    if tol < 0.5:
+        return bool(np.any(values == v))
+    return bool(np.any(np.abs(values.astype(np.float64) - float(v)) <= tol))
+
+
 def _unused_value(values: np.ndarray, dtype: np.dtype, prefer: Any) -> Any:
     """An integer of ``dtype`` that none of ``values`` holds (``prefer`` if it is free,
     else the type's extremes, else any free value of a small type); None when every
@@ -526,7 +536,7 @@ def _unused_value(values: np.ndarray, dtype: np.dtype, prefer: Any) -> Any:
     info = np.iinfo(dtype)
     for v in (prefer, info.max, info.min):
         usable = v is not None and not is_nan(v) and info.min <= v <= info.max
-        if usable and not np.any(values == v):
+        if usable and not _near_any(values, v):
             return dtype.type(v)
     if dtype.itemsize <= 2:  # a histogram finds a free value
         counts = np.bincount((values.astype(np.int64) - info.min).ravel(),
