@@ -9,6 +9,7 @@ import datetime as dt
 import numpy as np
 import pyarrow as pa
 import pytest
+import rasterio
 from rasterio.transform import from_origin
 from shapely.geometry import Point
 
@@ -113,3 +114,42 @@ def test_chip_centres_west_of_the_grid_origin_round_down(coll):
         ds = coll.to_torchgeo_dataset(["data"], chip_size=8, geometries=[Point(x, Y0 - 105)],
                                       geometry_crs=UTM)  # fmt: skip
         assert (x - ds.chips[0].bounds[0]) // 10 == 4
+
+
+def _mosaic_on(grid, paths):
+    """GDAL's pixels of ``paths`` on ``grid`` (nearest), the first valid one winning."""
+    from rasterio.warp import Resampling, reproject
+
+    out = np.zeros(grid.shape, "uint16")
+    for path in reversed(paths):  # later ones are overwritten by earlier ones
+        layer = np.zeros(grid.shape, "uint16")
+        with rasterio.open(path) as ds:
+            reproject(rasterio.band(ds, 1), layer, dst_transform=grid.transform,
+                      dst_crs=grid.crs, dst_nodata=0, resampling=Resampling.nearest)  # fmt: skip
+        out = np.where(layer != 0, layer, out)
+    return out
+
+
+def test_chips_are_read_on_their_own_grid(tmp_path):
+    """Every chip is exactly ``chip_size`` on the dataset's grid, as GDAL reads it there:
+    with pixels that are not square (7.3 x 10 m), and over a coarser record whose pixel
+    edges are not on the dataset's grid (chips there came out 33x33, shifted)."""
+    rng = np.random.default_rng(0)
+    specs = [("a-fine", from_origin(X0, Y0, 10, 10)),
+             ("b-coarse", from_origin(X0 + 3007, Y0 - 2007, 30, 30)),
+             ("c-aniso", rasterio.Affine(7.3, 0, X0 - 9000, 0, -10, Y0))]  # fmt: skip
+    paths = []
+    for name, transform in specs:
+        data = rng.integers(1, 60000, (1, 150, 200)).astype("uint16")
+        path, _ = write_cog(tmp_path / f"{name}.tif", data=data, shape=(150, 200), nodata=0,
+                            crs=UTM, overviews=(), blocksize=64, transform=transform)  # fmt: skip
+        paths.append(str(path))
+    for group in (paths[:2], paths[2:]):
+        coll = build_from_table(pa.table({"id": [p.rsplit("/", 1)[1] for p in group],
+                                          "href": group}), name="g", progress=False)  # fmt: skip
+        ds = coll.to_torchgeo_dataset(["data"], chip_size=(24, 32), stride=41)
+        assert len(ds) > 10
+        for i, chip in enumerate(ds.chips):
+            got = _image(ds[i])
+            assert got.shape == (1, 24, 32), (i, chip)
+            np.testing.assert_array_equal(got[0], _mosaic_on(chip, group), err_msg=f"chip {i}")

@@ -8,6 +8,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 import rasterio
+from affine import Affine
 from rasterio.enums import Resampling
 from rasterio.transform import from_origin
 from rasterio.warp import reproject
@@ -189,6 +190,87 @@ def test_overview_read_matches_gdal_overview(tmp_path):
     assert stats.bytes < 200_000  # the 4x overview, not the full image
 
 
+@pytest.mark.parametrize("shape", [(67, 228), (228, 67)])
+def test_overview_with_rounded_size_is_read_at_its_own_grid(tmp_path, shape):
+    """67 rows / 4 -> a 17-row overview: its pixels are 3% taller than wide (or wider than
+    tall). Read on that overview's grid, GDAL reads that overview; so must we (not the
+    full resolution, resampled)."""
+    path = tmp_path / "ovr.tif"
+    data = np.random.default_rng(0).integers(0, 60000, (1, *shape)).astype("uint16")
+    profile = dict(driver="GTiff", width=shape[1], height=shape[0], count=1, dtype="uint16",
+                   crs=UTM, transform=from_origin(500000, 4650000, 30, 30))  # fmt: skip
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+        dst.build_overviews([4], Resampling.average)  # unlike any full-resolution pixel
+    with rasterio.open(path, overview_level=0) as ov:
+        ref, t = ov.read(1), ov.transform
+    with rasterio.open(path) as ds:  # GDAL's own choice for a read at that size
+        assert (ds.read(1, out_shape=ref.shape) == ref).all()
+    bounds = rasterio.transform.array_bounds(*ref.shape, t)  # left, bottom, right, top
+    got = _coll([path]).read_window(bounds=bounds, bands=["data"], res=(t.a, -t.e))
+    np.testing.assert_array_equal(got[0], ref)
+
+
+@pytest.mark.parametrize("dtype", ["int8", "uint8"])
+@pytest.mark.parametrize("resampling", ["bilinear", "cubic", "lanczos"])
+def test_warp_of_a_type_with_no_free_value_rounds_and_clamps_like_gdal(tmp_path, dtype, resampling):
+    """Every value of the type present and no nodata: no value is left to mark no data,
+    so the warp runs in float; back in the type it must round and clamp as GDAL's kernel
+    does (cubic overshoots wrapped from 127 to -128, and truncation lost a level)."""
+    info = np.iinfo(dtype)
+    rng = np.random.default_rng(1)
+    data = rng.integers(info.min, info.max + 1, (1, 160, 160), endpoint=False).astype(dtype)
+    data[0, 0, :160] = np.arange(info.min, info.max + 1)[:160].astype(dtype)
+    data[0, 1, :96] = np.arange(info.min, info.max + 1)[160:].astype(dtype)
+    path, _ = write_cog(tmp_path / "a.tif", data=data, dtype=dtype, shape=(160, 160),
+                        crs=UTM, transform=T0, overviews=())  # fmt: skip
+    bounds = (-110.995, 41.99, -110.985, 41.998)
+    got = _coll([path]).read_window(bounds=bounds, bands=["data"], res=0.00009,
+                                    target_crs="EPSG:4326", resampling=resampling)  # fmt: skip
+    from tessellum.geo.grid import grid_for_bounds
+
+    grid = grid_for_bounds(bounds, 0.00009, "EPSG:4326")
+    ref = np.zeros(grid.shape, dtype)
+    covered = np.zeros(grid.shape, "uint8")
+    with rasterio.open(path) as ds:  # GDAL warping in the type itself
+        reproject(rasterio.band(ds, 1), ref, dst_transform=grid.transform,
+                  dst_crs="EPSG:4326", resampling=Resampling[resampling])  # fmt: skip
+        reproject(np.ones((160, 160), "uint8"), covered, src_transform=T0, src_crs=UTM,
+                  dst_transform=grid.transform, dst_crs="EPSG:4326")  # fmt: skip
+    inside = covered == 1
+    assert inside.mean() > 0.5
+    np.testing.assert_array_equal(got[0][inside], ref[inside])
+
+
+@pytest.mark.parametrize(("dtype", "nodata"), [("int32", 2**31 - 1), ("int32", -(2**31)),
+                                               ("uint32", 2**32 - 1)])  # fmt: skip
+def test_warped_values_next_to_a_large_nodata_stay_data(tmp_path, dtype, nodata):
+    """GDAL's warper takes any value within float precision of its nodata for no data
+    (2147483646 next to 2147483647): the values of a warped read stay as GDAL reads them."""
+    rng = np.random.default_rng(2)
+    near = nodata - np.sign(nodata) * rng.integers(1, 1000, (1, 64, 64))
+    data = near.astype(dtype)
+    data[0, :5] = nodata
+    path, _ = write_cog(tmp_path / "a.tif", data=data, dtype=dtype, shape=(64, 64), crs=UTM,
+                        transform=T0, nodata=nodata, overviews=())  # fmt: skip
+    bounds = (500000, 4649400, 500630, 4650000)
+    got = _coll([path]).read_window(bounds=bounds, bands=["data"], res=7)  # not on the grid
+    from tessellum.geo.grid import grid_for_bounds
+
+    grid = grid_for_bounds(bounds, 7, UTM, anchor=(T0.c, T0.f))
+    ref = np.zeros(grid.shape, "float64")
+    reproject(
+        data[0].astype("float64"),
+        ref,
+        src_transform=T0,
+        src_crs=UTM,
+        dst_transform=grid.transform,
+        dst_crs=UTM,
+    )  # float64 holds every 32-bit value: exact
+    inside = ref != 0
+    np.testing.assert_array_equal(got[0][inside], ref[inside].astype(dtype))
+
+
 @pytest.mark.parametrize("resampling", ["nearest", "bilinear"])
 def test_reprojected_read_matches_rasterio_warp(tmp_path, resampling):
     path, _ = write_cog(
@@ -224,6 +306,39 @@ def test_reprojected_read_matches_rasterio_warp(tmp_path, resampling):
     valid = (ref != -9999.0) & (got[0] != -9999.0)
     assert valid.mean() > 0.95
     np.testing.assert_allclose(got[0][valid], ref[valid], rtol=1e-5, atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "transform",
+    [
+        Affine.translation(500000, 4650000) * Affine.rotation(20) * Affine.scale(10, -10),
+        Affine(10, 2, 500000, 0, -10, 4650000),  # skewed
+    ],
+    ids=["rotated", "skewed"],
+)
+def test_rotated_source_is_warped_like_gdal(tmp_path, transform):
+    """A rotated or skewed geotransform (GDAL reads it; GCP-less): reads warp it onto a
+    north-up grid as rasterio.warp does; read_window without ``res`` says why it needs one."""
+    path, _ = write_cog(tmp_path / "rot.tif", shape=(80, 100), blocksize=32, crs=UTM,
+                        transform=transform, nodata=0, overviews=())  # fmt: skip
+    coll = _coll([path])
+    with rasterio.open(path) as ds:
+        bounds = tuple(ds.bounds)
+    with pytest.raises(ValidationError, match=r"rotated or skewed.*rot\.tif"):
+        coll.read_window(bounds=bounds, bands=["data"])
+    got = coll.read_window(bounds=bounds, bands=["data"], res=7)
+    from tessellum.geo.grid import grid_for_bounds
+
+    grid = grid_for_bounds(bounds, 7, UTM)
+    ref = np.zeros(grid.shape, "uint16")
+    with rasterio.open(path) as ds:
+        reproject(rasterio.band(ds, 1), ref, dst_transform=grid.transform, dst_crs=UTM,
+                  dst_nodata=0, resampling=Resampling.nearest)  # fmt: skip
+    assert (ref != 0).mean() > 0.4
+    np.testing.assert_array_equal(got[0], ref)
+    aoi = box(bounds[0] + 200, bounds[1] + 150, bounds[0] + 700, bounds[1] + 600)
+    ds = coll.get_xarray(aoi, ["data"], geometry_crs=UTM)  # on a grid of about 10 m
+    assert ds["data"].count() > 1000
 
 
 def test_mosaic_first_valid_wins(tmp_path):
@@ -272,6 +387,42 @@ def test_sample_points_match_rasterio(tmp_path):
     expect = ref[idx].astype(float)
     expect[expect == 0] = np.nan
     np.testing.assert_array_equal(got, expect)
+
+
+def _bilinear_by_hand(data, keep, row, col):
+    """docs/reading.md's bilinear: the 2x2 pixel centres around (row, col), weighted by
+    distance, neighbours that are not data (or off the raster) left out; None if none is."""
+    r0, c0 = int(np.floor(row - 0.5)), int(np.floor(col - 0.5))
+    wy, wx = row - 0.5 - r0, col - 0.5 - c0
+    acc = total = 0.0
+    for dr, dc, w in ((0, 0, (1 - wy) * (1 - wx)), (0, 1, (1 - wy) * wx),
+                      (1, 0, wy * (1 - wx)), (1, 1, wy * wx)):  # fmt: skip
+        r, c = r0 + dr, c0 + dc
+        if 0 <= r < data.shape[0] and 0 <= c < data.shape[1] and keep[r, c] and w > 0:
+            acc, total = acc + w * float(data[r, c]), total + w
+    return acc / total if total > 0 else None
+
+
+def test_bilinear_points_at_edges_and_next_to_nodata(tmp_path):
+    """Inside, in the outer half of edge pixels, at corners, beside and on nodata pixels,
+    and between four nodata pixels (null): as docs/reading.md describes."""
+    data = (np.arange(48, dtype="float32").reshape(1, 6, 8) * 3.5) ** 1.3
+    data[0, 2, 3] = data[0, 4, 6] = data[0, 4, 7] = data[0, 5, 6] = data[0, 5, 7] = -1
+    path, _ = write_cog(tmp_path / "a.tif", data=data, dtype="float32", shape=(6, 8),
+                        nodata=-1, crs=UTM, transform=T0, overviews=(), blocksize=16)  # fmt: skip
+    rows = [2.7, 0.1, 5.9, 0.05, 5.99, 2.5, 3.2, 2.4, 5.5, 4.2]
+    cols = [4.4, 3.3, 7.95, 0.05, 0.2, 3.5, 3.9, 0.3, 7.5, 6.6]
+    pts = [Point(*(T0 * (c, r))) for r, c in zip(rows, cols, strict=True)]
+    table = _coll([path]).sample_points(pts, ["data"], geometry_crs=UTM, method="bilinear")
+    got = dict(zip(*(table.column(k).to_pylist() for k in ("point_index", "value")), strict=True))
+    for i, (r, c) in enumerate(zip(rows, cols, strict=True)):
+        want = _bilinear_by_hand(data[0], data[0] != -1, r, c)
+        assert (got[i] is None) == (want is None), (i, got[i], want)
+        if want is not None:
+            assert got[i] == pytest.approx(want, rel=1e-6), (i, r, c)
+    assert got[8] is None  # the 2x2 around (5.5, 7.5) are all nodata
+    assert got[5] is None  # on a nodata pixel's centre: no other pixel has any weight
+    assert got[6] is not None  # beside it: the others
 
 
 def test_bad_arguments_named(tmp_path):

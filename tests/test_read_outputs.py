@@ -68,6 +68,12 @@ def test_records_with_different_nodata_share_the_stack_fill(tmp_path: Path) -> N
     gdf = coll.get_gdf(aoi, ["data"], geometry_crs=UTM)
     for _, row in gdf.iterrows():
         assert row["nodata"] == fill and (row["data"][~row["valid"]] == fill).all()
+    # read_window's groups and the torch time series: one fill per band too
+    grouped = coll.read_window(bounds=aoi.bounds, bands=["data"], group_by="id")
+    assert [set(np.unique(layer)) for layer in grouped[:, 0]] == [{0, 7}, {0, 9}]
+    ts = coll.to_torchgeo_dataset(["data"], chip_size=16, time_series=True)
+    images = np.concatenate([np.asarray(ts[i]["image"]).ravel() for i in range(len(ts))])
+    assert set(np.unique(images)) == {0, 7, 9}
 
 
 def test_every_kind_of_geometry_masks_its_pixels(tmp_path: Path) -> None:

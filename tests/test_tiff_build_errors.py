@@ -13,6 +13,7 @@ import pytest
 import rasterio
 import rasterio.warp
 import tifffile
+from rasterio.control import GroundControlPoint
 from rasterio.transform import from_origin
 from shapely.geometry import Point
 
@@ -49,6 +50,11 @@ def _bad_files(d: Path) -> dict[str, str]:
     patch_tag(path, 259, 9999)
     path, _ = write_cog(d / "pred_3_uint16.tif", predictor=2, **small)
     patch_tag(path, 317, 3)
+    gcps = [GroundControlPoint(r, c, 500000 + 10 * c, 4650000 - 10 * r) for r, c in
+            ((0, 0), (0, 63), (63, 0), (63, 63), (30, 20))]  # fmt: skip
+    with rasterio.open(d / "gcps_only.tif", "w", driver="GTiff", width=64, height=64, count=1,
+                       dtype="uint8", gcps=gcps, crs="EPSG:32612") as dst:  # fmt: skip
+        dst.write(np.ones((1, 64, 64), np.uint8))  # GDAL reads it (identity transform)
     return {
         "nan_scale": "not finite",
         "zero_scale": "degenerate",
@@ -56,6 +62,7 @@ def _bad_files(d: Path) -> dict[str, str]:
         "thumbnail": "not georeferenced",
         "comp_9999": "compression 9999",
         "pred_3_uint16": "Predictor (3)",
+        "gcps_only": "5 ground control points (GCPs) only",
     }
 
 

@@ -13,7 +13,7 @@ import tifffile
 from rasterio.windows import Window
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _cogfactory import patch_tag, read_bytes, write_cog
+from _cogfactory import make_array, patch_tag, read_bytes, write_cog
 from tessellum.errors import DataFormatError, RasterUnsupportedError
 from tessellum.tiff import ImageLevel, TiffHeader, parse_header
 from tessellum.tiff.decode import decode_tile, supported_compressions
@@ -55,6 +55,12 @@ CASES: dict[str, dict] = {
         dtype="float32", compression="lerc_deflate", nodata=float("nan")
     ),
     "lerc_zstd-int16-3band": dict(dtype="int16", compression="lerc_zstd", count=3),
+    # big-endian files: libtiff LERC-encodes byte-swapped samples
+    "lerc-uint16-big": dict(dtype="uint16", compression="lerc", byteorder="big"),
+    "lerc_deflate-float64-big": dict(dtype="float64", compression="lerc_deflate", byteorder="big"),
+    "lerc_zstd-int32-3band-big": dict(
+        dtype="int32", compression="lerc_zstd", count=3, byteorder="big"
+    ),
     "none-uint16-big": dict(dtype="uint16", compression=None, byteorder="big"),
     "none-float32-p3": dict(dtype="float32", compression=None, predictor=3),
     "nbits1": dict(dtype="uint8", compression="deflate", nbits=1),
@@ -192,6 +198,40 @@ def test_lossy_tiles_match_gdal(tmp_path: Path, name: str) -> None:
     kw = {"shape": SHAPE, "blocksize": BS, **LOSSY[name]}
     path, _ = write_cog(tmp_path / f"{name}.tif", **kw)
     assert compare_all_tiles(path, tol=1) > 0
+
+
+@pytest.mark.parametrize("codec", ["lerc", "lerc_zstd"])
+def test_lerc_multiband_with_nans_equals_gdal(tmp_path: Path, codec: str) -> None:
+    """NaNs in some samples of a pixel-interleaved LERC file: libtiff encodes each tile as
+    one single-value band per sample (each with its own mask), (spp, h, w) decoded."""
+    data = make_array("float32", SHAPE, 3)
+    data[0, 10:40, 5:90] = np.nan  # differing per-sample masks
+    data[2, ::7, ::5] = np.nan
+    path, _ = write_cog(
+        tmp_path / "lerc.tif", dtype="float32", shape=SHAPE, blocksize=BS, count=3,
+        compression=codec, data=data,
+    )  # fmt: skip
+    assert compare_all_tiles(path) > 0
+
+
+@pytest.mark.parametrize("count", [2, 4])
+@pytest.mark.parametrize("codec", ["lerc", "lerc_deflate"])
+def test_lerc_alpha_stored_as_the_blob_mask_equals_gdal(
+    tmp_path: Path, codec: str, count: int
+) -> None:
+    """A Byte file's unassociated alpha of only 0 and 255 is kept by libtiff as the
+    LERC blob's mask (nDim = samples - 1), not as a sample: decoded back to 0/255."""
+    data = make_array("uint8", SHAPE, count)
+    alpha = np.full(SHAPE, 255, np.uint8)
+    alpha[40:200, 30:150] = 0
+    data[-1] = alpha
+    path, _ = write_cog(
+        tmp_path / "rgba.tif", dtype="uint8", shape=SHAPE, blocksize=BS, count=count,
+        compression=codec, data=data, creation_options={"ALPHA": "YES"},
+    )  # fmt: skip
+    hdr = parse_header(read_bytes(path, 0, 1 << 20))
+    assert hdr.levels[0].extra_samples[-1] == 2
+    assert compare_all_tiles(path) > 0
 
 
 def smooth_rgb(shape: tuple[int, int]) -> np.ndarray:

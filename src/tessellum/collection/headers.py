@@ -103,6 +103,13 @@ def _check_not_truncated(hdr: Any, href: str) -> None:
 def _check_georeferenced(hdr: Any, href: str) -> None:
     """Raise ``DataFormatError`` when the file has no geotransform or no CRS: no read
     could place its pixels, so it is a row error, not a row that fails every read."""
+    if hdr.geo.transform is None and hdr.geo.gcp_count:
+        raise DataFormatError(
+            f"georeferenced by {hdr.geo.gcp_count} ground control points (GCPs) only, "
+            f"without a geotransform: not supported (warp it onto a grid first, e.g. "
+            f"gdalwarp) ({href})",
+            url=href,
+        )
     if hdr.geo.transform is None:
         raise DataFormatError(
             f"not georeferenced: no geotransform (ModelTiepoint/ModelPixelScale or "

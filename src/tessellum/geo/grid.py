@@ -97,15 +97,16 @@ class Grid:
     def snap_bounds(self, bounds: tuple[float, float, float, float]) -> tuple[int, int, int, int]:
         """Pixel window (row0, col0, row1, col1) covering ``bounds`` (this grid's CRS),
         snapped outward to whole pixels (float noise below 1e-6 px is ignored).
-        The window is not clipped to the grid."""
-        if not self.is_axis_aligned:
-            raise ValidationError("snap_bounds needs an axis-aligned grid")
+        On a rotated or skewed grid, the window of pixels whose rows and columns span
+        the four corners of ``bounds``. The window is not clipped to the grid."""
         left, bottom, right, top = bounds
         inv = ~self.transform
-        c0, r0 = inv @ (left, top)
-        c1, r1 = inv @ (right, bottom)
-        c0, c1 = sorted((c0, c1))
-        r0, r1 = sorted((r0, r1))
+        cols, rows = inv * (
+            np.array([left, right, right, left]),
+            np.array([top, top, bottom, bottom]),
+        )
+        c0, c1 = float(cols.min()), float(cols.max())
+        r0, r1 = float(rows.min()), float(rows.max())
         return (
             math.floor(r0 + _EPS),
             math.floor(c0 + _EPS),

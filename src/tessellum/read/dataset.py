@@ -134,7 +134,7 @@ class ChipDataset(_Base):  # type: ignore[misc,valid-type]
     async def _read(self, grid: Grid) -> dict[str, Any]:
         from .sources import record_bands
         from .stacks import mosaic_order
-        from .window import read_window_async
+        from .window import read_on_grid_async
 
         sub = self.collection.subset(bbox=_lonlat_bbox(grid))
         recs = record_bands(sub.table, self.bands)
@@ -148,14 +148,10 @@ class ChipDataset(_Base):  # type: ignore[misc,valid-type]
                 recs.sort(key=lambda r: (r.datetime is None, r.datetime or _EPOCH, r.id))
             else:
                 recs = mosaic_order(recs)
-            arr, _, times = await read_window_async(
-                sub,
-                bounds=grid.bounds,
-                bands=self.bands,
-                record_ids=[r.id for r in recs],
-                res=grid.resolution[0],
-                target_crs=grid.crs,
-                group_by="datetime" if self.time_series else None,
+            # exactly the chip's grid: a window of the dataset's grid, whichever
+            # records lie under it (their own grids may be coarser or offset)
+            arr, times = await read_on_grid_async(
+                sub, recs, self.bands, grid, group_by="datetime" if self.time_series else None
             )
             arr = arr.astype(self.dtype, copy=False)
         # times as POSIX seconds (float64) so DataLoader's default collate can batch them

@@ -523,7 +523,10 @@ def _warp(
     else:
         ok = out != nodata
     if work.dtype != arr.dtype:
-        out = np.where(ok, out, 0).astype(arr.dtype)
+        # back to the integer type as GDAL's kernel writes one: rounded half up and
+        # clamped (an interpolation overshooting 127 is 127 in int8, never -128)
+        info = np.iinfo(arr.dtype)
+        out = np.clip(np.floor(np.where(ok, out, 0) + 0.5), info.min, info.max).astype(arr.dtype)
     return out, ok
 
 
@@ -587,6 +590,16 @@ def _clear_slivers(valid: np.ndarray, src: Grid, dst: Grid, eps: float = 1e-6) -
         valid[row_out, :] = False
 
 
+def _near_any(values: np.ndarray, v: Any) -> bool:
+    """Whether GDAL's warper would take any of ``values`` for the nodata value ``v``: it
+    compares them as floats, within two float32 epsilons relative (so 2147483646 is
+    no data when it is 2147483647): equality for small values, a margin for large ones."""
+    tol = 4 * float(np.finfo(np.float32).eps) * abs(float(v))
+    if tol < 0.5:
+        return bool(np.any(values == v))
+    return bool(np.any(np.abs(values.astype(np.float64) - float(v)) <= tol))
+
+
 def _unused_value(values: np.ndarray, dtype: np.dtype, prefer: Any) -> Any:
     """An integer of ``dtype`` that none of ``values`` holds (``prefer`` if it is free,
     else the type's extremes, else any free value of a small type); None when every
@@ -594,7 +607,7 @@ def _unused_value(values: np.ndarray, dtype: np.dtype, prefer: Any) -> Any:
     info = np.iinfo(dtype)
     for v in (prefer, info.max, info.min):
         usable = v is not None and not is_nan(v) and info.min <= v <= info.max
-        if usable and not np.any(values == v):
+        if usable and not _near_any(values, v):
             return dtype.type(v)
     if dtype.itemsize <= 2:  # a histogram finds a free value
         counts = np.bincount((values.astype(np.int64) - info.min).ravel(),

@@ -50,11 +50,19 @@ class SourceRead:
 
 
 def level_resolutions(header: Any) -> list[float]:
-    """Pixel size (x, in CRS units) of every level, full resolution first."""
+    """Pixel size of every level (its finer axis, in CRS units), full resolution first.
+
+    The finer axis, as the targets' resolution (``min(grid.resolution)``) and GDAL's
+    overview choice: an overview's rounded size makes its pixels slightly non-square
+    (67 rows / 4 -> 17), and its coarser axis would rule out reading it at its own grid.
+    """
     gt = header.geo.transform
-    base = math.hypot(gt[1], gt[4])
-    full_w = header.levels[0].width
-    return [base * full_w / lvl.width for lvl in header.levels]
+    res_x, res_y = math.hypot(gt[1], gt[4]), math.hypot(gt[2], gt[5])
+    full = header.levels[0]
+    return [
+        min(res_x * full.width / lvl.width, res_y * full.height / lvl.height)
+        for lvl in header.levels
+    ]
 
 
 def pick_overview(header: Any, target_resolution: float | None, *, tolerance: float = 0.01) -> int:

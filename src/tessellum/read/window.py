@@ -13,7 +13,7 @@ from ._pool import pooled_empty
 from .engine import Target, read_targets_async
 from .grids import wrap_sources
 from .sources import RecordBands, record_bands
-from .stacks import collection_fetch_options
+from .stacks import _stack_nodata, collection_fetch_options
 
 
 def window_grid(
@@ -41,7 +41,15 @@ def window_grid(
         t = ref.grid.transform
         return grid_for_bounds(box, res, crs, anchor=(t.c, t.f))
     if res is None:
-        raise ValidationError("res is required when target_crs differs from the records' CRS")
+        why = (
+            "target_crs differs from the records' CRS"
+            if crs != ref.grid.crs
+            else (
+                f"the records' pixel grid is rotated or skewed ({ref.href}: transform "
+                f"{tuple(ref.grid.transform)[:6]}), so the output needs its own north-up grid"
+            )
+        )
+        raise ValidationError(f"res is required when {why}")
     return grid_for_bounds(box, res, crs)
 
 
@@ -76,20 +84,43 @@ async def read_window_async(
     if not recs:
         raise ValidationError("no records to read")
     grid = window_grid(recs, bands, box, res, target_crs)
+    out, keys = await read_on_grid_async(
+        collection, recs, bands, grid, group_by=group_by, resampling=resampling,
+        max_concurrent=max_concurrent, progress=progress,
+    )  # fmt: skip
+    return out, grid, keys
+
+
+async def read_on_grid_async(
+    collection: Any,
+    recs: Sequence[RecordBands],
+    bands: Sequence[str],
+    grid: Grid,
+    *,
+    group_by: str | None = None,
+    resampling: str = "nearest",
+    max_concurrent: int | None = None,
+    progress: bool | None = None,
+) -> tuple[np.ndarray, list[Any]]:
+    """``recs`` read onto exactly ``grid``, first valid pixel wins in their order:
+    ``[C, H, W]``, or ``[G, C, H, W]`` grouped by ``group_by``; and the group keys."""
     if group_by is None:
         groups: list[tuple[Any, list[RecordBands]]] = [(None, list(recs))]
     else:
         keyf = (lambda r: r.datetime) if group_by == "datetime" else (lambda r: r.id)
-        groups = {}
+        by_key: dict[Any, list[RecordBands]] = {}
         for r in recs:
-            groups.setdefault(keyf(r), []).append(r)
-        groups = list(groups.items())
+            by_key.setdefault(keyf(r), []).append(r)
+        groups = list(by_key.items())
     # every (group, band) layer is read straight into its place: [G, C, H, W] in the
     # common type of all the records (a uint8 record never narrows a uint16 one)
     dtype = np.result_type(
         *[r.bands[b].dtype for _, members in groups for r in members for b in bands]
     )
     stacked = pooled_empty((len(groups), len(bands), *grid.shape), dtype)
+    # one fill per band in every group, as in stacks: a record's own nodata (255 of a
+    # uint8 record in a uint16 stack) would read as data in the other layers
+    fills = {b: _stack_nodata(recs, b) for b in bands}
     targets = [
         Target(
             grid,
@@ -97,6 +128,7 @@ async def read_window_async(
             resampling=resampling,
             out=stacked[g, c],
             want_valid=False,
+            nodata=fills[b],
         )
         for g, (_, members) in enumerate(groups)
         for c, b in enumerate(bands)
@@ -104,4 +136,4 @@ async def read_window_async(
     opts = collection_fetch_options(collection, max_concurrent, progress=progress)
     await read_targets_async(targets, opts)
     out = stacked[0] if group_by is None else stacked
-    return out, grid, [k for k, _ in groups]
+    return out, [k for k, _ in groups]

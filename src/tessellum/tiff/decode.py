@@ -118,7 +118,7 @@ def _decode(
 ) -> np.ndarray:
     comp = level.compression
     if comp in _IMAGE_CODECS:
-        return _decode_image(level, data, shape, dtype)
+        return _decode_image(level, data, byte_order, shape, dtype)
     # the header parse refuses these already; a header built elsewhere may not have
     if (problem := predictor_problem(level)) is not None:
         raise RasterUnsupportedError(problem)
@@ -161,7 +161,7 @@ def _decode(
 
 
 def _decode_image(
-    level: ImageLevel, data: Any, shape: tuple[int, int, int], dtype: np.dtype
+    level: ImageLevel, data: Any, byte_order: str, shape: tuple[int, int, int], dtype: np.dtype
 ) -> np.ndarray:
     h, w, spp = shape
     comp = level.compression
@@ -177,7 +177,7 @@ def _decode_image(
     elif comp == 50001:
         arr = imagecodecs.webp_decode(data, hasalpha=spp == 4)
     elif comp == 34887:
-        arr = _decode_lerc(level, data, dtype)
+        arr = _decode_lerc(level, data, dtype, spp, swap=byte_order != _NATIVE)
     elif _jpegxl_available():
         arr = imagecodecs.jpegxl_decode(data)
     else:
@@ -191,7 +191,23 @@ def _decode_image(
     return arr
 
 
-def _decode_lerc(level: ImageLevel, data: Any, dtype: np.dtype) -> np.ndarray:
+def _lerc_depth(blob: Any) -> int:
+    """nDim (values per pixel) of the first Lerc2 blob in ``blob``; 1 before version 4."""
+    head = bytes(blob[:26])
+    if not head.startswith(b"Lerc2 "):
+        return 1  # Lerc1, or not LERC at all: lerc_decode names the problem
+    version = int.from_bytes(head[6:10], "little", signed=True)
+    if version < 4:
+        return 1
+    return int.from_bytes(head[22:26], "little", signed=True)  # after checksum, rows, cols
+
+
+def _decode_lerc(
+    level: ImageLevel, data: Any, dtype: np.dtype, spp: int, *, swap: bool
+) -> np.ndarray:
+    """One LERC tile. ``swap``: the file's byte order is not this machine's; libtiff
+    byte-swaps samples before encoding them in such files (and after decoding), so the
+    blob holds swapped values: swap them back, as GDAL does."""
     extra = level.lerc_params[1] if level.lerc_params and len(level.lerc_params) > 1 else 0
     if extra == 1:
         data = imagecodecs.zlib_decode(data)
@@ -200,13 +216,39 @@ def _decode_lerc(level: ImageLevel, data: Any, dtype: np.dtype) -> np.ndarray:
     elif extra != 0:  # as GDAL's LERC codec: no other additional compression exists
         raise RasterUnsupportedError(f"LERC additional compression {extra} is not supported")
     arr, mask = imagecodecs.lerc_decode(data, masks=True)
+    if swap and arr.dtype.itemsize > 1:
+        arr = arr.byteswap()
+    if _alpha_in_lerc_mask(level, spp) and _lerc_depth(data) == spp - 1:
+        # libtiff keeps a Byte file's trailing alpha sample as the blob's mask (then
+        # nDim is spp - 1); it decodes as 255 where the mask is set, else 0
+        arr = arr.reshape(*arr.shape[:2], spp - 1)
+        alpha = np.full(arr.shape[:2], 255, np.uint8)
+        if mask is not None:
+            alpha = np.asarray(mask, dtype=bool).reshape(arr.shape[:2]) * np.uint8(255)
+        return np.concatenate([arr, alpha[..., None]], axis=-1)
     if mask is not None and dtype.kind == "f":
         # LERC stores NaN as invalid pixels; GDAL restores NaN
         valid = np.asarray(mask, dtype=bool)
         if valid.ndim < arr.ndim:
             valid = valid.reshape(valid.shape + (1,) * (arr.ndim - valid.ndim))
         arr = np.where(valid, arr, np.nan).astype(arr.dtype)
+    if spp > 1 and arr.ndim == 3 and _lerc_depth(data) == 1:
+        # libtiff stores pixel-interleaved samples as spp one-value bands when their
+        # masks differ (NaNs in float data): (spp, h, w), the pixels' samples apart
+        arr = np.moveaxis(arr, 0, -1)
     return arr
+
+
+def _alpha_in_lerc_mask(level: ImageLevel, spp: int) -> bool:
+    """Whether libtiff may store the last sample as the LERC mask: pixel-interleaved
+    8-bit unsigned samples whose last extra sample is an unassociated alpha."""
+    return (
+        spp > 1
+        and level.planar_config != 2
+        and bool(level.extra_samples)
+        and level.extra_samples[-1] == 2
+        and np.dtype(level.dtype) == np.uint8
+    )
 
 
 def _jpeg_colorspace(level: ImageLevel) -> tuple[Any, Any]:

@@ -64,6 +64,9 @@ class GeoInfo:
     """PROJJSON of the CRS."""
     geokeys: dict[int, Any] = field(default_factory=dict)
     """Raw GeoKey directory: key id -> int, str or tuple of floats."""
+    gcp_count: int = 0
+    """Tie points (ground control points) of a file georeferenced by them alone (no
+    geotransform); 0 otherwise. Not kept in collections: it explains a build error."""
 
     @property
     def crs(self) -> Any:
@@ -126,10 +129,12 @@ def geo_from_tags(tags: dict[int, Any]) -> GeoInfo:
     # as GDAL: PixelIsPoint only when the key says 2, PixelIsArea for any other value
     raster_type = 2 if keys.get(RASTER_TYPE) == 2 else 1
     transform = _transform(tags.get(33550), tags.get(33922), tags.get(34264), raster_type)
+    tiepoints = tags.get(33922)
+    gcps = len(tiepoints) // 6 if transform is None and tiepoints is not None else 0
     if not keys:
-        return GeoInfo(transform=transform, raster_type=raster_type)
+        return GeoInfo(transform=transform, raster_type=raster_type, gcp_count=gcps)
     epsg, wkt, projjson = crs_from_geokeys(_freeze(keys), _raw_geotags(tags))
-    return GeoInfo(transform, raster_type, epsg, wkt, projjson, keys)
+    return GeoInfo(transform, raster_type, epsg, wkt, projjson, keys, gcps)
 
 
 def _freeze(keys: dict[int, Any]) -> tuple[tuple[int, Any], ...]:
