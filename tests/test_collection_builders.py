@@ -808,3 +808,39 @@ def test_an_empty_file_is_a_truncated_header_over_http_as_on_disk(tmp_path: Path
             coll = build_from_files([href], name="x", progress=False)
             (row,) = coll.errors().to_pylist()
             assert "truncated TIFF header" in row["error"], row
+
+
+def test_files_with_several_samples_read_the_bands_asked(tmp_path: Path) -> None:
+    """build_from_files reads the samples band_index_map names (as build_from_table
+    does), equal to rasterio's bands; without it, the one band it reads is warned about."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from tessellum.errors import TessellumWarning
+
+    path = tmp_path / "rgbn.tif"
+    rng = np.random.default_rng(5)
+    data = rng.integers(1, 60000, size=(4, 96, 80), dtype=np.uint16)
+    with rasterio.open(
+        path, "w", driver="COG", width=80, height=96, count=4, dtype="uint16",
+        crs="EPSG:32612", transform=from_origin(500000, 4600000, 10, 10), blocksize=32,
+    ) as dst:  # fmt: skip
+        dst.write(data)
+    with pytest.warns(TessellumWarning, match="up to 4 samples"):
+        plain = build_from_files([str(path)], name="plain", progress=False)
+    assert plain.bands == ["data"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TessellumWarning)  # all samples named: no warning
+        coll = build_from_files(
+            [str(path)], name="rgbn", progress=False,
+            band_index_map={"red": 0, "green": 1, "blue": 2, "nir": 3},
+        )  # fmt: skip
+    bounds = (500000, 4600000 - 960, 500800, 4600000)
+    got = coll.read_window(bounds=bounds, bands=["nir", "red"])
+    np.testing.assert_array_equal(got, data[[3, 0]])
+    with pytest.raises(ValidationError, match="band_index_map"):
+        build_from_files([str(path)], name="bad", progress=False, band_index_map={"x": "one"})
+    # a sample the file lacks is a row error, as in build_from_table
+    with pytest.warns(TessellumWarning, match="outside the file's 4 sample"):
+        bad = build_from_files([str(path)], name="b", progress=False, band_index_map={"x": 7})
+    assert bad.errors().num_rows == 1

@@ -247,3 +247,38 @@ def test_integer_data_without_nodata_masked_by_a_geometry_becomes_nan(tmp_path: 
     box = coll.get_xarray(shapely.box(500000, 4599800, 500200, 4600000), ["data"], geometry_crs=UTM)
     assert box["data"].dtype == np.uint16 and "_FillValue" not in box["data"].attrs
     assert coll.get_numpy(tri, ["data"], geometry_crs=UTM).data.dtype == np.uint16
+
+
+def _write_scaled(path: Path, arr: np.ndarray, scale: float, offset: float) -> str:
+    _write(path, arr, nodata=0)
+    with rasterio.open(path, "r+") as ds:
+        ds.scales, ds.offsets = (scale,), (offset,)
+    return str(path)
+
+
+def test_scale_and_offset_are_cf_attributes_as_rasterio_reads_them(tmp_path: Path) -> None:
+    """A band's SCALE/OFFSET reach get_xarray as CF ``scale_factor``/``add_offset`` (the
+    stored values are kept, as rioxarray keeps them); records that disagree get one per
+    layer along ``time`` instead of one attribute that is wrong for some layers."""
+    arr = np.full((32, 32), 1200, "uint16")
+    when = [dt.datetime(2021, 1, 1, tzinfo=UTC), dt.datetime(2023, 1, 1, tzinfo=UTC)]
+    same = [_write_scaled(tmp_path / f"s{i}.tif", arr, 0.0001, -0.1) for i in range(2)]
+    aoi = shapely.box(500005, 4599700, 500300, 4599995)
+    with rasterio.open(same[0]) as src:
+        want = (src.scales[0], src.offsets[0])
+    ds = _coll(same, ["a", "b"], when).get_xarray(aoi, ["data"], geometry_crs=UTM)
+    da = ds["data"]
+    assert (da.attrs["scale_factor"], da.attrs["add_offset"]) == want
+    assert da.dtype == np.uint16 and int(da.values.max()) == 1200  # stored values
+    decoded = da.values * da.attrs["scale_factor"] + da.attrs["add_offset"]
+    np.testing.assert_allclose(decoded[da.values != 0], 1200 * 0.0001 - 0.1)
+    # a processing baseline change: the later record has another offset
+    mixed = [same[0], _write_scaled(tmp_path / "m.tif", arr, 0.0001, 0.0)]
+    ds = _coll(mixed, ["a", "b"], when).get_xarray(aoi, ["data"], geometry_crs=UTM)
+    assert "scale_factor" not in ds["data"].attrs and "add_offset" not in ds["data"].attrs
+    assert list(ds["data_add_offset"].values) == [-0.1, 0.0]
+    assert list(ds["data_scale_factor"].values) == [0.0001, 0.0001]
+    # no SCALE/OFFSET: no attributes
+    plain = [_write(tmp_path / "p.tif", arr, nodata=0)]
+    ds = _coll(plain, ["p"], when[:1]).get_xarray(aoi, ["data"], geometry_crs=UTM)
+    assert "scale_factor" not in ds["data"].attrs and "data_add_offset" not in ds.coords

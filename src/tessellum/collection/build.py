@@ -278,27 +278,53 @@ async def build_from_files_async(
     name: str,
     pattern: str = "*.tif",
     band: str = "data",
+    band_index_map: Mapping[str, int] | None = None,
     collection: str | None = None,
     **kwargs: Any,
 ) -> Collection:
     """Async form of :func:`build_from_files`."""
     from .sources import list_files_async, records_from_hrefs
 
+    _check_band_maps(None, band_index_map)
     hrefs = await list_files_async(source, pattern=pattern)
     if not hrefs:
         raise ValidationError(f"no files matching {pattern!r} under {source!r}")
-    return await build_from_records_async(
-        records_from_hrefs(hrefs, band=band, collection=collection),
-        name=name,
-        data_source=collection,
-        **kwargs,
+    records = records_from_hrefs(
+        hrefs, band=band, collection=collection, band_index_map=band_index_map
     )
+    coll = await build_from_records_async(records, name=name, data_source=collection, **kwargs)
+    if not band_index_map:
+        _warn_unread_samples(coll, band)
+    return coll
+
+
+def _warn_unread_samples(coll: Collection, band: str) -> None:
+    """Warn when files hold more samples than the one band a build reads of each (a
+    4-band file read as ``band`` alone looked like a 1-band file)."""
+    import pyarrow.compute as pc
+
+    from .schema import band_column
+
+    samples = pc.struct_field(coll.table.column(band_column(band)), "samples_per_pixel")
+    most = pc.max(samples).as_py()
+    if most is not None and most > 1:
+        n = pc.sum(pc.greater(samples, 1)).as_py()
+        warnings.warn(
+            f"{n} file(s) hold up to {most} samples (bands); band {band!r} reads the first "
+            "of each: pass band_index_map={code: sample index} to read the others",
+            TessellumWarning,
+            stacklevel=3,
+        )
 
 
 @same_signature(build_from_files_async)
 def build_from_files(source: str | os.PathLike | Sequence[str], **kwargs: Any) -> Collection:
     """Build from a file listing: a local folder, a list of URLs/paths, or an object
     store prefix (``s3://bucket/prefix/``) listed with obstore; one record per file.
+
+    Each file gives band ``band`` (its first sample); ``band_index_map`` names several
+    samples of multi-band files instead (``{"red": 0, "green": 1, "blue": 2}``). A build
+    that reads one sample of files holding several warns.
 
     Async form: :func:`build_from_files_async`.
     """

@@ -331,13 +331,26 @@ def _scalar(v: Any) -> bool:
     return v is None or isinstance(v, str | int | float | bool)
 
 
-def records_from_hrefs(hrefs: Sequence[str], *, band: str, collection: str | None) -> list[Record]:
+def records_from_hrefs(
+    hrefs: Sequence[str],
+    *,
+    band: str,
+    collection: str | None,
+    band_index_map: Mapping[str, int] | None = None,
+) -> list[Record]:
     """One record per file (a file listed twice is one record); id = the file stem, made
     unique with as many parent folders as it takes (``2023/01/scene``,
-    ``2024/01/scene``)."""
+    ``2024/01/scene``). Its bands: ``band`` (the first sample), or one per entry of
+    ``band_index_map`` (band code -> sample index)."""
     unique = list(dict.fromkeys(hrefs))
+
+    def assets(h: str) -> dict[str, AssetRef]:
+        if band_index_map:
+            return {b: AssetRef(h, band, int(ix)) for b, ix in band_index_map.items()}
+        return {band: AssetRef(h, band)}
+
     return [
-        Record(id=rid, assets={band: AssetRef(h, band)}, collection=collection)
+        Record(id=rid, assets=assets(h), collection=collection)
         for h, rid in zip(unique, unique_ids(unique), strict=True)
     ]
 

@@ -79,6 +79,7 @@ def stack_to_xarray(st: GeometryStack) -> Any:
     _, sref = _spatial_ref(st.grid.crs)
     sref["GeoTransform"] = " ".join(str(v) for v in st.grid.transform.to_gdal())
     data_vars = {}
+    per_layer: dict[str, Any] = {}
     for band, arr in st.data.items():
         nod = st.nodata[band]
         da = xr.DataArray(arr, dims=("time", "y", "x"))
@@ -86,6 +87,15 @@ def stack_to_xarray(st: GeometryStack) -> Any:
         if nod is not None:
             da.attrs["_FillValue"] = nod.item() if hasattr(nod, "item") else nod
             da.attrs["nodata"] = da.attrs["_FillValue"]
+        pairs = st.scale_offset.get(band) or []
+        if len(set(pairs)) == 1 and pairs[0] != (1.0, 0.0):
+            # CF packing attributes (as rioxarray sets them); values stay as stored
+            da.attrs["scale_factor"], da.attrs["add_offset"] = pairs[0]
+        elif len(set(pairs)) > 1 and len(pairs) == arr.shape[0]:
+            # records disagree (a processing baseline changed): one attribute would be
+            # wrong for some layers, so each layer's goes along time
+            per_layer[f"{band}_scale_factor"] = ("time", np.array([p[0] for p in pairs]))
+            per_layer[f"{band}_add_offset"] = ("time", np.array([p[1] for p in pairs]))
         data_vars[band] = da
     ds = xr.Dataset(
         data_vars,
@@ -95,6 +105,7 @@ def stack_to_xarray(st: GeometryStack) -> Any:
             "y": y,
             "x": x,
             "spatial_ref": xr.DataArray(0, attrs=sref),
+            **per_layer,
         },
         attrs={"geometry_id": st.geometry_id, "crs": st.grid.crs},
     )

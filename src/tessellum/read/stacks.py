@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -41,6 +41,8 @@ class GeometryStack:
     data: dict[str, np.ndarray]
     valid: dict[str, np.ndarray | None]
     nodata: dict[str, Any]
+    #: per band, each listed record's ``(scale, offset)`` (GDAL's band SCALE/OFFSET)
+    scale_offset: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
 
 
 def fetch_options(max_concurrent: int | None = None, **kw: Any) -> FetchOptions:
@@ -159,6 +161,11 @@ def _stack_nodata(records: Sequence[RecordBands], band: str) -> Any:
     return next((r.bands[band].nodata for r in records if r.bands[band].nodata is not None), None)
 
 
+def _scale_offset(src: Any) -> tuple[float, float]:
+    """A band source's ``(scale, offset)``: physical value = stored * scale + offset."""
+    return src.header.scale(src.sample), src.header.offset(src.sample)
+
+
 async def read_stacks_async(
     table: Any, geometries: Any, bands: Sequence[str], **options: Any
 ) -> list[GeometryStack]:
@@ -244,6 +251,7 @@ async def read_stacks_into_async(
             gid, g.geoms[gid], grid, [r.id for r in listed], [r.datetime for r in listed],
             {b: None for b in bands}, {b: None for b in bands},
             {b: _stack_nodata(rs, b) for b in bands},
+            {b: [_scale_offset(r.bands[b]) for r in listed] for b in bands},
         )  # fmt: skip
     keeps = {
         gid: _kept_pixels(geoms[gid] if mask else None, g.crs, grid, own_shape[gid], all_touched)
