@@ -193,9 +193,7 @@ def test_record_table_at_a_url(
     pq.write_table(table, site / "records.parquet")
     local = build_from_table(site / "records.parquet", name="t", progress=False)
     s3.upload_dir(site, bucket="world", prefix="tables/")
-    for k, v in s3.env.items():
-        monkeypatch.setenv(k, v)
-    clear_store_cache()
+    _use_s3(s3, monkeypatch)
     from tessellum.testing.servers import HttpServer
 
     try:
@@ -221,9 +219,14 @@ def test_table_without_href_is_a_clear_error(world: Any) -> None:
 
 def test_files_local_folder(world: Any) -> None:
     folder = world.root / "data" / "naip"
-    coll = build_from_files(folder, name="naip", progress=False)
+    with pytest.warns(Warning, match="5 file.s. hold up to 4 samples"):  # R, G, B, NIR
+        coll = build_from_files(folder, name="naip", progress=False)
     assert _ids(coll) == sorted(Path(f.relpath).stem for f in world.files_of("naip"))
     assert coll.table.column("crs").to_pylist() == ["EPSG:26912"] * 5
+    rgbn = build_from_files(folder, name="naip", band_index_map={"red": 0, "nir": 3})
+    assert rgbn.bands == ["red", "nir"]
+    # the world's one 3-band tile has no NIR: that band of that record is an error
+    assert rgbn.errors().column("band").to_pylist() == ["nir"]
 
 
 def test_files_list_of_urls(world: Any, served: Any) -> None:
@@ -248,11 +251,19 @@ def s3(world: Any) -> Iterator[S3Server]:
     server.stop()
 
 
-def test_files_s3_prefix(world: Any, s3: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
+def _use_s3(s3: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point obstore at the test's S3 server (credentials, endpoint) for this test."""
     for k, v in s3.env.items():
         monkeypatch.setenv(k, v)
-    clear_store_cache()
-    with pytest.warns(Warning, match="2 of 24 band assets failed"):
+    clear_store_cache()  # stores are cached with the environment they were made in
+
+
+def test_files_s3_prefix(world: Any, s3: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    _use_s3(s3, monkeypatch)
+    with (
+        pytest.warns(Warning, match="2 of 24 band assets failed"),
+        pytest.warns(Warning, match="hold up to 3 samples"),
+    ):
         coll = build_from_files("s3://world/edge/", name="edge-s3", progress=False)
     clear_store_cache()
     assert len(coll) == len(world.files_of("edge-cases"))
@@ -287,9 +298,7 @@ def test_s3_keys_with_hash_and_question_marks(
                            transform=from_origin(500000, 4650000, 10, 10)) as ds:  # fmt: skip
             ds.write(np.full((1, 16, 16), value, "uint8"))
     s3.upload_dir(tmp_path, bucket="world", prefix="marks/")
-    for k, v in s3.env.items():
-        monkeypatch.setenv(k, v)
-    clear_store_cache()
+    _use_s3(s3, monkeypatch)
     coll = build_from_files("s3://world/marks/", name="marks", progress=False)
     assert not len(coll.errors()) and len(coll) == 2
     got = coll.read_window(bounds=(500000, 4649840, 500160, 4650000), bands=["data"], group_by="id")
@@ -760,9 +769,7 @@ def test_file_ids_over_http_and_s3_are_the_names_on_disk(
     assert not len(remote.errors())
     assert len(set(signed.table.column("id").to_pylist())) == 2
     s3.upload_dir(tmp_path, bucket="world", prefix="odd names/")
-    for k, v in s3.env.items():
-        monkeypatch.setenv(k, v)
-    clear_store_cache()
+    _use_s3(s3, monkeypatch)
     try:
         listed = build_from_files("s3://world/odd names/", name="odd", progress=False)
     finally:
@@ -782,9 +789,7 @@ def test_one_file_url_is_one_file_as_a_local_path_is(
     one = world.files_of("esa-worldcover")[0]
     http = build_from_files(served.href(one.key), name="one", progress=False)
     assert len(http) == 1 and not len(http.errors())
-    for k, v in s3.env.items():
-        monkeypatch.setenv(k, v)
-    clear_store_cache()
+    _use_s3(s3, monkeypatch)
     try:
         key = build_from_files("s3://world/edge/bigtiff.tif", name="one", progress=False)
     finally:

@@ -35,6 +35,7 @@ from rasterio.io import MemoryFile
 
 from tessellum.collection import build_from_files, build_from_table
 from tessellum.read.cache import default_tile_cache
+from test_read_differential import gdal_valid_and_fill
 
 SEEDS = range(int(os.environ.get("TESSELLUM_CODEC_FUZZ_CASES", "16")))
 DTYPES = ["uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64"]
@@ -193,15 +194,8 @@ def write_case(case: dict[str, Any], path: Path) -> None:
 def gdal_level(path: Path, level: int | None) -> tuple[np.ndarray, np.ndarray, Any, Affine]:
     """A level as GDAL reads it: pixels, which are data (mask, nodata, NaN), the fill."""
     with rasterio.open(path, **({} if level is None else {"overview_level": level})) as ds:
-        data, keep, nodata, transform = ds.read(), ds.read_masks() != 0, ds.nodata, ds.transform
-    if nodata is not None:
-        keep &= data != nodata
-    if data.dtype.kind == "f":
-        keep &= ~np.isnan(data)
-    if nodata is not None:
-        fill = nodata if data.dtype.kind == "f" else int(nodata)
-    else:
-        fill = math.nan if data.dtype.kind == "f" else 0
+        data, masks, nodata, transform = ds.read(), ds.read_masks(), ds.nodata, ds.transform
+    keep, fill = gdal_valid_and_fill(data, masks, nodata)
     return data, keep, fill, transform
 
 

@@ -262,6 +262,20 @@ def write_case(case: Case, path: Path) -> None:
     )
 
 
+def gdal_valid_and_fill(data: np.ndarray, masks: np.ndarray, nodata: Any) -> tuple[Any, Any]:
+    """Which pixels GDAL reads as data, and the fill expected elsewhere."""
+    keep = masks != 0  # GDAL: the internal mask, else nodata, else the alpha band
+    if nodata is not None:  # nodata is no data under a mask or alpha too (docs)
+        keep &= data != nodata
+    if data.dtype.kind == "f":
+        keep &= ~np.isnan(data)
+    if nodata is not None:
+        fill = nodata if data.dtype.kind == "f" else int(nodata)
+    else:
+        fill = math.nan if data.dtype.kind == "f" else 0
+    return keep, fill
+
+
 @dataclass
 class Reference:
     """The file as GDAL reads it: pixels, which of them are data, and the fill."""
@@ -277,15 +291,7 @@ class Reference:
         with rasterio.open(path) as ds:
             data, masks = ds.read(), ds.read_masks()
             nodata, transform, block = ds.nodata, ds.transform, ds.block_shapes[0]
-        keep = masks != 0  # GDAL: the internal mask, else nodata, else the alpha band
-        if nodata is not None:  # nodata is no data under a mask or alpha too (docs)
-            keep &= data != nodata
-        if data.dtype.kind == "f":
-            keep &= ~np.isnan(data)
-        if nodata is not None:
-            fill = nodata if data.dtype.kind == "f" else int(nodata)
-        else:
-            fill = math.nan if data.dtype.kind == "f" else 0
+        keep, fill = gdal_valid_and_fill(data, masks, nodata)
         return cls(data, keep, fill, transform, block)
 
     def window(

@@ -236,6 +236,17 @@ def test_dask_client_gives_the_same_store(coll: Any, tmp_path: Path) -> None:
     np.testing.assert_array_equal(a, b)
 
 
+def _gdal_gti(index: Path, grid: Any, **open_options: str) -> np.ndarray:
+    """The GTI index as GDAL's GTI driver composites it, on ``grid`` (nodata 0)."""
+    with rasterio.open(index, **open_options) as gti:
+        want = np.zeros(grid.shape, dtype=np.uint16)
+        reproject(
+            rasterio.band(gti, 1), want, dst_transform=grid.transform, dst_crs=grid.crs,
+            dst_nodata=0, resampling=Resampling.nearest,
+        )  # fmt: skip
+    return want
+
+
 def test_gti_mosaic_matches_gdal_gti_driver(tiles: dict[str, Path], tmp_path: Path) -> None:
     index = tmp_path / "index.gti.gpkg"
     _index(tiles).to_file(index, driver="GPKG")
@@ -245,12 +256,7 @@ def test_gti_mosaic_matches_gdal_gti_driver(tiles: dict[str, Path], tmp_path: Pa
     )  # fmt: skip
     ds = open_mosaic(gdf.location[0])
     grid = mosaic_grid(ds)
-    with rasterio.open(index, SORT_FIELD="quality") as gti:  # GDAL's GTI: highest on top
-        want = np.zeros(grid.shape, dtype=np.uint16)
-        reproject(
-            rasterio.band(gti, 1), want, dst_transform=grid.transform, dst_crs=grid.crs,
-            dst_nodata=0, resampling=Resampling.nearest,
-        )  # fmt: skip
+    want = _gdal_gti(index, grid, SORT_FIELD="quality")  # GDAL's GTI: highest on top
     np.testing.assert_array_equal(ds["data"].values[0], want)
     # requester_pays only changes how remote tiles are requested
     again = build_gti_mosaic(
@@ -586,12 +592,7 @@ def test_gti_mosaic_takes_the_index_sort_field_as_gdal(
     gdf = build_gti_mosaic(str(index), _aoi(), ["data"], crs=CRS, output_dir=tmp_path / "o")
     ds = open_mosaic(gdf.location[0])
     grid = mosaic_grid(ds)
-    with rasterio.open(index) as gti:  # GDAL reads the layer's GTI items itself
-        want = np.zeros(grid.shape, dtype=np.uint16)
-        reproject(
-            rasterio.band(gti, 1), want, dst_transform=grid.transform, dst_crs=grid.crs,
-            dst_nodata=0, resampling=Resampling.nearest,
-        )  # fmt: skip
+    want = _gdal_gti(index, grid)  # GDAL reads the layer's GTI items itself
     np.testing.assert_array_equal(ds["data"].values[0], want)
     # the default order (latest first) differs here: the test can tell the orders apart
     plain = tmp_path / "plain.gti.gpkg"
