@@ -282,3 +282,24 @@ def test_scale_and_offset_are_cf_attributes_as_rasterio_reads_them(tmp_path: Pat
     plain = [_write(tmp_path / "p.tif", arr, nodata=0)]
     ds = _coll(plain, ["p"], when[:1]).get_xarray(aoi, ["data"], geometry_crs=UTM)
     assert "scale_factor" not in ds["data"].attrs and "data_add_offset" not in ds.coords
+
+
+def test_latest_point_takes_the_record_a_mosaic_takes(tmp_path: Path) -> None:
+    """sample_points(match="latest") picks per point the first record in mosaic order
+    (latest datetime; ties: the smaller id; undated last), as read_window's mosaic does
+    (ties went to the later table row; naive datetimes were read in local time)."""
+    arr = {k: np.full((16, 16), v, "uint16") for k, v in (("a", 1), ("b", 2), ("c", 3))}
+    same = dt.datetime(2024, 5, 1, tzinfo=UTC)
+    # rows: b then a, same datetime (a wins by id); c undated (last)
+    coll = _coll([_write(tmp_path / f"{k}.tif", arr[k], nodata=0) for k in ("b", "a", "c")],
+                 ["b", "a", "c"], [same, same, None])  # fmt: skip
+    pts = gpd.GeoDataFrame(geometry=[shapely.Point(500055, 4599945)], crs=UTM)
+    got = coll.sample_points(pts, ["data"], match="latest")
+    mosaic = coll.read_window(bounds=(500050, 4599940, 500060, 4599950), bands=["data"])
+    assert got.column("record_id").to_pylist() == ["a"]
+    assert got.column("value").to_pylist() == [int(mosaic[0, 0, 0])] == [1]
+    # undated records come after every dated one
+    late = _coll([_write(tmp_path / "c2.tif", arr["c"], nodata=0), str(tmp_path / "b.tif")],
+                 ["c", "b"], [None, dt.datetime(2001, 1, 1, tzinfo=UTC)])  # fmt: skip
+    got = late.sample_points(pts, ["data"], match="latest")
+    assert got.column("record_id").to_pylist() == ["b"]

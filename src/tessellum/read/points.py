@@ -16,7 +16,7 @@ from .engine import MaskRead, holds_data
 from .fetch import fetch_tiles_async
 from .plan import TileKey
 from .sources import record_bands
-from .stacks import POINT_TESTS, candidate_pairs, collection_fetch_options
+from .stacks import POINT_TESTS, candidate_pairs, collection_fetch_options, mosaic_order
 
 
 def _pixel_coords(src: Any, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -75,12 +75,12 @@ async def sample_points_async(
 
     gi, ri = _point_pairs(recs, bands[0], coords_in, table, g)
     if match == "latest" and len(gi):
-        # per point, the row with the latest datetime (ties: the later row)
-        stamp = np.full(table.num_rows, -np.inf)
-        for row, rec in recs.items():
-            if rec.datetime is not None:
-                stamp[row] = rec.datetime.timestamp()
-        order = np.lexsort((ri, stamp[ri], gi))
+        # per point, the first record in mosaic order (latest datetime, ties: the
+        # smaller id, undated last): the record a mosaic's pixel there comes from
+        priority = np.zeros(table.num_rows, np.int64)
+        for rank, rec in enumerate(mosaic_order(list(recs.values()))):
+            priority[rec.row] = rank
+        order = np.lexsort((-priority[ri], gi))
         gi, ri = gi[order], ri[order]
         last = np.r_[gi[1:] != gi[:-1], True]
         gi, ri = gi[last], ri[last]
