@@ -139,3 +139,19 @@ def test_user_errors_are_one_line_not_tracebacks(tmp_path: Path, args, message) 
     assert message in done.stderr
     assert "Traceback" not in done.stderr + done.stdout
     assert not list(tmp_path.glob("*.part"))
+
+
+def test_extract_raster_error_keeps_brackets_on_one_line(tmp_path: Path) -> None:
+    """The error names the bad dataset id verbatim ("[...]" is not eaten as rich markup)
+    on a single line, however long (not wrapped at 80 columns)."""
+    import subprocess
+    import sys
+
+    bad = "no_such_provider[v2]:" + "x" * 90
+    argv = ["extract-raster", bad, "--bbox", "0", "0", "1", "1", "--out", str(tmp_path)]
+    done = subprocess.run([sys.executable, "-m", "tessellum.cli", *argv], capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert f"unknown dataset {bad!r}" in lines[0]

@@ -67,7 +67,10 @@ def extract_raster(
                 progress=show,
             )
     except (TessellumError, ValueError) as exc:
-        err.print(f"[red]error:[/red] {type(exc).__name__}: {exc}")
+        # plain text on one line: rich would wrap it at 80 columns and read "[...]" in
+        # a dataset id or path as markup, dropping it from the message
+        message = " ".join(str(exc).split())
+        typer.echo(f"error: {type(exc).__name__}: {message}", err=True)
         raise typer.Exit(code=1) from None
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
