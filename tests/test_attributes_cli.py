@@ -103,3 +103,31 @@ def test_extract_cli_processes_same_table(tmp_path, monkeypatch):
     pd.testing.assert_frame_equal(tables[0], tables[1])
     assert sent  # the second run did hand its passes to the workers
     assert attrs._workers._pool is None  # the CLI stops its workers
+
+
+def test_extract_cli_output_folder(tmp_path, monkeypatch):
+    """A missing --out folder is created (the table is not lost after the extraction);
+    one that cannot be created is refused before any statistics are computed."""
+    import tessellum.attributes as attrs
+    from tessellum.cli.extract import extract
+
+    _use_world_engine(tmp_path, monkeypatch)
+    src = tmp_path / "hrus.gpkg"
+    gpd.GeoDataFrame(
+        {"hru_id": [1]}, geometry=[box(X0 + 0.1, Y0 - 0.3, X0 + 0.18, Y0 - 0.2)], crs="EPSG:4326"
+    ).to_file(src)
+    app = typer.Typer()
+    app.command()(extract)
+    args = ["--geometries", str(src), "--datasets", "copernicus_dem:elevation", "--no-progress"]
+    out = tmp_path / "new" / "nested" / "a.csv"
+    res = CliRunner().invoke(app, [*args, "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert list(pd.read_csv(out)["row"]) == [0]
+
+    calls = []
+    monkeypatch.setattr(attrs, "batch_extract_sync", lambda *a, **k: calls.append(a))
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    res = CliRunner().invoke(app, [*args, "--out", str(blocked / "b.parquet")])
+    assert res.exit_code == 2 and "folder of --out" in res.output, res.output
+    assert not calls  # refused before extracting
