@@ -155,3 +155,23 @@ def test_extract_raster_error_keeps_brackets_on_one_line(tmp_path: Path) -> None
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
     assert f"unknown dataset {bad!r}" in lines[0]
+
+
+def test_build_stac_bad_max_items_and_filter(cli: typer.Typer, served: Any, tmp_path: Path) -> None:
+    """``--max-items 0``/``-1`` is refused by name (it read as "no items match"), in
+    the library too; a multi-line parser message (CQL2) is printed on one line."""
+    from tessellum.collection import build_from_stac
+    from tessellum.errors import ValidationError
+
+    for n in ("0", "-1"):
+        res = _run(cli, "build", "stac", served.stac_url, "naip", "--max-items", n,
+                   "-o", tmp_path / "m", "--no-progress")  # fmt: skip
+        assert res.exit_code == 2 and "--max-items" in res.output, res.output
+    with pytest.raises(ValidationError, match=r"max_items .* got -1"):
+        build_from_stac(name="m", stac_api=served.stac_url, collection="naip", max_items=-1)
+    res = _run(cli, "build", "stac", served.stac_url, "naip", "--filter", "garbage (((",
+               "-o", tmp_path / "f", "--no-progress")  # fmt: skip
+    assert res.exit_code == 1, res.output
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: filter:"), res.output
+    assert not (tmp_path / "m").exists() and not (tmp_path / "f").exists()

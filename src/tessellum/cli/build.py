@@ -133,7 +133,9 @@ def _report(coll: Any, path: Path) -> None:
 
 
 def _fail(exc: Exception) -> typer.Exit:
-    typer.echo(f"error: {exc}", err=True)
+    # one line, as ``tessellum.cli.main`` prints errors (a CQL2 parse error spans several)
+    message = " ".join(str(exc).split())
+    typer.echo(f"error: {message}", err=True)
     return typer.Exit(code=1)
 
 
@@ -176,7 +178,9 @@ def build_stac(
     static_catalog: Annotated[
         bool, typer.Option("--static-catalog", help="Walk a static catalog (no /search).")
     ] = False,
-    max_items: Annotated[int | None, typer.Option(help="Stop after this many items.")] = None,
+    max_items: Annotated[
+        int | None, typer.Option(min=1, help="Stop after this many items.")
+    ] = None,
     data_source: Annotated[str | None, typer.Option(help="Source id for band maps.")] = None,
     workspace: Annotated[
         Path | None, typer.Option(help="Build cache folder (reuse identical builds).")
