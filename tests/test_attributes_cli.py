@@ -131,3 +131,26 @@ def test_extract_cli_output_folder(tmp_path, monkeypatch):
     res = CliRunner().invoke(app, [*args, "--out", str(blocked / "b.parquet")])
     assert res.exit_code == 2 and "folder of --out" in res.output, res.output
     assert not calls  # refused before extracting
+
+
+def test_extract_cli_temp_file_is_unique(tmp_path, monkeypatch):
+    """The table is staged under a name unique to the run: a file named like the old
+    fixed ``OUT.part`` (another run's, or the user's) is neither overwritten nor removed."""
+    from tessellum.cli.extract import extract
+
+    _use_world_engine(tmp_path, monkeypatch)
+    src = tmp_path / "hrus.gpkg"
+    gpd.GeoDataFrame(
+        {"hru_id": [1]}, geometry=[box(X0 + 0.1, Y0 - 0.3, X0 + 0.18, Y0 - 0.2)], crs="EPSG:4326"
+    ).to_file(src)
+    out = tmp_path / "t.csv"
+    other = tmp_path / "t.csv.part"
+    other.write_text("another run's table")
+    app = typer.Typer()
+    app.command()(extract)
+    args = ["--geometries", str(src), "--datasets", "copernicus_dem:elevation", "--no-progress"]
+    res = CliRunner().invoke(app, [*args, "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert other.read_text() == "another run's table"
+    assert list(pd.read_csv(out)["row"]) == [0]
+    assert sorted(p.name for p in tmp_path.glob("*.part")) == ["t.csv.part"]

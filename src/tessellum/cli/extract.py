@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -98,7 +99,8 @@ def extract(
         finally:
             shutdown_zonal_pool()
     table = pd.concat(frames, ignore_index=True)
-    tmp = out.with_name(out.name + ".part")
+    # unique per run: two runs writing one --out never share (or delete) a temp file
+    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:12]}.part")
     try:
         if out.suffix.lower() == ".csv":
             table.to_csv(tmp, index=False)
