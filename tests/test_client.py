@@ -169,3 +169,13 @@ def test_api_errors_name_the_url(server):
     assert ei.value.status == 401 and ei.value.url == f"{server.url}/api/v1/providers"
     assert f"({server.url}/api/v1/providers)" in str(ei.value)
     assert isinstance(ei.value, TessellumError)
+
+
+def test_provider_slug_is_one_path_segment(server):
+    """A slug holding "/", ".." or "?" asks for that (unknown) provider: a 404, not
+    another route's answer (``../../../health``) or another provider (``x?y``)."""
+    with Client(server.url, api_key="k") as c:
+        for slug in ("../../../health", "esa_worldcover?x=1", "a/b"):
+            with pytest.raises(APIError) as ei:
+                c.provider(slug)
+            assert ei.value.status == 404, slug

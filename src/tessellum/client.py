@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -220,7 +221,7 @@ class Client:
 
     def provider(self, slug: str) -> dict[str, Any]:
         """``GET /api/v1/providers/{slug}``."""
-        return _send(self._http, "GET", f"/api/v1/providers/{slug}")
+        return _send(self._http, "GET", _provider_path(slug))
 
     def health(self) -> dict[str, Any]:
         """``GET /health``."""
@@ -279,11 +280,17 @@ class AsyncClient:
 
     async def provider(self, slug: str) -> dict[str, Any]:
         """``GET /api/v1/providers/{slug}``."""
-        return await _asend(self._http, "GET", f"/api/v1/providers/{slug}")
+        return await _asend(self._http, "GET", _provider_path(slug))
 
     async def health(self) -> dict[str, Any]:
         """``GET /health``."""
         return await _asend(self._http, "GET", "/health")
+
+
+def _provider_path(slug: str) -> str:
+    # one path segment, whatever the slug holds: "a/../b" or "x?y" must not reach
+    # another route or turn into a query
+    return "/api/v1/providers/" + quote(str(slug), safe="")
 
 
 def _params(filters: dict[str, Any]) -> dict[str, Any]:
