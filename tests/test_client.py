@@ -179,3 +179,14 @@ def test_provider_slug_is_one_path_segment(server):
             with pytest.raises(APIError) as ei:
                 c.provider(slug)
             assert ei.value.status == 404, slug
+
+
+def test_comma_separated_ids_read_as_in_process(server):
+    """``"A, B,"`` names datasets A and B, as for :func:`tessellum.attributes.extract`
+    (a trailing comma sent an empty id, answered as an unknown dataset)."""
+    point = {"type": "Point", "coordinates": [X0 + 0.3, Y0 - 0.3]}
+    with Client(server.url, api_key="k") as c:
+        r = c.extract(point, f"{DEM}, esa_worldcover:land_cover,")
+        assert [x.dataset_id for x in r.results] == [DEM, "esa_worldcover:land_cover"]
+        b = c.batch_extract([point], f" {DEM},")
+        assert [x.dataset_id for x in b.items[0].results] == [DEM]

@@ -27,6 +27,7 @@ from urllib.parse import quote
 
 import httpx
 
+from .attributes import _ids
 from .attributes.models import (
     AttributeRequest,
     AttributeResponse,
@@ -68,7 +69,7 @@ def _extract_body(
     if isinstance(geometry, AttributeRequest):
         req = geometry
     else:
-        ids = dataset_ids.split(",") if isinstance(dataset_ids, str) else list(dataset_ids)
+        ids = _ids(dataset_ids)  # "a, b," as the in-process API reads it
         data = {"geometry": geometry, "dataset_ids": ids, **kwargs}
         req = make_request(AttributeRequest, data, "extract request")
     return req.model_dump(mode="json", exclude_none=True)
@@ -80,7 +81,7 @@ def _batch_body(
     if isinstance(geometries, BatchAttributeRequest):
         req = geometries
     else:
-        ids = dataset_ids.split(",") if isinstance(dataset_ids, str) else list(dataset_ids)
+        ids = _ids(dataset_ids)  # "a, b," as the in-process API reads it
         if hasattr(geometries, "__geo_interface__") and hasattr(geometries, "crs"):
             gdf = geometries.to_crs("OGC:CRS84") if geometries.crs else geometries
             geometries = list(gdf.geometry) if hasattr(gdf, "geometry") else list(gdf)
