@@ -175,3 +175,19 @@ def test_build_stac_bad_max_items_and_filter(cli: typer.Typer, served: Any, tmp_
     lines = res.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: filter:"), res.output
     assert not (tmp_path / "m").exists() and not (tmp_path / "f").exists()
+
+
+def test_build_refuses_a_bad_output_before_building(cli: typer.Typer, tmp_path: Path) -> None:
+    """An --output that is a user's folder, a file or a URL is refused before any
+    request: here the STAC API and the record table do not even exist."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    afile = tmp_path / "a.txt"
+    afile.write_text("keep")
+    for out, what in ((mine, "not a collection"), (afile, "is a file"), ("s3://b/c", "URL")):
+        res = _run(cli, "build", "stac", "http://127.0.0.1:9", "naip", "-o", out, "--no-progress")
+        assert res.exit_code == 1 and what in res.output, res.output
+        res = _run(cli, "build", "table", tmp_path / "none.parquet", "-o", out, "--no-progress")
+        assert res.exit_code == 1 and what in res.output, res.output
+    assert (mine / "notes.txt").read_text() == "keep" and afile.read_text() == "keep"

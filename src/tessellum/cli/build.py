@@ -132,6 +132,24 @@ def _report(coll: Any, path: Path) -> None:
     console.print(f"saved: {path}")
 
 
+def _check_output(path: Path) -> Path:
+    """Refuse an output path the collection could not be saved to (a URL, a file, a
+    user's folder) before the search and header reads, not after them."""
+    import re
+
+    from ..collection.io import _check_replaceable, _local_path
+    from ..errors import ValidationError
+
+    if re.match(r"[A-Za-z][A-Za-z0-9+.-]+:/", str(path)):  # typer's Path made s3://b of s3:/b
+        raise ValidationError(
+            f"--output: {str(path).replace(':/', '://', 1)!r} is a URL; collections are "
+            "saved to local folders (copy the folder to the object store)"
+        )
+    dest = _local_path(path, "--output")
+    _check_replaceable(dest.resolve() if dest.is_symlink() else dest)
+    return path
+
+
 def _fail(exc: Exception) -> typer.Exit:
     # one line, as ``tessellum.cli.main`` prints errors (a CQL2 parse error spans several)
     message = " ".join(str(exc).split())
@@ -198,6 +216,7 @@ def build_stac(
     if cql2 is not None and cql2.lstrip().startswith("{"):
         filter_ = _parse_json(cql2, "--filter")
     try:
+        out = _check_output(output or Path(name or collection))
         coll = build_from_stac(
             name=name or collection, stac_api=stac_api, collection=collection,
             data_source=data_source, band_map=parse_pairs(band, option="--band") or None,
@@ -211,7 +230,7 @@ def build_stac(
             raise _fail(ValueError(
                 f"no items of {collection!r} match the search at {stac_api} (nothing saved)"
             ))  # fmt: skip
-        path = coll.export(output or Path(name or collection))
+        path = coll.export(out)
     except TessellumError as exc:
         raise _fail(exc) from None
     _report(coll, path)
@@ -243,6 +262,7 @@ def build_table(
 
     label = name or Path(source).stem
     try:
+        out = _check_output(output or Path(label))
         coll = build_from_table(
             source, name=label, href_column=None if assets_column else href_column,
             assets_column=assets_column, id_column=id_column, datetime_column=datetime_column,
@@ -250,7 +270,7 @@ def build_table(
             band_index_map=parse_pairs(band_index, option="--band-index", as_int=True) or None,
             collection=collection, max_concurrent=max_concurrent, progress=None if progress else False,
         )  # fmt: skip
-        path = coll.export(output or Path(label))
+        path = coll.export(out)
     except TessellumError as exc:
         raise _fail(exc) from None
     _report(coll, path)
