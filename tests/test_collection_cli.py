@@ -191,3 +191,25 @@ def test_build_refuses_a_bad_output_before_building(cli: typer.Typer, tmp_path: 
         res = _run(cli, "build", "table", tmp_path / "none.parquet", "-o", out, "--no-progress")
         assert res.exit_code == 1 and what in res.output, res.output
     assert (mine / "notes.txt").read_text() == "keep" and afile.read_text() == "keep"
+
+
+def test_extract_raster_refuses_a_url_output(tmp_path: Path, monkeypatch) -> None:
+    """``--out s3://b/x`` (and ``output_dir="s3://b/x"``) is refused by name before any
+    request; it used to become the local folder ``s3:/b/x`` under the cwd."""
+    import subprocess
+    import sys
+
+    from tessellum.errors import ValidationError
+    from tessellum.mosaic import extract_raster_sync
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValidationError, match=r"output_dir 's3://b/x' is a URL"):
+        extract_raster_sync(
+            "copernicus_dem:elevation", (-112.05, 41.95, -111.95, 42.05), "s3://b/x"
+        )
+    argv = ["extract-raster", "copernicus_dem:elevation", "--bbox", "-112.05", "41.95",
+            "-111.95", "42.05", "--out", "s3://b/x"]  # fmt: skip
+    done = subprocess.run([sys.executable, "-m", "tessellum.cli", *argv], capture_output=True,
+                          text=True, timeout=120, cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 1 and "'s3://b/x' is a URL" in done.stderr, done.stderr
+    assert not list(tmp_path.iterdir())

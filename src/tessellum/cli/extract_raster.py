@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -21,7 +20,9 @@ def extract_raster(
             metavar="W S E N",
         ),
     ],
-    out: Annotated[Path, typer.Option(help="Output folder (created when missing).")],
+    out: Annotated[  # str: typer's Path turns "s3://b/x" into the local folder "s3:/b/x"
+        str, typer.Option(help="Output folder (created when missing; local, not a URL).")
+    ],
     target_resolution: Annotated[
         float | None,
         typer.Option(help="Pixel size in output CRS units (default: the native grid)."),
