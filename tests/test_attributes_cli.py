@@ -154,3 +154,38 @@ def test_extract_cli_temp_file_is_unique(tmp_path, monkeypatch):
     assert other.read_text() == "another run's table"
     assert list(pd.read_csv(out)["row"]) == [0]
     assert sorted(p.name for p in tmp_path.glob("*.part")) == ["t.csv.part"]
+
+
+def test_extract_cli_every_dataset_failing_is_an_error(tmp_path, monkeypatch):
+    """When every dataset fails upstream the command exits 1 naming the cause and writes
+    nothing (it wrote a table of ids alone and exited 0); one failing dataset of two
+    stays a warning."""
+    import tessellum.attributes as attrs
+    from tessellum.attributes import AttributeEngine, NullResultCache, StaticCollectionSource
+    from tessellum.cli.extract import extract
+    from tessellum.errors import UpstreamError
+
+    aw = build_world(tmp_path / "w")
+    down = UpstreamError("upstream said 503", url="http://up.example/dem")
+    eng = AttributeEngine(
+        catalog=aw.catalog,
+        cache=NullResultCache(),
+        collections=StaticCollectionSource({**aw.collections, "copernicus_dem:elevation": down}),
+    )
+    monkeypatch.setattr(attrs, "_engine", eng)
+    src = tmp_path / "hrus.gpkg"
+    gpd.GeoDataFrame(
+        {"hru_id": [1]}, geometry=[box(X0 + 0.1, Y0 - 0.3, X0 + 0.18, Y0 - 0.2)], crs="EPSG:4326"
+    ).to_file(src)
+    app = typer.Typer()
+    app.command()(extract)
+    out = tmp_path / "t.csv"
+    args = ["--geometries", str(src), "--out", str(out), "--no-progress"]
+    res = CliRunner().invoke(app, [*args, "--datasets", "copernicus_dem:elevation"])
+    assert res.exit_code == 1, res.output
+    assert "every dataset failed" in res.output and "upstream said 503" in res.output
+    assert not out.exists() and not list(tmp_path.glob("*.part"))
+    both = "copernicus_dem:elevation,esa_worldcover:land_cover"
+    res = CliRunner().invoke(app, [*args, "--datasets", both])
+    assert res.exit_code == 0 and "upstream said 503" in res.output, res.output
+    assert "esa_worldcover__land_cover_value" in pd.read_csv(out).columns

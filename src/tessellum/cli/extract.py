@@ -99,6 +99,10 @@ def extract(
         finally:
             shutdown_zonal_pool()
     table = pd.concat(frames, ignore_index=True)
+    if len(table.columns) == 1:  # only the ids: every dataset failed for every geometry
+        reasons = " ".join("; ".join(dict.fromkeys(warnings)).split()) or "no results"
+        typer.echo(f"error: every dataset failed, nothing written: {reasons}", err=True)
+        raise typer.Exit(code=1)
     # unique per run: two runs writing one --out never share (or delete) a temp file
     tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:12]}.part")
     try:
