@@ -190,3 +190,19 @@ def test_comma_separated_ids_read_as_in_process(server):
         assert [x.dataset_id for x in r.results] == [DEM, "esa_worldcover:land_cover"]
         b = c.batch_extract([point], f" {DEM},")
         assert [x.dataset_id for x in b.items[0].results] == [DEM]
+
+
+@pytest.mark.parametrize("key", ["", "  ", "a,b"])
+def test_serve_refuses_a_key_that_would_not_be_required(monkeypatch, key):
+    """``--api-key ""`` was dropped (an open service); ``"a,b"`` became two keys."""
+    import typer
+    import uvicorn
+
+    from tessellum.service.cli import serve
+
+    monkeypatch.delenv("TESSELLUM_SERVICE_API_KEYS", raising=False)
+    ran = []
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: ran.append(kw))
+    with pytest.raises(typer.BadParameter, match="keys must be non-empty"):
+        serve(host="127.0.0.1", port=0, workers=1, log_level="warning", api_key=[key])
+    assert not ran
