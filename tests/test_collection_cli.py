@@ -98,6 +98,10 @@ def test_build_table_and_info_errors(
     assert coll.name == "records" and len(coll) == len(edge)
     res = _run(cli, "info", out, "--errors")
     assert res.exit_code == 0 and "garbage" in res.output and "not a TIFF" in res.output
+    res = _run(cli, "info", out, "--errors", "--json")  # --errors is not dropped by --json
+    failed = json.loads(res.output)["failed_assets"]
+    assert failed and {"id", "band", "error"} == set(failed[0])
+    assert failed == coll.errors().to_pylist()
     res = _run(cli, "info", tmp_path / "missing")
     assert res.exit_code == 1 and "no collection" in res.output
 

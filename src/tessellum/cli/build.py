@@ -278,7 +278,9 @@ def build_table(
 
 def info(
     path: Annotated[Path, typer.Argument(help="A saved collection (folder or GeoParquet).")],
-    errors: Annotated[bool, typer.Option("--errors", help="Also list failed assets.")] = False,
+    errors: Annotated[
+        bool, typer.Option("--errors", help="Also list failed assets (JSON: failed_assets).")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print describe() as JSON.")] = False,
 ) -> None:
     """Summarize a saved collection: records, dates, bounds, CRSs and bands."""
@@ -293,7 +295,10 @@ def info(
     except TessellumError as exc:
         raise _fail(exc) from None
     if as_json:
-        typer.echo(json.dumps(coll.describe(), default=str, indent=2))
+        described = coll.describe()
+        if errors:  # --errors adds the failed assets to the JSON too
+            described["failed_assets"] = coll.errors().to_pylist()
+        typer.echo(json.dumps(described, default=str, indent=2))
         return
     console = Console()
     console.print(summary_table(coll, title=f"{coll.name or path.name} ({path})"))
