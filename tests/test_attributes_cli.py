@@ -103,3 +103,89 @@ def test_extract_cli_processes_same_table(tmp_path, monkeypatch):
     pd.testing.assert_frame_equal(tables[0], tables[1])
     assert sent  # the second run did hand its passes to the workers
     assert attrs._workers._pool is None  # the CLI stops its workers
+
+
+def test_extract_cli_output_folder(tmp_path, monkeypatch):
+    """A missing --out folder is created (the table is not lost after the extraction);
+    one that cannot be created is refused before any statistics are computed."""
+    import tessellum.attributes as attrs
+    from tessellum.cli.extract import extract
+
+    _use_world_engine(tmp_path, monkeypatch)
+    src = tmp_path / "hrus.gpkg"
+    gpd.GeoDataFrame(
+        {"hru_id": [1]}, geometry=[box(X0 + 0.1, Y0 - 0.3, X0 + 0.18, Y0 - 0.2)], crs="EPSG:4326"
+    ).to_file(src)
+    app = typer.Typer()
+    app.command()(extract)
+    args = ["--geometries", str(src), "--datasets", "copernicus_dem:elevation", "--no-progress"]
+    out = tmp_path / "new" / "nested" / "a.csv"
+    res = CliRunner().invoke(app, [*args, "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert list(pd.read_csv(out)["row"]) == [0]
+
+    calls = []
+    monkeypatch.setattr(attrs, "batch_extract_sync", lambda *a, **k: calls.append(a))
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    res = CliRunner().invoke(app, [*args, "--out", str(blocked / "b.parquet")])
+    assert res.exit_code == 2 and "folder of --out" in res.output, res.output
+    assert not calls  # refused before extracting
+
+
+def test_extract_cli_temp_file_is_unique(tmp_path, monkeypatch):
+    """The table is staged under a name unique to the run: a file named like the old
+    fixed ``OUT.part`` (another run's, or the user's) is neither overwritten nor removed."""
+    from tessellum.cli.extract import extract
+
+    _use_world_engine(tmp_path, monkeypatch)
+    src = tmp_path / "hrus.gpkg"
+    gpd.GeoDataFrame(
+        {"hru_id": [1]}, geometry=[box(X0 + 0.1, Y0 - 0.3, X0 + 0.18, Y0 - 0.2)], crs="EPSG:4326"
+    ).to_file(src)
+    out = tmp_path / "t.csv"
+    other = tmp_path / "t.csv.part"
+    other.write_text("another run's table")
+    app = typer.Typer()
+    app.command()(extract)
+    args = ["--geometries", str(src), "--datasets", "copernicus_dem:elevation", "--no-progress"]
+    res = CliRunner().invoke(app, [*args, "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert other.read_text() == "another run's table"
+    assert list(pd.read_csv(out)["row"]) == [0]
+    assert sorted(p.name for p in tmp_path.glob("*.part")) == ["t.csv.part"]
+
+
+def test_extract_cli_every_dataset_failing_is_an_error(tmp_path, monkeypatch):
+    """When every dataset fails upstream the command exits 1 naming the cause and writes
+    nothing (it wrote a table of ids alone and exited 0); one failing dataset of two
+    stays a warning."""
+    import tessellum.attributes as attrs
+    from tessellum.attributes import AttributeEngine, NullResultCache, StaticCollectionSource
+    from tessellum.cli.extract import extract
+    from tessellum.errors import UpstreamError
+
+    aw = build_world(tmp_path / "w")
+    down = UpstreamError("upstream said 503", url="http://up.example/dem")
+    eng = AttributeEngine(
+        catalog=aw.catalog,
+        cache=NullResultCache(),
+        collections=StaticCollectionSource({**aw.collections, "copernicus_dem:elevation": down}),
+    )
+    monkeypatch.setattr(attrs, "_engine", eng)
+    src = tmp_path / "hrus.gpkg"
+    gpd.GeoDataFrame(
+        {"hru_id": [1]}, geometry=[box(X0 + 0.1, Y0 - 0.3, X0 + 0.18, Y0 - 0.2)], crs="EPSG:4326"
+    ).to_file(src)
+    app = typer.Typer()
+    app.command()(extract)
+    out = tmp_path / "t.csv"
+    args = ["--geometries", str(src), "--out", str(out), "--no-progress"]
+    res = CliRunner().invoke(app, [*args, "--datasets", "copernicus_dem:elevation"])
+    assert res.exit_code == 1, res.output
+    assert "every dataset failed" in res.output and "upstream said 503" in res.output
+    assert not out.exists() and not list(tmp_path.glob("*.part"))
+    both = "copernicus_dem:elevation,esa_worldcover:land_cover"
+    res = CliRunner().invoke(app, [*args, "--datasets", both])
+    assert res.exit_code == 0 and "upstream said 503" in res.output, res.output
+    assert "esa_worldcover__land_cover_value" in pd.read_csv(out).columns

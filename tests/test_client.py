@@ -68,6 +68,8 @@ async def test_async_client(server):
         assert r.results[0].pixel_count == 1
         assert (await c.health())["status"] == "ok"
         assert (await c.datasets(bbox=(10, 46, 11, 47)))["total"] >= 1
+        assert len(await c.providers()) >= 5
+        assert (await c.provider("esa_worldcover"))["slug"] == "esa_worldcover"
 
 
 def _extract_requests(c: Client) -> int:
@@ -119,3 +121,88 @@ def test_idle_connections_close_on_the_client_first(monkeypatch):
     monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: seen.update(kw))
     serve(host="127.0.0.1", port=0, workers=1, log_level="warning")
     assert seen["timeout_keep_alive"] == server_idle
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_transport_failures_are_tessellum_errors_naming_the_url():
+    """A refused connection and a service that never answers (timeout) raise an
+    UpstreamError naming the URL, not a bare httpx exception; error answers name it too."""
+    import socket
+    import time
+
+    from tessellum.errors import UpstreamError
+
+    refused = f"http://127.0.0.1:{_free_port()}"
+    with Client(refused, timeout=5) as c, pytest.raises(UpstreamError) as ei:
+        c.health()
+    assert f"{refused}/health" in str(ei.value) and ei.value.url == f"{refused}/health"
+    async with AsyncClient(refused, timeout=5) as ac:
+        with pytest.raises(UpstreamError, match="cannot reach"):
+            await ac.providers()
+
+    with socket.socket() as silent:  # accepts connections, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        t0 = time.perf_counter()
+        with Client(url, timeout=0.5) as c, pytest.raises(UpstreamError, match="timeout") as ei:
+            c.datasets(provider="x")
+        assert time.perf_counter() - t0 < 5
+        assert ei.value.url.startswith(f"{url}/api/v1/datasets")
+        async with AsyncClient(url, timeout=0.5) as ac:
+            with pytest.raises(UpstreamError, match="timeout"):
+                await ac.extract({"type": "Point", "coordinates": [10, 46]}, DEM)
+
+
+def test_api_errors_name_the_url(server):
+    from tessellum.errors import TessellumError
+
+    with Client(server.url) as c, pytest.raises(APIError) as ei:
+        c.providers()
+    assert ei.value.status == 401 and ei.value.url == f"{server.url}/api/v1/providers"
+    assert f"({server.url}/api/v1/providers)" in str(ei.value)
+    assert isinstance(ei.value, TessellumError)
+
+
+def test_provider_slug_is_one_path_segment(server):
+    """A slug holding "/", ".." or "?" asks for that (unknown) provider: a 404, not
+    another route's answer (``../../../health``) or another provider (``x?y``)."""
+    with Client(server.url, api_key="k") as c:
+        for slug in ("../../../health", "esa_worldcover?x=1", "a/b"):
+            with pytest.raises(APIError) as ei:
+                c.provider(slug)
+            assert ei.value.status == 404, slug
+
+
+def test_comma_separated_ids_read_as_in_process(server):
+    """``"A, B,"`` names datasets A and B, as for :func:`tessellum.attributes.extract`
+    (a trailing comma sent an empty id, answered as an unknown dataset)."""
+    point = {"type": "Point", "coordinates": [X0 + 0.3, Y0 - 0.3]}
+    with Client(server.url, api_key="k") as c:
+        r = c.extract(point, f"{DEM}, esa_worldcover:land_cover,")
+        assert [x.dataset_id for x in r.results] == [DEM, "esa_worldcover:land_cover"]
+        b = c.batch_extract([point], f" {DEM},")
+        assert [x.dataset_id for x in b.items[0].results] == [DEM]
+
+
+@pytest.mark.parametrize("key", ["", "  ", "a,b"])
+def test_serve_refuses_a_key_that_would_not_be_required(monkeypatch, key):
+    """``--api-key ""`` was dropped (an open service); ``"a,b"`` became two keys."""
+    import typer
+    import uvicorn
+
+    from tessellum.service.cli import serve
+
+    monkeypatch.delenv("TESSELLUM_SERVICE_API_KEYS", raising=False)
+    ran = []
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: ran.append(kw))
+    with pytest.raises(typer.BadParameter, match="keys must be non-empty"):
+        serve(host="127.0.0.1", port=0, workers=1, log_level="warning", api_key=[key])
+    assert not ran

@@ -98,6 +98,10 @@ def test_build_table_and_info_errors(
     assert coll.name == "records" and len(coll) == len(edge)
     res = _run(cli, "info", out, "--errors")
     assert res.exit_code == 0 and "garbage" in res.output and "not a TIFF" in res.output
+    res = _run(cli, "info", out, "--errors", "--json")  # --errors is not dropped by --json
+    failed = json.loads(res.output)["failed_assets"]
+    assert failed and {"id", "band", "error"} == set(failed[0])
+    assert failed == coll.errors().to_pylist()
     res = _run(cli, "info", tmp_path / "missing")
     assert res.exit_code == 1 and "no collection" in res.output
 
@@ -139,3 +143,77 @@ def test_user_errors_are_one_line_not_tracebacks(tmp_path: Path, args, message) 
     assert message in done.stderr
     assert "Traceback" not in done.stderr + done.stdout
     assert not list(tmp_path.glob("*.part"))
+
+
+def test_extract_raster_error_keeps_brackets_on_one_line(tmp_path: Path) -> None:
+    """The error names the bad dataset id verbatim ("[...]" is not eaten as rich markup)
+    on a single line, however long (not wrapped at 80 columns)."""
+    import subprocess
+    import sys
+
+    bad = "no_such_provider[v2]:" + "x" * 90
+    argv = ["extract-raster", bad, "--bbox", "0", "0", "1", "1", "--out", str(tmp_path)]
+    done = subprocess.run([sys.executable, "-m", "tessellum.cli", *argv], capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert f"unknown dataset {bad!r}" in lines[0]
+
+
+def test_build_stac_bad_max_items_and_filter(cli: typer.Typer, served: Any, tmp_path: Path) -> None:
+    """``--max-items 0``/``-1`` is refused by name (it read as "no items match"), in
+    the library too; a multi-line parser message (CQL2) is printed on one line."""
+    from tessellum.collection import build_from_stac
+    from tessellum.errors import ValidationError
+
+    for n in ("0", "-1"):
+        res = _run(cli, "build", "stac", served.stac_url, "naip", "--max-items", n,
+                   "-o", tmp_path / "m", "--no-progress")  # fmt: skip
+        assert res.exit_code == 2 and "--max-items" in res.output, res.output
+    with pytest.raises(ValidationError, match=r"max_items .* got -1"):
+        build_from_stac(name="m", stac_api=served.stac_url, collection="naip", max_items=-1)
+    res = _run(cli, "build", "stac", served.stac_url, "naip", "--filter", "garbage (((",
+               "-o", tmp_path / "f", "--no-progress")  # fmt: skip
+    assert res.exit_code == 1, res.output
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: filter:"), res.output
+    assert not (tmp_path / "m").exists() and not (tmp_path / "f").exists()
+
+
+def test_build_refuses_a_bad_output_before_building(cli: typer.Typer, tmp_path: Path) -> None:
+    """An --output that is a user's folder, a file or a URL is refused before any
+    request: here the STAC API and the record table do not even exist."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    afile = tmp_path / "a.txt"
+    afile.write_text("keep")
+    for out, what in ((mine, "not a collection"), (afile, "is a file"), ("s3://b/c", "URL")):
+        res = _run(cli, "build", "stac", "http://127.0.0.1:9", "naip", "-o", out, "--no-progress")
+        assert res.exit_code == 1 and what in res.output, res.output
+        res = _run(cli, "build", "table", tmp_path / "none.parquet", "-o", out, "--no-progress")
+        assert res.exit_code == 1 and what in res.output, res.output
+    assert (mine / "notes.txt").read_text() == "keep" and afile.read_text() == "keep"
+
+
+def test_extract_raster_refuses_a_url_output(tmp_path: Path, monkeypatch) -> None:
+    """``--out s3://b/x`` (and ``output_dir="s3://b/x"``) is refused by name before any
+    request; it used to become the local folder ``s3:/b/x`` under the cwd."""
+    import subprocess
+    import sys
+
+    from tessellum.errors import ValidationError
+    from tessellum.mosaic import extract_raster_sync
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValidationError, match=r"output_dir 's3://b/x' is a URL"):
+        extract_raster_sync(
+            "copernicus_dem:elevation", (-112.05, 41.95, -111.95, 42.05), "s3://b/x"
+        )
+    argv = ["extract-raster", "copernicus_dem:elevation", "--bbox", "-112.05", "41.95",
+            "-111.95", "42.05", "--out", "s3://b/x"]  # fmt: skip
+    done = subprocess.run([sys.executable, "-m", "tessellum.cli", *argv], capture_output=True,
+                          text=True, timeout=120, cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 1 and "'s3://b/x' is a URL" in done.stderr, done.stderr
+    assert not list(tmp_path.iterdir())

@@ -14,17 +14,20 @@ responses parsed by shared functions, so the two classes differ only in transpor
 
 Errors: arguments are validated locally, with the service's own request models, before
 anything is sent: a bad one raises :class:`tessellum.errors.ValidationError`. An error
-answer of the service raises :class:`APIError`. Both are
-:class:`~tessellum.errors.TessellumError`.
+answer of the service raises :class:`APIError`; a service that cannot be reached or
+does not answer within ``timeout`` raises :class:`tessellum.errors.UpstreamError`. All
+are :class:`~tessellum.errors.TessellumError` and name the request's URL.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
+from .attributes import _ids
 from .attributes.models import (
     AttributeRequest,
     AttributeResponse,
@@ -32,13 +35,14 @@ from .attributes.models import (
     BatchAttributeResponse,
     make_request,
 )
-from .errors import TessellumError
+from .errors import ProtocolError, UpstreamError
 
 __all__ = ["APIError", "AsyncClient", "Client"]
 
 
-class APIError(TessellumError):
-    """The service answered with an error envelope (or not with JSON at all)."""
+class APIError(ProtocolError):
+    """The service answered with an error envelope (or not with JSON at all); ``url`` is
+    the request's."""
 
     def __init__(
         self,
@@ -49,9 +53,10 @@ class APIError(TessellumError):
         request_id: str | None = None,
         detail: Any = None,
         retry_after: float | None = None,
+        url: str | None = None,
     ) -> None:
-        super().__init__(f"{status} {type}: {message}")
-        self.status = status
+        where = f" ({url})" if url else ""
+        super().__init__(f"{status} {type}: {message}{where}", url=url, status=status)
         self.type = type
         self.request_id = request_id
         self.detail = detail
@@ -64,7 +69,7 @@ def _extract_body(
     if isinstance(geometry, AttributeRequest):
         req = geometry
     else:
-        ids = dataset_ids.split(",") if isinstance(dataset_ids, str) else list(dataset_ids)
+        ids = _ids(dataset_ids)  # "a, b," as the in-process API reads it
         data = {"geometry": geometry, "dataset_ids": ids, **kwargs}
         req = make_request(AttributeRequest, data, "extract request")
     return req.model_dump(mode="json", exclude_none=True)
@@ -76,7 +81,7 @@ def _batch_body(
     if isinstance(geometries, BatchAttributeRequest):
         req = geometries
     else:
-        ids = dataset_ids.split(",") if isinstance(dataset_ids, str) else list(dataset_ids)
+        ids = _ids(dataset_ids)  # "a, b," as the in-process API reads it
         if hasattr(geometries, "__geo_interface__") and hasattr(geometries, "crs"):
             gdf = geometries.to_crs("OGC:CRS84") if geometries.crs else geometries
             geometries = list(gdf.geometry) if hasattr(gdf, "geometry") else list(gdf)
@@ -86,12 +91,15 @@ def _batch_body(
 
 
 def _check(resp: httpx.Response) -> Any:
+    url = str(resp.request.url)
     if resp.is_success:
         return resp.json()
     try:
         err = resp.json()["error"]
     except Exception:
-        raise APIError(resp.text[:200], status=resp.status_code, type="http_error") from None
+        raise APIError(
+            resp.text[:200], status=resp.status_code, type="http_error", url=url
+        ) from None
     retry = resp.headers.get("retry-after")
     raise APIError(
         err.get("message", ""),
@@ -100,7 +108,34 @@ def _check(resp: httpx.Response) -> Any:
         request_id=err.get("request_id"),
         detail=err.get("detail"),
         retry_after=float(retry) if retry else None,
+        url=url,
     )
+
+
+def _unreachable(exc: httpx.TransportError) -> UpstreamError:
+    """A transport failure (refused, reset, timed out) as a tessellum error naming the URL."""
+    url = str(exc.request.url)
+    if isinstance(exc, httpx.TimeoutException):
+        what = f"no answer within the client timeout ({type(exc).__name__})"
+    else:
+        what = f"cannot reach the service: {type(exc).__name__}: {exc}"
+    return UpstreamError(f"{exc.request.method} {url}: {what}", url=url)
+
+
+def _send(http: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
+    try:
+        resp = http.request(method, path, **kwargs)
+    except httpx.TransportError as exc:
+        raise _unreachable(exc) from exc
+    return _check(resp)
+
+
+async def _asend(http: httpx.AsyncClient, method: str, path: str, **kwargs: Any) -> Any:
+    try:
+        resp = await http.request(method, path, **kwargs)
+    except httpx.TransportError as exc:
+        raise _unreachable(exc) from exc
+    return _check(resp)
 
 
 _LIMITS = httpx.Limits(keepalive_expiry=2.0)
@@ -155,10 +190,11 @@ class Client:
         Raises:
             ValidationError: an invalid argument (checked here; nothing is sent).
             APIError: the service answered with an error.
+            UpstreamError: the service could not be reached or did not answer in time.
         """
         body = _extract_body(geometry, dataset_ids, kwargs)
         return AttributeResponse.model_validate(
-            _check(self._http.post("/api/v1/extract", json=body))
+            _send(self._http, "POST", "/api/v1/extract", json=body)
         )
 
     def batch_extract(
@@ -169,27 +205,28 @@ class Client:
         Raises:
             ValidationError: an invalid argument (checked here; nothing is sent).
             APIError: the service answered with an error.
+            UpstreamError: the service could not be reached or did not answer in time.
         """
         body = _batch_body(geometries, dataset_ids, kwargs)
         return BatchAttributeResponse.model_validate(
-            _check(self._http.post("/api/v1/extract/batch", json=body))
+            _send(self._http, "POST", "/api/v1/extract/batch", json=body)
         )
 
     def datasets(self, **filters: Any) -> dict[str, Any]:
         """``GET /api/v1/datasets`` (provider, variable, bbox, limit, offset)."""
-        return _check(self._http.get("/api/v1/datasets", params=_params(filters)))
+        return _send(self._http, "GET", "/api/v1/datasets", params=_params(filters))
 
     def providers(self) -> list[dict[str, Any]]:
         """``GET /api/v1/providers``."""
-        return _check(self._http.get("/api/v1/providers"))["providers"]
+        return _send(self._http, "GET", "/api/v1/providers")["providers"]
 
     def provider(self, slug: str) -> dict[str, Any]:
         """``GET /api/v1/providers/{slug}``."""
-        return _check(self._http.get(f"/api/v1/providers/{slug}"))
+        return _send(self._http, "GET", _provider_path(slug))
 
     def health(self) -> dict[str, Any]:
         """``GET /health``."""
-        return _check(self._http.get("/health"))
+        return _send(self._http, "GET", "/health")
 
 
 class AsyncClient:
@@ -223,32 +260,38 @@ class AsyncClient:
     ) -> AttributeResponse:
         """``POST /api/v1/extract``."""
         body = _extract_body(geometry, dataset_ids, kwargs)
-        resp = await self._http.post("/api/v1/extract", json=body)
-        return AttributeResponse.model_validate(_check(resp))
+        data = await _asend(self._http, "POST", "/api/v1/extract", json=body)
+        return AttributeResponse.model_validate(data)
 
     async def batch_extract(
         self, geometries: Any, dataset_ids: Sequence[str] | str = (), **kwargs: Any
     ) -> BatchAttributeResponse:
         """``POST /api/v1/extract/batch``."""
         body = _batch_body(geometries, dataset_ids, kwargs)
-        resp = await self._http.post("/api/v1/extract/batch", json=body)
-        return BatchAttributeResponse.model_validate(_check(resp))
+        data = await _asend(self._http, "POST", "/api/v1/extract/batch", json=body)
+        return BatchAttributeResponse.model_validate(data)
 
     async def datasets(self, **filters: Any) -> dict[str, Any]:
         """``GET /api/v1/datasets``."""
-        return _check(await self._http.get("/api/v1/datasets", params=_params(filters)))
+        return await _asend(self._http, "GET", "/api/v1/datasets", params=_params(filters))
 
     async def providers(self) -> list[dict[str, Any]]:
         """``GET /api/v1/providers``."""
-        return _check(await self._http.get("/api/v1/providers"))["providers"]
+        return (await _asend(self._http, "GET", "/api/v1/providers"))["providers"]
 
     async def provider(self, slug: str) -> dict[str, Any]:
         """``GET /api/v1/providers/{slug}``."""
-        return _check(await self._http.get(f"/api/v1/providers/{slug}"))
+        return await _asend(self._http, "GET", _provider_path(slug))
 
     async def health(self) -> dict[str, Any]:
         """``GET /health``."""
-        return _check(await self._http.get("/health"))
+        return await _asend(self._http, "GET", "/health")
+
+
+def _provider_path(slug: str) -> str:
+    # one path segment, whatever the slug holds: "a/../b" or "x?y" must not reach
+    # another route or turn into a query
+    return "/api/v1/providers/" + quote(str(slug), safe="")
 
 
 def _params(filters: dict[str, Any]) -> dict[str, Any]:

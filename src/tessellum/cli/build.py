@@ -132,8 +132,28 @@ def _report(coll: Any, path: Path) -> None:
     console.print(f"saved: {path}")
 
 
+def _check_output(path: Path) -> Path:
+    """Refuse an output path the collection could not be saved to (a URL, a file, a
+    user's folder) before the search and header reads, not after them."""
+    import re
+
+    from ..collection.io import _check_replaceable, _local_path
+    from ..errors import ValidationError
+
+    if re.match(r"[A-Za-z][A-Za-z0-9+.-]+:/", str(path)):  # typer's Path made s3://b of s3:/b
+        raise ValidationError(
+            f"--output: {str(path).replace(':/', '://', 1)!r} is a URL; collections are "
+            "saved to local folders (copy the folder to the object store)"
+        )
+    dest = _local_path(path, "--output")
+    _check_replaceable(dest.resolve() if dest.is_symlink() else dest)
+    return path
+
+
 def _fail(exc: Exception) -> typer.Exit:
-    typer.echo(f"error: {exc}", err=True)
+    # one line, as ``tessellum.cli.main`` prints errors (a CQL2 parse error spans several)
+    message = " ".join(str(exc).split())
+    typer.echo(f"error: {message}", err=True)
     return typer.Exit(code=1)
 
 
@@ -176,7 +196,9 @@ def build_stac(
     static_catalog: Annotated[
         bool, typer.Option("--static-catalog", help="Walk a static catalog (no /search).")
     ] = False,
-    max_items: Annotated[int | None, typer.Option(help="Stop after this many items.")] = None,
+    max_items: Annotated[
+        int | None, typer.Option(min=1, help="Stop after this many items.")
+    ] = None,
     data_source: Annotated[str | None, typer.Option(help="Source id for band maps.")] = None,
     workspace: Annotated[
         Path | None, typer.Option(help="Build cache folder (reuse identical builds).")
@@ -194,6 +216,7 @@ def build_stac(
     if cql2 is not None and cql2.lstrip().startswith("{"):
         filter_ = _parse_json(cql2, "--filter")
     try:
+        out = _check_output(output or Path(name or collection))
         coll = build_from_stac(
             name=name or collection, stac_api=stac_api, collection=collection,
             data_source=data_source, band_map=parse_pairs(band, option="--band") or None,
@@ -207,7 +230,7 @@ def build_stac(
             raise _fail(ValueError(
                 f"no items of {collection!r} match the search at {stac_api} (nothing saved)"
             ))  # fmt: skip
-        path = coll.export(output or Path(name or collection))
+        path = coll.export(out)
     except TessellumError as exc:
         raise _fail(exc) from None
     _report(coll, path)
@@ -239,6 +262,7 @@ def build_table(
 
     label = name or Path(source).stem
     try:
+        out = _check_output(output or Path(label))
         coll = build_from_table(
             source, name=label, href_column=None if assets_column else href_column,
             assets_column=assets_column, id_column=id_column, datetime_column=datetime_column,
@@ -246,7 +270,7 @@ def build_table(
             band_index_map=parse_pairs(band_index, option="--band-index", as_int=True) or None,
             collection=collection, max_concurrent=max_concurrent, progress=None if progress else False,
         )  # fmt: skip
-        path = coll.export(output or Path(label))
+        path = coll.export(out)
     except TessellumError as exc:
         raise _fail(exc) from None
     _report(coll, path)
@@ -254,7 +278,9 @@ def build_table(
 
 def info(
     path: Annotated[Path, typer.Argument(help="A saved collection (folder or GeoParquet).")],
-    errors: Annotated[bool, typer.Option("--errors", help="Also list failed assets.")] = False,
+    errors: Annotated[
+        bool, typer.Option("--errors", help="Also list failed assets (JSON: failed_assets).")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print describe() as JSON.")] = False,
 ) -> None:
     """Summarize a saved collection: records, dates, bounds, CRSs and bands."""
@@ -269,7 +295,10 @@ def info(
     except TessellumError as exc:
         raise _fail(exc) from None
     if as_json:
-        typer.echo(json.dumps(coll.describe(), default=str, indent=2))
+        described = coll.describe()
+        if errors:  # --errors adds the failed assets to the JSON too
+            described["failed_assets"] = coll.errors().to_pylist()
+        typer.echo(json.dumps(described, default=str, indent=2))
         return
     console = Console()
     console.print(summary_table(coll, title=f"{coll.name or path.name} ({path})"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -33,7 +35,10 @@ def results_table(geometry_ids: list[Any], response: Any, id_column: str) -> Any
 def extract(
     geometries: Annotated[Path, typer.Option(help="Vector file (GeoPackage, GeoJSON, ...).")],
     datasets: Annotated[str, typer.Option(help="Comma-separated dataset ids.")],
-    out: Annotated[Path, typer.Option(help="Output table: .parquet or .csv.")],
+    out: Annotated[
+        Path,
+        typer.Option(help="Output table: .parquet or .csv (its folder is created when missing)."),
+    ],
     id_column: Annotated[
         str | None, typer.Option(help="Column naming each geometry (default: row number).")
     ] = None,
@@ -62,6 +67,13 @@ def extract(
     console = Console(stderr=True)
     if out.suffix.lower() not in (".parquet", ".csv"):
         raise typer.BadParameter("--out must end in .parquet or .csv")
+    # before the (possibly hours-long) extraction, not when the table is written
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise typer.BadParameter(f"cannot create the folder of --out {out}: {exc}") from None
+    if not os.access(out.parent, os.W_OK | os.X_OK):
+        raise typer.BadParameter(f"cannot write to the folder of --out {out}")
     try:
         gdf = gpd.read_file(geometries, layer=layer) if layer else gpd.read_file(geometries)
     except Exception as exc:  # pyogrio: missing file, unknown format or layer
@@ -87,7 +99,12 @@ def extract(
         finally:
             shutdown_zonal_pool()
     table = pd.concat(frames, ignore_index=True)
-    tmp = out.with_name(out.name + ".part")
+    if len(table.columns) == 1:  # only the ids: every dataset failed for every geometry
+        reasons = " ".join("; ".join(dict.fromkeys(warnings)).split()) or "no results"
+        typer.echo(f"error: every dataset failed, nothing written: {reasons}", err=True)
+        raise typer.Exit(code=1)
+    # unique per run: two runs writing one --out never share (or delete) a temp file
+    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:12]}.part")
     try:
         if out.suffix.lower() == ".csv":
             table.to_csv(tmp, index=False)

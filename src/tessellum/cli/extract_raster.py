@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -21,7 +20,9 @@ def extract_raster(
             metavar="W S E N",
         ),
     ],
-    out: Annotated[Path, typer.Option(help="Output folder (created when missing).")],
+    out: Annotated[  # str: typer's Path turns "s3://b/x" into the local folder "s3:/b/x"
+        str, typer.Option(help="Output folder (created when missing; local, not a URL).")
+    ],
     target_resolution: Annotated[
         float | None,
         typer.Option(help="Pixel size in output CRS units (default: the native grid)."),
@@ -67,7 +68,10 @@ def extract_raster(
                 progress=show,
             )
     except (TessellumError, ValueError) as exc:
-        err.print(f"[red]error:[/red] {type(exc).__name__}: {exc}")
+        # plain text on one line: rich would wrap it at 80 columns and read "[...]" in
+        # a dataset id or path as markup, dropping it from the message
+        message = " ".join(str(exc).split())
+        typer.echo(f"error: {type(exc).__name__}: {message}", err=True)
         raise typer.Exit(code=1) from None
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))

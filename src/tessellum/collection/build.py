@@ -115,6 +115,10 @@ async def build_from_stac_async(
     from .stac import resolve_band_maps, stac_records
 
     _check_options(name, max_concurrent, prefix_size)
+    if max_items is not None and (
+        not isinstance(max_items, int) or isinstance(max_items, bool) or max_items < 1
+    ):  # 0 or -1 would read as "no items match" after the search
+        raise ValidationError(f"max_items must be an integer >= 1 or None, got {max_items!r}")
     _check_band_maps(band_map, band_index_map)
     resolve_band_maps(collection, data_source, band_map, band_index_map)  # before any request
     parse_date_range(date_range)  # validated before any request (and the cache key)

@@ -86,10 +86,18 @@ _NAME_MAX = 255  # bytes in one file name on every common filesystem
 
 
 def _output_dir(value: Any) -> Path:
+    from ._remote import is_url, local_path
+
     try:
-        path = Path(os.fspath(value)).expanduser()
+        text = os.fspath(value)
     except TypeError:
         raise ValidationError(f"output_dir must be a path, got {value!r}") from None
+    if is_url(text):  # Path("s3://b/x") is the local folder s3:/b/x: refuse it by name
+        raise ValidationError(
+            f"output_dir {text!r} is a URL; raster mode writes a local GeoTIFF "
+            "(write it to a local folder, then copy it to the object store)"
+        )
+    path = Path(local_path(text)).expanduser()
     if path.exists() and not path.is_dir():
         raise ValidationError(f"output_dir {str(path)!r} exists and is not a directory")
     return path

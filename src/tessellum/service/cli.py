@@ -46,6 +46,12 @@ def serve(
 
     import uvicorn
 
+    if api_key and not all(k.strip() and "," not in k for k in api_key):
+        # an empty key would be dropped and leave the service open; "," splits keys
+        raise typer.BadParameter(
+            f"keys must be non-empty and hold no ',', got {list(api_key)!r}",
+            param_hint="--api-key",
+        )
     if api_key:
         os.environ["TESSELLUM_SERVICE_API_KEYS"] = ",".join(api_key)
     if rate_limit is not None:
