@@ -286,6 +286,30 @@ def test_nodata_rules(tmp_path: Path) -> None:
         build_mosaic(coll, _aoi(), bands=["data"], output_dir=tmp_path, crs=CRS, nodata=-1)
 
 
+@pytest.mark.parametrize(("dtype", "nodata"), [("int16", -9999), ("float32", float("nan"))])
+def test_shards_no_record_touches_read_as_nodata(tmp_path: Path, dtype: str, nodata: Any) -> None:
+    """A shard no record touches is never written: zarr's own fill value must be the
+    nodata (xarray keeps _FillValue as an attribute only), else it read as 0."""
+    import xarray as xr
+
+    paths = _tiles(tmp_path / "t", dtype=dtype, nodata=nodata)
+    coll = build_from_gti(_index(paths), name="n", datetime_column="acquired", progress=False)
+    # runs 3 km east of the tiles: whole shards of 64 x 64 px there hold no record
+    aoi = gpd.GeoDataFrame(geometry=[shapely.box(500400, 4596500, 507300, 4599600)], crs=CRS)
+    gdf = build_mosaic(
+        coll, aoi, bands=["data"], output_dir=tmp_path / "o", crs=CRS, chunk_size=32,
+        shard_size=64 * 64 * np.dtype(dtype).itemsize,
+    )  # fmt: skip
+    ds = open_mosaic(gdf.location[0])
+    grid = mosaic_grid(ds)
+    want = _merged([paths["b"], paths["a"], paths["c"]], grid, nodata=nodata)
+    assert (np.isnan(want) if np.isnan(nodata) else want == nodata)[:, -64:].all()
+    np.testing.assert_array_equal(ds["data"].values[0], want)
+    # CF decoding by plain xarray: the empty shards are missing values, not zeros
+    decoded = xr.open_zarr(gdf.location[0])["data"].values[0]
+    np.testing.assert_array_equal(np.isnan(decoded), np.isnan(want) | (want == nodata))
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [

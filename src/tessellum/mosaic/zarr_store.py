@@ -181,6 +181,9 @@ def create_store(
             "chunks": (1, chunk_size, chunk_size),
             "shards": (1, *shard),
             "_FillValue": b.nodata,
+            # zarr's own fill value too: xarray keeps _FillValue as an attribute only,
+            # and a chunk never written (no record touches its shard) must read nodata
+            "fill_value": b.nodata,
         }
     coords: dict[str, Any] = {"time": tvals, "spatial_ref": xr.DataArray(0, attrs=sref)}
     if not skip_xy_coords:
