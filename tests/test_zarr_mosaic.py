@@ -310,6 +310,29 @@ def test_shards_no_record_touches_read_as_nodata(tmp_path: Path, dtype: str, nod
     np.testing.assert_array_equal(np.isnan(decoded), np.isnan(want) | (want == nodata))
 
 
+def test_a_world_lon_lat_bbox_covers_the_whole_world(tmp_path: Path) -> None:
+    """A (-180, s, 180, n) bbox is not an antimeridian crossing: its grid runs from -180
+    to 180 (it ran from 0 to 349, without the data between -11 and 0)."""
+    tif = tmp_path / "world.tif"
+    data = make_array("int16", (60, 180), seed=3)
+    write_cog(
+        tif, dtype="int16", shape=(60, 180), nodata=-9999, data=data,
+        transform=from_origin(-180.0, 60.0, 2.0, 2.0), crs="EPSG:4326", blocksize=64,
+    )  # fmt: skip
+    index = gpd.GeoDataFrame(
+        {"location": [str(tif)]}, geometry=[shapely.box(-180, -60, 180, 60)], crs=4326
+    )
+    coll = build_from_gti(index, name="w", progress=False)
+    gdf = build_mosaic(
+        coll, (-180, -60, 180, 60), bands=["data"], output_dir=tmp_path / "o", crs="EPSG:4326",
+        chunk_size=64,
+    )  # fmt: skip
+    ds = open_mosaic(gdf.location[0])
+    grid = mosaic_grid(ds)
+    assert grid.bounds == pytest.approx((-180, -60, 180, 60)) and grid.shape == (60, 180)
+    np.testing.assert_array_equal(ds["data"].values[0], _merged([tif], grid, nodata=-9999))
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
