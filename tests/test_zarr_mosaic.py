@@ -344,6 +344,8 @@ def test_a_world_lon_lat_bbox_covers_the_whole_world(tmp_path: Path) -> None:
         ({"crs": "EPSG:999999"}, "999999"),
         ({"bands": ["B99"]}, "B99"),
         ({"name": "../x"}, "name"),
+        ({"bands": None}, "bands .*None"),
+        ({"client": 5}, "client .*5"),
     ],
 )
 def test_bad_arguments(coll: Any, tmp_path: Path, kwargs: dict, match: str) -> None:
