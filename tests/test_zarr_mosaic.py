@@ -211,6 +211,28 @@ def test_time_column_groups_slices_and_sort_column_priority(
     np.testing.assert_array_equal(ds["data"].values[1], _merged([tiles["a"], tiles["b"]], grid))
 
 
+def test_float_years_of_a_column_with_gaps_are_years(
+    tiles: dict[str, Path], tmp_path: Path
+) -> None:
+    """A year column with a missing value is float in pandas (2021.0, NaN): whole floats
+    are years (they were nanoseconds since 1970: every slice was 1970-01-01)."""
+    index = _index(tiles)
+    index["year"] = [2021.0, 2021.0, float("nan")]  # a, b; c has no year
+    coll = build_from_gti(index, name="t", datetime_column="acquired", progress=False)
+    gdf = build_mosaic(
+        coll, _aoi(), bands=["data"], output_dir=tmp_path, crs=CRS, time_column="year"
+    )
+    ds = open_mosaic(gdf.location[0])
+    grid = mosaic_grid(ds)
+    assert [str(t)[:10] for t in ds["time"].values] == ["2021-01-01", "NaT"]
+    np.testing.assert_array_equal(ds["data"].values[0], _merged([tiles["b"], tiles["a"]], grid))
+    np.testing.assert_array_equal(ds["data"].values[1], _merged([tiles["c"]], grid))
+    index["year"] = [2021.5, 2021.0, 2020.0]
+    coll = build_from_gti(index, name="t", datetime_column="acquired", progress=False)
+    with pytest.raises(ValidationError, match=r"2021\.5"):
+        build_mosaic(coll, _aoi(), bands=["data"], output_dir=tmp_path, crs=CRS, time_column="year")
+
+
 def test_date_range_filters_records(coll: Any, tiles: dict[str, Path], tmp_path: Path) -> None:
     gdf = build_mosaic(
         coll, _aoi(), "2021-01-01", "2021-03-31", bands=["data"], output_dir=tmp_path, crs=CRS

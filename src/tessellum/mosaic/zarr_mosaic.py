@@ -89,12 +89,23 @@ def _aoi_geometries(aoi: Any) -> Any:
 
 def _time_value(v: Any) -> np.datetime64:
     """A ``time_column`` value as datetime64[ns]: datetimes/dates as they are, an
-    integer as that year's 1 January, a string parsed as an ISO date."""
+    integer (or a whole float: 2021.0) as that year's 1 January, NaN/None as NaT, a
+    string parsed as an ISO date."""
     import pandas as pd
 
     if v is None:
         return _NAT
+    if isinstance(v, float | np.floating):
+        # a year column with a missing value is float (2021.0, NaN) in pandas; pandas
+        # took 2021.0 as nanoseconds since 1970, so every year was 1970-01-01
+        if np.isnan(v):
+            return _NAT
+        if not float(v).is_integer():
+            raise ValidationError(f"time_column value {v!r} is not a date or a year")
+        v = int(v)
     if isinstance(v, int | np.integer) and not isinstance(v, bool):
+        if not 1678 <= int(v) <= 2261:  # the years datetime64[ns] holds
+            raise ValidationError(f"time_column value {v!r} is not a year (1678..2261)")
         return np.datetime64(dt.datetime(int(v), 1, 1), "ns")
     try:
         ts = pd.Timestamp(v)
