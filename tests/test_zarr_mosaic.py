@@ -388,6 +388,16 @@ def test_bad_aoi_and_collection(coll: Any, tmp_path: Path) -> None:
         build_mosaic(coll, far, bands=["data"], output_dir=tmp_path)
 
 
+def test_open_mosaic_and_mosaic_grid_name_a_bad_argument(coll: Any, tmp_path: Path) -> None:
+    gdf = build_mosaic(coll, _aoi(), bands=["data"], output_dir=tmp_path, crs=CRS)
+    with pytest.raises(ValidationError, match=r"path .*42"):
+        open_mosaic(42)  # was a TypeError from os.fspath
+    with pytest.raises(ValidationError, match=r"group .*1"):
+        open_mosaic(gdf.location[0], group=1)
+    with pytest.raises(ValidationError, match=r"mosaic_grid .*42"):
+        mosaic_grid(42)  # was an AttributeError
+
+
 def test_aoi_from_a_file(coll: Any, tmp_path: Path) -> None:
     path = tmp_path / "aoi.geojson"
     _aoi().to_crs(4326).to_file(path)

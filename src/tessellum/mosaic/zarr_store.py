@@ -63,6 +63,10 @@ def open_mosaic(path: str | os.PathLike, group: str | None = None) -> Any:
     """
     import xarray as xr
 
+    if not isinstance(path, str | os.PathLike):
+        raise ValidationError(f"path must be a mosaic store path or URL, got {path!r}")
+    if group is not None and not isinstance(group, str):
+        raise ValidationError(f"group must be a level name such as '1', got {group!r}")
     p = os.fspath(path)
     p = p if is_url(p) else local_path(p)
     consolidated: bool | None = False
@@ -100,6 +104,8 @@ def mosaic_grid(ds: Any) -> Grid:
 
     from ..geo.crs import crs_to_code
 
+    if not hasattr(ds, "attrs") or not hasattr(ds, "sizes"):
+        raise ValidationError(f"mosaic_grid takes a mosaic xarray.Dataset, got {ds!r}")
     try:
         t = Affine(*[float(v) for v in list(ds.attrs["transform"])[:6]])
         crs = crs_to_code(ds.attrs["crs"])
