@@ -211,6 +211,28 @@ def test_time_column_groups_slices_and_sort_column_priority(
     np.testing.assert_array_equal(ds["data"].values[1], _merged([tiles["a"], tiles["b"]], grid))
 
 
+def test_float_years_of_a_column_with_gaps_are_years(
+    tiles: dict[str, Path], tmp_path: Path
+) -> None:
+    """A year column with a missing value is float in pandas (2021.0, NaN): whole floats
+    are years (they were nanoseconds since 1970: every slice was 1970-01-01)."""
+    index = _index(tiles)
+    index["year"] = [2021.0, 2021.0, float("nan")]  # a, b; c has no year
+    coll = build_from_gti(index, name="t", datetime_column="acquired", progress=False)
+    gdf = build_mosaic(
+        coll, _aoi(), bands=["data"], output_dir=tmp_path, crs=CRS, time_column="year"
+    )
+    ds = open_mosaic(gdf.location[0])
+    grid = mosaic_grid(ds)
+    assert [str(t)[:10] for t in ds["time"].values] == ["2021-01-01", "NaT"]
+    np.testing.assert_array_equal(ds["data"].values[0], _merged([tiles["b"], tiles["a"]], grid))
+    np.testing.assert_array_equal(ds["data"].values[1], _merged([tiles["c"]], grid))
+    index["year"] = [2021.5, 2021.0, 2020.0]
+    coll = build_from_gti(index, name="t", datetime_column="acquired", progress=False)
+    with pytest.raises(ValidationError, match=r"2021\.5"):
+        build_mosaic(coll, _aoi(), bands=["data"], output_dir=tmp_path, crs=CRS, time_column="year")
+
+
 def test_date_range_filters_records(coll: Any, tiles: dict[str, Path], tmp_path: Path) -> None:
     gdf = build_mosaic(
         coll, _aoi(), "2021-01-01", "2021-03-31", bands=["data"], output_dir=tmp_path, crs=CRS
@@ -286,6 +308,53 @@ def test_nodata_rules(tmp_path: Path) -> None:
         build_mosaic(coll, _aoi(), bands=["data"], output_dir=tmp_path, crs=CRS, nodata=-1)
 
 
+@pytest.mark.parametrize(("dtype", "nodata"), [("int16", -9999), ("float32", float("nan"))])
+def test_shards_no_record_touches_read_as_nodata(tmp_path: Path, dtype: str, nodata: Any) -> None:
+    """A shard no record touches is never written: zarr's own fill value must be the
+    nodata (xarray keeps _FillValue as an attribute only), else it read as 0."""
+    import xarray as xr
+
+    paths = _tiles(tmp_path / "t", dtype=dtype, nodata=nodata)
+    coll = build_from_gti(_index(paths), name="n", datetime_column="acquired", progress=False)
+    # runs 3 km east of the tiles: whole shards of 64 x 64 px there hold no record
+    aoi = gpd.GeoDataFrame(geometry=[shapely.box(500400, 4596500, 507300, 4599600)], crs=CRS)
+    gdf = build_mosaic(
+        coll, aoi, bands=["data"], output_dir=tmp_path / "o", crs=CRS, chunk_size=32,
+        shard_size=64 * 64 * np.dtype(dtype).itemsize,
+    )  # fmt: skip
+    ds = open_mosaic(gdf.location[0])
+    grid = mosaic_grid(ds)
+    want = _merged([paths["b"], paths["a"], paths["c"]], grid, nodata=nodata)
+    assert (np.isnan(want) if np.isnan(nodata) else want == nodata)[:, -64:].all()
+    np.testing.assert_array_equal(ds["data"].values[0], want)
+    # CF decoding by plain xarray: the empty shards are missing values, not zeros
+    decoded = xr.open_zarr(gdf.location[0])["data"].values[0]
+    np.testing.assert_array_equal(np.isnan(decoded), np.isnan(want) | (want == nodata))
+
+
+def test_a_world_lon_lat_bbox_covers_the_whole_world(tmp_path: Path) -> None:
+    """A (-180, s, 180, n) bbox is not an antimeridian crossing: its grid runs from -180
+    to 180 (it ran from 0 to 349, without the data between -11 and 0)."""
+    tif = tmp_path / "world.tif"
+    data = make_array("int16", (60, 180), seed=3)
+    write_cog(
+        tif, dtype="int16", shape=(60, 180), nodata=-9999, data=data,
+        transform=from_origin(-180.0, 60.0, 2.0, 2.0), crs="EPSG:4326", blocksize=64,
+    )  # fmt: skip
+    index = gpd.GeoDataFrame(
+        {"location": [str(tif)]}, geometry=[shapely.box(-180, -60, 180, 60)], crs=4326
+    )
+    coll = build_from_gti(index, name="w", progress=False)
+    gdf = build_mosaic(
+        coll, (-180, -60, 180, 60), bands=["data"], output_dir=tmp_path / "o", crs="EPSG:4326",
+        chunk_size=64,
+    )  # fmt: skip
+    ds = open_mosaic(gdf.location[0])
+    grid = mosaic_grid(ds)
+    assert grid.bounds == pytest.approx((-180, -60, 180, 60)) and grid.shape == (60, 180)
+    np.testing.assert_array_equal(ds["data"].values[0], _merged([tif], grid, nodata=-9999))
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
@@ -297,6 +366,8 @@ def test_nodata_rules(tmp_path: Path) -> None:
         ({"crs": "EPSG:999999"}, "999999"),
         ({"bands": ["B99"]}, "B99"),
         ({"name": "../x"}, "name"),
+        ({"bands": None}, "bands .*None"),
+        ({"client": 5}, "client .*5"),
     ],
 )
 def test_bad_arguments(coll: Any, tmp_path: Path, kwargs: dict, match: str) -> None:
@@ -315,6 +386,16 @@ def test_bad_aoi_and_collection(coll: Any, tmp_path: Path) -> None:
     far = gpd.GeoDataFrame(geometry=[shapely.box(10, 10, 11, 11)], crs=4326)
     with pytest.raises(ValidationError, match="intersects the aoi"):
         build_mosaic(coll, far, bands=["data"], output_dir=tmp_path)
+
+
+def test_open_mosaic_and_mosaic_grid_name_a_bad_argument(coll: Any, tmp_path: Path) -> None:
+    gdf = build_mosaic(coll, _aoi(), bands=["data"], output_dir=tmp_path, crs=CRS)
+    with pytest.raises(ValidationError, match=r"path .*42"):
+        open_mosaic(42)  # was a TypeError from os.fspath
+    with pytest.raises(ValidationError, match=r"group .*1"):
+        open_mosaic(gdf.location[0], group=1)
+    with pytest.raises(ValidationError, match=r"mosaic_grid .*42"):
+        mosaic_grid(42)  # was an AttributeError
 
 
 def test_aoi_from_a_file(coll: Any, tmp_path: Path) -> None:

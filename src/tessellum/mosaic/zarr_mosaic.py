@@ -66,6 +66,16 @@ def _check_nodata(nodata: Any, dtype: np.dtype, band: str) -> Any:
     return int(nodata)
 
 
+def _band_list(bands: Any) -> list[str]:
+    """``bands`` (one name or a sequence of names) as a list; a ValidationError naming
+    anything else (None was a TypeError from ``list(None)``)."""
+    if isinstance(bands, str):
+        bands = [bands]
+    if not isinstance(bands, Sequence) or not bands or not all(isinstance(b, str) for b in bands):
+        raise ValidationError(f"bands must be a list of one or more band names, got {bands!r}")
+    return list(bands)
+
+
 def _aoi_geometries(aoi: Any) -> Any:
     """The AOI as :class:`Geometries`: anything ``coerce_geometries`` takes, or a path or
     URL of a vector file (GeoParquet by suffix, else what GeoPandas reads)."""
@@ -79,12 +89,23 @@ def _aoi_geometries(aoi: Any) -> Any:
 
 def _time_value(v: Any) -> np.datetime64:
     """A ``time_column`` value as datetime64[ns]: datetimes/dates as they are, an
-    integer as that year's 1 January, a string parsed as an ISO date."""
+    integer (or a whole float: 2021.0) as that year's 1 January, NaN/None as NaT, a
+    string parsed as an ISO date."""
     import pandas as pd
 
     if v is None:
         return _NAT
+    if isinstance(v, float | np.floating):
+        # a year column with a missing value is float (2021.0, NaN) in pandas; pandas
+        # took 2021.0 as nanoseconds since 1970, so every year was 1970-01-01
+        if np.isnan(v):
+            return _NAT
+        if not float(v).is_integer():
+            raise ValidationError(f"time_column value {v!r} is not a date or a year")
+        v = int(v)
     if isinstance(v, int | np.integer) and not isinstance(v, bool):
+        if not 1678 <= int(v) <= 2261:  # the years datetime64[ns] holds
+            raise ValidationError(f"time_column value {v!r} is not a year (1678..2261)")
         return np.datetime64(dt.datetime(int(v), 1, 1), "ns")
     try:
         ts = pd.Timestamp(v)
@@ -319,14 +340,15 @@ async def build_mosaic_async(
         temp_path,
     )
 
-    if isinstance(bands, str):
-        bands = [bands]
-    bands = list(bands)
+    bands = _band_list(bands)
     if not isinstance(collection, Collection | str):
         raise ValidationError(
             "collection must be a tessellum Collection or a catalog dataset id, got "
             f"{type(collection).__name__}"
         )
+    from ..flow._common import check_client
+
+    check_client(client)  # before any work: a wrong client was an AttributeError at the end
     chunk_size = int_arg(chunk_size, "chunk_size", 1)
     shard_size = int_arg(shard_size, "shard_size", 1)
     if resampling not in RESAMPLING:
@@ -515,9 +537,7 @@ async def build_gti_mosaic_async(
     from ..collection.build import build_from_gti_async, gti_metadata
     from ..store import CloudConfig
 
-    if isinstance(bands, str):
-        bands = [bands]
-    bands = list(bands)
+    bands = _band_list(bands)
     if len(bands) != 1:
         raise ValidationError(
             f"bands {bands!r}: a GTI tile gives one band here; pass one band name"

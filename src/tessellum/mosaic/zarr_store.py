@@ -63,6 +63,10 @@ def open_mosaic(path: str | os.PathLike, group: str | None = None) -> Any:
     """
     import xarray as xr
 
+    if not isinstance(path, str | os.PathLike):
+        raise ValidationError(f"path must be a mosaic store path or URL, got {path!r}")
+    if group is not None and not isinstance(group, str):
+        raise ValidationError(f"group must be a level name such as '1', got {group!r}")
     p = os.fspath(path)
     p = p if is_url(p) else local_path(p)
     consolidated: bool | None = False
@@ -100,6 +104,8 @@ def mosaic_grid(ds: Any) -> Grid:
 
     from ..geo.crs import crs_to_code
 
+    if not hasattr(ds, "attrs") or not hasattr(ds, "sizes"):
+        raise ValidationError(f"mosaic_grid takes a mosaic xarray.Dataset, got {ds!r}")
     try:
         t = Affine(*[float(v) for v in list(ds.attrs["transform"])[:6]])
         crs = crs_to_code(ds.attrs["crs"])
@@ -181,6 +187,9 @@ def create_store(
             "chunks": (1, chunk_size, chunk_size),
             "shards": (1, *shard),
             "_FillValue": b.nodata,
+            # zarr's own fill value too: xarray keeps _FillValue as an attribute only,
+            # and a chunk never written (no record touches its shard) must read nodata
+            "fill_value": b.nodata,
         }
     coords: dict[str, Any] = {"time": tvals, "spatial_ref": xr.DataArray(0, attrs=sref)}
     if not skip_xy_coords:

@@ -46,11 +46,21 @@ def geometry_bounds(geom: Any, geom_crs: Any, dst_crs: Any) -> tuple[float, floa
 
 def unwrap_longitudes(lon: np.ndarray) -> np.ndarray:
     """Longitudes of one geometry that cross the antimeridian (they span more than
-    180°), moved to 0..360 so they stay contiguous (179.9 .. 180.1, not -180 .. 180);
-    others as they are. Geographic grids may extend past ±180."""
-    if len(lon) and lon.max() - lon.min() > 180:
-        return np.where(lon < 0, lon + 360.0, lon)
-    return lon
+    180° with a gap of more than 180° between them), moved past 180 so they stay
+    contiguous (179.9 .. 180.1, not -180 .. 180); others as they are. Geographic grids
+    may extend past ±180.
+
+    A geometry whose (densified) longitudes fill -180..180 without such a gap, e.g. a
+    world box, is left as it is: moving its western half past 180 cut it short (a
+    (-180, -60, 180, 60) AOI gave a grid from 0 to 349, without -11..0)."""
+    if not len(lon) or lon.max() - lon.min() <= 180:
+        return lon
+    s = np.unique(lon)
+    gaps = np.diff(s)
+    k = int(np.argmax(gaps))
+    if gaps[k] <= 180:
+        return lon
+    return np.where(lon <= s[k], lon + 360.0, lon)
 
 
 def _segment_length(geom: Any) -> float:
