@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import geopandas as gpd
 import pandas as pd
 import pytest
@@ -28,7 +30,6 @@ def _use_world_engine(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("suffix", [".parquet", ".csv"])
 def test_extract_cli(tmp_path, monkeypatch, suffix):
-    from tessellum.cli.extract import extract
 
     _use_world_engine(tmp_path, monkeypatch)
     hrus = gpd.GeoDataFrame(
@@ -39,8 +40,7 @@ def test_extract_cli(tmp_path, monkeypatch, suffix):
     src = tmp_path / "hrus.gpkg"
     hrus.to_file(src)
     out = tmp_path / f"attributes{suffix}"
-    app = typer.Typer()
-    app.command()(extract)
+    app = _extract_app()
     res = CliRunner().invoke(
         app,
         [
@@ -74,7 +74,6 @@ def test_extract_cli_processes_same_table(tmp_path, monkeypatch):
     table ``--processes 0`` writes."""
     import tessellum.attributes as attrs
     from _attr_world import random_polygons
-    from tessellum.cli.extract import extract
 
     _use_world_engine(tmp_path, monkeypatch)
     sent = []
@@ -85,8 +84,7 @@ def test_extract_cli_processes_same_table(tmp_path, monkeypatch):
     polys = random_polygons(300, seed=7)
     src = tmp_path / "hrus.gpkg"
     gpd.GeoDataFrame({"hru_id": range(len(polys))}, geometry=polys, crs="EPSG:4326").to_file(src)
-    app = typer.Typer()
-    app.command()(extract)
+    app = _extract_app()
     tables = []
     for n in ("0", "2"):
         out = tmp_path / f"attributes-{n}.parquet"
@@ -105,19 +103,32 @@ def test_extract_cli_processes_same_table(tmp_path, monkeypatch):
     assert attrs._workers._pool is None  # the CLI stops its workers
 
 
-def test_extract_cli_output_folder(tmp_path, monkeypatch):
-    """A missing --out folder is created (the table is not lost after the extraction);
-    one that cannot be created is refused before any statistics are computed."""
-    import tessellum.attributes as attrs
-    from tessellum.cli.extract import extract
-
-    _use_world_engine(tmp_path, monkeypatch)
+def _one_hru(tmp_path: Path) -> Path:
+    """A GeoPackage of one HRU inside the world's DEM."""
     src = tmp_path / "hrus.gpkg"
     gpd.GeoDataFrame(
         {"hru_id": [1]}, geometry=[box(X0 + 0.1, Y0 - 0.3, X0 + 0.18, Y0 - 0.2)], crs="EPSG:4326"
     ).to_file(src)
+    return src
+
+
+def _extract_app() -> typer.Typer:
+    """The ``tessellum extract`` command as a one-command app for CliRunner."""
+    from tessellum.cli.extract import extract
+
     app = typer.Typer()
     app.command()(extract)
+    return app
+
+
+def test_extract_cli_output_folder(tmp_path, monkeypatch):
+    """A missing --out folder is created (the table is not lost after the extraction);
+    one that cannot be created is refused before any statistics are computed."""
+    import tessellum.attributes as attrs
+
+    _use_world_engine(tmp_path, monkeypatch)
+    src = _one_hru(tmp_path)
+    app = _extract_app()
     args = ["--geometries", str(src), "--datasets", "copernicus_dem:elevation", "--no-progress"]
     out = tmp_path / "new" / "nested" / "a.csv"
     res = CliRunner().invoke(app, [*args, "--out", str(out)])
@@ -136,18 +147,13 @@ def test_extract_cli_output_folder(tmp_path, monkeypatch):
 def test_extract_cli_temp_file_is_unique(tmp_path, monkeypatch):
     """The table is staged under a name unique to the run: a file named like the old
     fixed ``OUT.part`` (another run's, or the user's) is neither overwritten nor removed."""
-    from tessellum.cli.extract import extract
 
     _use_world_engine(tmp_path, monkeypatch)
-    src = tmp_path / "hrus.gpkg"
-    gpd.GeoDataFrame(
-        {"hru_id": [1]}, geometry=[box(X0 + 0.1, Y0 - 0.3, X0 + 0.18, Y0 - 0.2)], crs="EPSG:4326"
-    ).to_file(src)
+    src = _one_hru(tmp_path)
     out = tmp_path / "t.csv"
     other = tmp_path / "t.csv.part"
     other.write_text("another run's table")
-    app = typer.Typer()
-    app.command()(extract)
+    app = _extract_app()
     args = ["--geometries", str(src), "--datasets", "copernicus_dem:elevation", "--no-progress"]
     res = CliRunner().invoke(app, [*args, "--out", str(out)])
     assert res.exit_code == 0, res.output
@@ -162,7 +168,6 @@ def test_extract_cli_every_dataset_failing_is_an_error(tmp_path, monkeypatch):
     stays a warning."""
     import tessellum.attributes as attrs
     from tessellum.attributes import AttributeEngine, NullResultCache, StaticCollectionSource
-    from tessellum.cli.extract import extract
     from tessellum.errors import UpstreamError
 
     aw = build_world(tmp_path / "w")
@@ -173,12 +178,8 @@ def test_extract_cli_every_dataset_failing_is_an_error(tmp_path, monkeypatch):
         collections=StaticCollectionSource({**aw.collections, "copernicus_dem:elevation": down}),
     )
     monkeypatch.setattr(attrs, "_engine", eng)
-    src = tmp_path / "hrus.gpkg"
-    gpd.GeoDataFrame(
-        {"hru_id": [1]}, geometry=[box(X0 + 0.1, Y0 - 0.3, X0 + 0.18, Y0 - 0.2)], crs="EPSG:4326"
-    ).to_file(src)
-    app = typer.Typer()
-    app.command()(extract)
+    src = _one_hru(tmp_path)
+    app = _extract_app()
     out = tmp_path / "t.csv"
     args = ["--geometries", str(src), "--out", str(out), "--no-progress"]
     res = CliRunner().invoke(app, [*args, "--datasets", "copernicus_dem:elevation"])
