@@ -434,11 +434,11 @@ def _read_gti(index: Any, cloud_config: Any) -> tuple[Any, dict[str, str]]:
         meta = gti_layer_metadata(index)
         gdf = read_vector_table(index, where=meta.get("FILTER") or None, cloud_config=cloud_config)
         return gdf, meta
-    from ..mosaic._remote import read_object
+    from ..store import read_url
 
     with tempfile.TemporaryDirectory(prefix="tessellum-") as tmp:
         local = Path(tmp) / (name or "index.gpkg")  # GDAL picks drivers by the extension
-        local.write_bytes(read_object(text, cloud_config))
+        local.write_bytes(read_url(text, cloud_config))
         meta = gti_layer_metadata(local)
         return _read_vector(local, name, text, "vector table", meta.get("FILTER") or None), meta
 

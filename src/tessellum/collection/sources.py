@@ -56,13 +56,13 @@ def _remote_table(url: str) -> Any:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from ..mosaic._remote import read_object
+    from ..store import read_url
 
     if not url.split("?")[0].lower().endswith((".parquet", ".geoparquet")):
         raise ValidationError(
             f"a record table at a URL must be a Parquet or GeoParquet file, got {url!r}"
         )
-    data = read_object(url)
+    data = read_url(url)
     try:
         table = pq.read_table(pa.BufferReader(bytes(data)))
     except (pa.ArrowInvalid, OSError) as exc:
@@ -467,9 +467,9 @@ def read_vector_table(
         )
     text = os.fspath(source)
     if "://" in text and not text.startswith("file://"):
-        from ..mosaic._remote import read_object
+        from ..store import read_url
 
-        data = read_object(text, cloud_config)
+        data = read_url(text, cloud_config)
         name = text.split("?")[0].rsplit("/", 1)[-1]
         if name.lower().endswith((".parquet", ".geoparquet")):
             return _read_vector(io.BytesIO(data), name, text, what, where)

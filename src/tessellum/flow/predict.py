@@ -32,7 +32,7 @@ import numpy as np
 from .._args import int_arg
 from .._interop import require
 from ..errors import ValidationError
-from ..mosaic._remote import is_url, read_object, store_errors
+from ..mosaic._remote import is_url, store_errors
 from ..mosaic.zarr_store import MOSAIC_ATTR, mosaic_grid, open_mosaic, publish, remove, zarr_store
 from ._common import (
     blocks,
@@ -265,8 +265,10 @@ def _load_model_file(path: str, dev: Any) -> Any:
     ``torch.export`` program (``.pt2``) or a TorchScript file."""
     import torch
 
+    from ..store import read_url
+
     if is_url(path):
-        source: Any = io.BytesIO(read_object(path))
+        source: Any = io.BytesIO(read_url(path))
     elif not Path(path).is_file():
         raise ValidationError(f"model {path!r} is not a file")
     else:

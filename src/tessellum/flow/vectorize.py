@@ -240,11 +240,12 @@ def _publish_object(tmp: str, dest: str) -> str | None:
     import pandas as pd
 
     from ..mosaic.zarr_mosaic import write_frame
+    from ..store import read_url
 
     urls = _remote.list_urls(tmp)
     if not urls:
         return None
-    frames = [gpd.read_parquet(io.BytesIO(_remote.read_object(u))) for u in sorted(urls)]
+    frames = [gpd.read_parquet(io.BytesIO(read_url(u))) for u in sorted(urls)]
     joined = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=frames[0].crs)
     write_frame(joined, dest)
     _remote.remove_prefix(tmp)

@@ -104,20 +104,10 @@ def zarr_store(uri: str | os.PathLike, *, read_only: bool = False) -> Any:
         return ObjectStore(open_prefix_store(text), read_only=read_only)
 
 
-def _bucket(url: str, cloud_config: Any = None) -> tuple[Any, str]:
+def _bucket(url: str) -> tuple[Any, str]:
     from ..store import open_store
 
-    return open_store(url, cloud_config=cloud_config)
-
-
-def read_object(url: str, cloud_config: Any = None) -> bytes:
-    """The whole object at ``url`` (retries and errors as :mod:`tessellum.store` reads;
-    ``cloud_config``: its URL rewrites and store settings)."""
-    from ..store import object_size, read_range
-
-    store, path = _bucket(url, cloud_config)
-    size = object_size(store, path)
-    return bytes(read_range(store, path, 0, size)) if size else b""
+    return open_store(url)
 
 
 def _retried(call: Any, url: str, what: str) -> Any:
@@ -174,9 +164,10 @@ def root_attrs(url: str) -> dict[str, Any] | None:
     """The attributes of the Zarr group at the prefix ``url`` (None: no root there, or
     not a group)."""
     from ..errors import NotFoundError
+    from ..store import read_url
 
     try:
-        meta = json.loads(read_object(join_url(url, ROOT)))
+        meta = json.loads(read_url(join_url(url, ROOT)))
     except NotFoundError:
         return None
     except ValueError:

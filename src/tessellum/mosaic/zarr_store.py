@@ -71,13 +71,13 @@ def open_mosaic(path: str | os.PathLike, group: str | None = None) -> Any:
     p = p if is_url(p) else local_path(p)
     consolidated: bool | None = False
     if is_url(p):
-        from ._remote import read_object
+        from ..store import read_url
 
         # the group must be there (a named NotFoundError, not zarr's own); its
         # consolidated metadata is used: an http(s) server cannot list a store
         meta_url = join_url(p, f"{group.strip('/')}/{ROOT}" if group else ROOT)
         try:
-            meta = json.loads(read_object(meta_url))
+            meta = json.loads(read_url(meta_url))
         except ValueError as exc:
             raise ValidationError(f"{p!r} is not a Zarr v3 mosaic store: {exc}") from exc
         if not isinstance(meta, dict):

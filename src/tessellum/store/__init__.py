@@ -23,6 +23,7 @@ from ._read import (
     read_range_async,
     read_ranges,
     read_ranges_async,
+    read_url,
 )
 from ._resolve import (
     DEFAULT_CLIENT_OPTIONS,
@@ -73,6 +74,7 @@ __all__ = [
     "read_range_async",
     "read_ranges",
     "read_ranges_async",
+    "read_url",
     "resolve_url",
     "s3_to_https",
     "set_default_limit",

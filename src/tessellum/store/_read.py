@@ -16,7 +16,7 @@ from .._sync import run_sync
 from ..errors import DataFormatError, ProtocolError, ValidationError
 from ._coalesce import CoalescePolicy, MergedRange, coalesce_ranges
 from ._limiter import Limiter, default_limiter
-from ._resolve import describe_url
+from ._resolve import describe_url, open_store
 from ._retry import Kind, RetryPolicy, classify, with_retries
 from ._stats import IOStats, current_stats
 
@@ -336,3 +336,12 @@ def object_size(store: RangeStore, path: str, **kwargs: Any) -> int:
     """Sync wrapper of :func:`object_size_async`."""
     kwargs.setdefault("stats", current_stats())
     return run_sync(object_size_async(store, path, **kwargs))
+
+
+def read_url(url: str, cloud_config: Any = None) -> bytes:
+    """The whole object at ``url`` (a path or any URL :func:`open_store` resolves, with
+    ``cloud_config``'s rewrites and settings): one size request, one ranged read, with
+    this module's retries and errors."""
+    store, path = open_store(url, cloud_config=cloud_config)
+    size = object_size(store, path)
+    return bytes(read_range(store, path, 0, size)) if size else b""
